@@ -42,9 +42,17 @@ type DeviceState struct {
 	Duplicates uint64 `protobuf:"varint,5,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
 	// Sequence numbers skipped: the device numbered readings that never
 	// arrived (sum of seq jumps beyond +1).
-	Gaps          uint64 `protobuf:"varint,6,opt,name=gaps,proto3" json:"gaps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Gaps uint64 `protobuf:"varint,6,opt,name=gaps,proto3" json:"gaps,omitempty"`
+	// How much more the device could discharge now, kW, >= 0: min(its
+	// discharge limit, the power its energy above the reserve SoC sustains for
+	// the headroom horizon) minus what it delivers now. 0 when offline or not
+	// dispatchable (fault, standby). OpenADR 3: STORAGE_MAX_DISCHARGE_POWER.
+	HeadroomDischargeKw float64 `protobuf:"fixed64,7,opt,name=headroom_discharge_kw,json=headroomDischargeKw,proto3" json:"headroom_discharge_kw,omitempty"`
+	// How much more the device could absorb now, kW, >= 0, from its charge
+	// limit and the energy below full. OpenADR 3: STORAGE_MAX_CHARGE_POWER.
+	HeadroomChargeKw float64 `protobuf:"fixed64,8,opt,name=headroom_charge_kw,json=headroomChargeKw,proto3" json:"headroom_charge_kw,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeviceState) Reset() {
@@ -115,6 +123,20 @@ func (x *DeviceState) GetDuplicates() uint64 {
 func (x *DeviceState) GetGaps() uint64 {
 	if x != nil {
 		return x.Gaps
+	}
+	return 0
+}
+
+func (x *DeviceState) GetHeadroomDischargeKw() float64 {
+	if x != nil {
+		return x.HeadroomDischargeKw
+	}
+	return 0
+}
+
+func (x *DeviceState) GetHeadroomChargeKw() float64 {
+	if x != nil {
+		return x.HeadroomChargeKw
 	}
 	return 0
 }
@@ -560,7 +582,7 @@ var File_vpp_v1_state_proto protoreflect.FileDescriptor
 
 const file_vpp_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x12vpp/v1/state.proto\x12\x06vpp.v1\x1a\x16vpp/v1/telemetry.proto\"\xb9\x01\n" +
+	"\x12vpp/v1/state.proto\x12\x06vpp.v1\x1a\x16vpp/v1/telemetry.proto\"\x9b\x02\n" +
 	"\vDeviceState\x12#\n" +
 	"\x04last\x18\x01 \x01(\v2\x0f.vpp.v1.ReadingR\x04last\x12\x1d\n" +
 	"\n" +
@@ -570,7 +592,9 @@ const file_vpp_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"duplicates\x18\x05 \x01(\x04R\n" +
 	"duplicates\x12\x12\n" +
-	"\x04gaps\x18\x06 \x01(\x04R\x04gaps\"\xd2\x01\n" +
+	"\x04gaps\x18\x06 \x01(\x04R\x04gaps\x122\n" +
+	"\x15headroom_discharge_kw\x18\a \x01(\x01R\x13headroomDischargeKw\x12,\n" +
+	"\x12headroom_charge_kw\x18\b \x01(\x01R\x10headroomChargeKw\"\xd2\x01\n" +
 	"\tSiteState\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12#\n" +
 	"\rsubstation_id\x18\x02 \x01(\tR\fsubstationId\x12\x1b\n" +

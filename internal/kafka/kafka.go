@@ -1,0 +1,264 @@
+// Package kafka holds what every vpp process shares about Kafka: topic
+// names, sarama configuration, topic administration and the embedded
+// Kafka-protocol broker.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Defaults for the Kafka flags every command shares.
+const (
+	DefaultPrefix       = "vpp."
+	DefaultVersion      = "3.6.0"
+	DefaultPartitions   = 12
+	DefaultReplication  = 1
+	DefaultBrokers      = "127.0.0.1:9092"
+	defaultRetryBackoff = 250 * time.Millisecond
+)
+
+// ErrTopicMismatch is returned when an existing topic differs from what vpp
+// needs (partition count, cleanup policy).
+var ErrTopicMismatch = errors.New("topic mismatch")
+
+// Options are the Kafka settings shared by every command.
+type Options struct {
+	// Brokers are the bootstrap addresses.
+	Brokers []string
+	// Prefix is prepended to every topic name (default "vpp.").
+	Prefix string
+	// Version is the Kafka protocol version to speak; it must not be higher
+	// than the broker's (default 3.6.0, which Kafka 3.6+ and 4.x accept).
+	Version string
+	// Partitions is the partition count of the telemetry topic and of the
+	// state topic (they must match) when vpp creates them.
+	Partitions int32
+	// Replication is the replication factor of topics vpp creates.
+	Replication int16
+	// TelemetryRetention bounds the telemetry topic by age when vpp creates
+	// it (0 leaves the broker default).
+	TelemetryRetention time.Duration
+	// ClientID names this process to the brokers.
+	ClientID string
+}
+
+// Topics returns the topic names for the options' prefix.
+func (o Options) Topics() Topics { return Topics{Prefix: o.Prefix} }
+
+// Topics names the topics of one vpp deployment.
+type Topics struct{ Prefix string }
+
+// Telemetry is the topic of valid readings, keyed by site ID.
+func (t Topics) Telemetry() string { return t.Prefix + "telemetry" }
+
+// Rejected is the topic of invalid readings and frames, raw bytes with the
+// reason in the headers.
+func (t Topics) Rejected() string { return t.Prefix + "telemetry.rejected" }
+
+// State is the compacted topic of site and partition state, written to the
+// same partition number as the telemetry it came from.
+func (t Topics) State() string { return t.Prefix + "state" }
+
+// Stats is the compacted topic of per-instance ingest accounting.
+func (t Topics) Stats() string { return t.Prefix + "stats" }
+
+// Header names carried by records in the rejected topic.
+const (
+	HeaderReason = "vpp-reason"
+	HeaderRemote = "vpp-remote"
+	HeaderTime   = "vpp-time"
+	HeaderDevice = "vpp-device"
+)
+
+// SaramaConfig returns the base sarama configuration for the options.
+func (o Options) SaramaConfig() (*sarama.Config, error) {
+	cfg := sarama.NewConfig()
+	v, err := sarama.ParseKafkaVersion(o.Version)
+	if err != nil {
+		return nil, fmt.Errorf("kafka version %q: %w", o.Version, err)
+	}
+	cfg.Version = v
+	cfg.ClientID = o.ClientID
+	if cfg.ClientID == "" {
+		cfg.ClientID = "vpp"
+	}
+	cfg.Metadata.Retry.Backoff = defaultRetryBackoff
+	cfg.Metadata.Full = false
+	cfg.Net.DialTimeout = 5 * time.Second
+	return cfg, nil
+}
+
+// ProducerConfig returns a configuration for a durable producer: idempotent,
+// acks from all in-sync replicas, LZ4 compression, batching.
+func (o Options) ProducerConfig() (*sarama.Config, error) {
+	cfg, err := o.SaramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Retry.Max = 10
+	cfg.Producer.Retry.Backoff = 100 * time.Millisecond
+	cfg.Producer.Compression = sarama.CompressionLZ4
+	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
+	cfg.Producer.Flush.Bytes = 512 << 10
+	cfg.Producer.Flush.MaxMessages = 0
+	cfg.Producer.MaxMessageBytes = 1 << 20
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.Retry.MaxBufferLength = 100_000
+	cfg.Producer.Retry.MaxBufferBytes = 64 << 20
+	return cfg, nil
+}
+
+// TopicSpec describes a topic vpp needs.
+type TopicSpec struct {
+	Name        string
+	Partitions  int32
+	Replication int16
+	Config      map[string]*string
+	// ExactPartitions makes a different partition count an error (the
+	// telemetry and state topics must match partition for partition).
+	ExactPartitions bool
+}
+
+// Specs returns the topics a vpp deployment needs.
+func (o Options) Specs() []TopicSpec {
+	t := o.Topics()
+	str := func(s string) *string { return &s }
+	compact := map[string]*string{
+		"cleanup.policy":            str("compact"),
+		"segment.ms":                str("60000"),
+		"min.cleanable.dirty.ratio": str("0.1"),
+		"delete.retention.ms":       str("60000"),
+	}
+	tel := map[string]*string{}
+	if o.TelemetryRetention > 0 {
+		tel["retention.ms"] = str(strconv.FormatInt(o.TelemetryRetention.Milliseconds(), 10))
+		tel["segment.ms"] = str(strconv.FormatInt(min(o.TelemetryRetention.Milliseconds(), 3_600_000), 10))
+	}
+	rej := map[string]*string{"retention.ms": str(strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10))}
+	return []TopicSpec{
+		{Name: t.Telemetry(), Partitions: o.Partitions, Replication: o.Replication, Config: tel, ExactPartitions: true},
+		{Name: t.State(), Partitions: o.Partitions, Replication: o.Replication, Config: compact, ExactPartitions: true},
+		{Name: t.Rejected(), Partitions: 1, Replication: o.Replication, Config: rej},
+		{Name: t.Stats(), Partitions: 1, Replication: o.Replication, Config: compact},
+	}
+}
+
+// EnsureTopics creates the deployment's topics when they are missing and
+// checks that existing ones match (partition counts of telemetry and state
+// must be equal: state partition p belongs to telemetry partition p). It
+// retries until the brokers answer or ctx ends.
+func EnsureTopics(ctx context.Context, o Options) error {
+	cfg, err := o.SaramaConfig()
+	if err != nil {
+		return err
+	}
+	var admin sarama.ClusterAdmin
+	for {
+		admin, err = sarama.NewClusterAdmin(o.Brokers, cfg)
+		if err == nil {
+			break
+		}
+		slog.Warn("kafka not reachable, retrying", "brokers", o.Brokers, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connect to kafka %v: %w", o.Brokers, err)
+		case <-time.After(time.Second):
+		}
+	}
+	defer admin.Close()
+	for _, spec := range o.Specs() {
+		if err := ensureTopic(ctx, admin, spec); err != nil {
+			return err
+		}
+	}
+	t := o.Topics()
+	parts, err := partitionCount(admin, t.Telemetry())
+	if err != nil {
+		return err
+	}
+	sparts, err := partitionCount(admin, t.State())
+	if err != nil {
+		return err
+	}
+	if parts != sparts {
+		return fmt.Errorf("%w: %s has %d partitions but %s has %d; they must match", ErrTopicMismatch, t.Telemetry(), parts, t.State(), sparts)
+	}
+	return nil
+}
+
+func partitionCount(admin sarama.ClusterAdmin, topic string) (int, error) {
+	md, err := admin.DescribeTopics([]string{topic})
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	if len(md) != 1 || !errors.Is(md[0].Err, sarama.ErrNoError) {
+		return 0, fmt.Errorf("describe topic %s: %v", topic, md)
+	}
+	return len(md[0].Partitions), nil
+}
+
+func ensureTopic(ctx context.Context, admin sarama.ClusterAdmin, spec TopicSpec) error {
+	for attempt := 0; ; attempt++ {
+		md, err := admin.DescribeTopics([]string{spec.Name})
+		if err == nil && len(md) == 1 && errors.Is(md[0].Err, sarama.ErrNoError) && len(md[0].Partitions) > 0 {
+			if spec.ExactPartitions && int32(len(md[0].Partitions)) != spec.Partitions {
+				return fmt.Errorf("%w: topic %s has %d partitions, want %d (delete it or pass --partitions %d)",
+					ErrTopicMismatch, spec.Name, len(md[0].Partitions), spec.Partitions, len(md[0].Partitions))
+			}
+			if want := spec.Config["cleanup.policy"]; want != nil {
+				if err := checkCleanupPolicy(admin, spec.Name, *want); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		err = admin.CreateTopic(spec.Name, &sarama.TopicDetail{
+			NumPartitions:     spec.Partitions,
+			ReplicationFactor: spec.Replication,
+			ConfigEntries:     spec.Config,
+		}, false)
+		if err == nil {
+			slog.Info("created topic", "topic", spec.Name, "partitions", spec.Partitions, "replication", spec.Replication)
+			continue // describe again: metadata may lag creation
+		}
+		var te *sarama.TopicError
+		if errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists {
+			continue
+		}
+		if attempt >= 20 {
+			return fmt.Errorf("create topic %s: %w", spec.Name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create topic %s: %w", spec.Name, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func checkCleanupPolicy(admin sarama.ClusterAdmin, topic, want string) error {
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"cleanup.policy"}})
+	if err != nil {
+		// Some brokers do not answer DescribeConfigs; the partition check
+		// above is the one that matters for correctness.
+		slog.Debug("describe topic config", "topic", topic, "err", err)
+		return nil
+	}
+	for _, e := range entries {
+		if e.Name == "cleanup.policy" && e.Value != want {
+			return fmt.Errorf("%w: topic %s has cleanup.policy=%s, want %s", ErrTopicMismatch, topic, e.Value, want)
+		}
+	}
+	return nil
+}
