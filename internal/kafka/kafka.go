@@ -90,7 +90,6 @@ func (o Options) SaramaConfig() (*sarama.Config, error) {
 		cfg.ClientID = "vpp"
 	}
 	cfg.Metadata.Retry.Backoff = defaultRetryBackoff
-	cfg.Metadata.Full = false
 	cfg.Net.DialTimeout = 5 * time.Second
 	return cfg, nil
 }

@@ -1,0 +1,50 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+)
+
+func TestEnsureTopicsCreatesAndChecks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := kafkatest.Options(t, 3)
+	if err := kafka.EnsureTopics(ctx, o); err != nil {
+		t.Fatalf("ensure topics: %v", err)
+	}
+	// Idempotent on a second run.
+	if err := kafka.EnsureTopics(ctx, o); err != nil {
+		t.Fatalf("ensure topics again: %v", err)
+	}
+	cfg, err := o.SaramaConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sarama.NewClient(o.Brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	for topic, want := range map[string]int{o.Topics().Telemetry(): 3, o.Topics().State(): 3, o.Topics().Rejected(): 1, o.Topics().Stats(): 1} {
+		parts, err := client.Partitions(topic)
+		if err != nil {
+			t.Fatalf("partitions of %s: %v", topic, err)
+		}
+		if len(parts) != want {
+			t.Errorf("%s has %d partitions, want %d", topic, len(parts), want)
+		}
+	}
+	// A different partition count for the existing topics is an error.
+	o.Partitions = 5
+	err = kafka.EnsureTopics(ctx, o)
+	if !errors.Is(err, kafka.ErrTopicMismatch) {
+		t.Fatalf("ensure with other partition count: got %v, want ErrTopicMismatch", err)
+	}
+}
