@@ -1,0 +1,37 @@
+# Developer entry points. `make test` is the test command CI runs.
+GO ?= go
+
+.PHONY: test test-unit lint proto proto-check fuzz kafka-start kafka-stop build demo
+
+build:
+	$(GO) build -o vpp ./cmd/vpp
+
+demo:
+	$(GO) run ./cmd/vpp demo
+
+# The whole suite. With VPP_TEST_BROKERS=host:port the Kafka tests run
+# against that broker; without it they start an embedded broker.
+test: lint proto-check
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+proto:
+	scripts/protogen.sh
+
+proto-check:
+	scripts/protogen.sh --check
+
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./internal/ingest/
+
+kafka-start:
+	scripts/kafka.sh start
+
+kafka-stop:
+	scripts/kafka.sh stop
