@@ -1,12 +1,226 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/units"
 )
 
-// newSimCmd is replaced by the real command.
+// Defaults of vpp sim's flags.
+const (
+	defaultSimURL     = "ws://127.0.0.1:8080/v1/telemetry"
+	defaultSimDevices = 1000
+	defaultSimRate    = 10000
+)
+
+const simLong = `Simulate a fleet of batteries that stream telemetry to vpp ingest.
+
+Every device is a battery with its own size (residential 5–15 kWh or
+commercial 50–500 kWh), state of health and power limits. A local
+controller charges it from the midday solar surplus and discharges it into
+the evening peak; state of charge integrates power with 95 % efficiency each
+way, voltage follows the state of charge, temperature follows the load, and
+rare faults take a device offline for a while.
+
+Devices are spread round-robin over sites, sites over substations and
+substations over regions. They share --conns WebSocket connections (like
+gateways) and send binary protobuf frames every --frame-interval; the fleet
+as a whole sends --rate readings per second, each device once every
+devices/rate seconds. Simulated time runs --time-scale times faster than the
+wall clock, so with the default of 60 a day passes in 24 minutes. The same
+--seed and --start give the same readings.
+
+Ingest acknowledges readings once they are durable. A device keeps every
+unacked reading and stops generating when it has --max-in-flight of them
+(backpressure); after a reconnect it sends all of them again, in order,
+before new ones. When generation stops (--count reached or --duration over)
+the simulator waits up to --drain-timeout for the last acks. It exits with
+status 1 if some readings were never acknowledged.
+
+--truth writes the ground truth as JSON at the end (also when interrupted):
+the readings sent and acked, and the fleet's power, stored energy and
+capacity summed over each device's last reading. Once the fleet is quiet,
+the aggregator's fleet totals must equal it.
+
+Ctrl-C stops generating, drains for up to two seconds, writes the truth file
+and exits 0.`
+
+const simExample = `  # 1000 devices, 10k readings/s, until Ctrl-C
+  vpp sim
+
+  # Exactly one million readings from 10k devices, then check the totals
+  vpp sim --devices 10k --rate 50k --count 1M --truth truth.json
+
+  # A reproducible day: fixed start and seed, one simulated day in 24 s
+  vpp sim --start 2026-06-21T00:00:00Z --seed 7 --time-scale 3600 --duration 24s
+
+  # Fault injection for dedupe tests: send 10 % of frames twice
+  vpp sim --count 100k --duplicate-frames 0.1 --truth truth.json`
+
 func newSimCmd() *cobra.Command {
-	return &cobra.Command{Use: "sim", RunE: func(*cobra.Command, []string) error { return errors.New("not implemented yet") }}
+	var (
+		cfg     sim.Config
+		rate    = units.Count{V: defaultSimRate}
+		devices = units.Count{V: defaultSimDevices}
+		count   units.Count
+		start   string
+		truth   string
+		quiet   bool
+	)
+	cmd := &cobra.Command{
+		Use:     "sim",
+		Short:   "Simulate a battery fleet streaming telemetry to ingest",
+		Long:    simLong,
+		Example: simExample,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.Devices, err = wholeCount("--devices", devices.V); err != nil {
+				return err
+			}
+			n, err := wholeCount("--count", count.V)
+			if err != nil {
+				return err
+			}
+			cfg.Count = int64(n)
+			cfg.Rate = rate.V
+			if start != "" {
+				if cfg.Start, err = time.Parse(time.RFC3339, start); err != nil {
+					return usageError{fmt.Errorf("--start: want RFC3339 such as 2026-06-21T00:00:00Z: %w", err)}
+				}
+			}
+			cfg.Logger = slog.Default()
+			s, err := sim.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			return runSim(cmd.Context(), s, cmd.ErrOrStderr(), truth, quiet)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.URL, "url", defaultSimURL, "ingest WebSocket URL")
+	f.Var(&devices, "devices", "fleet size (SI suffixes: 10k)")
+	f.Var(&rate, "rate", "readings per second for the whole fleet (SI suffixes: 10k, 1.5M)")
+	f.Var(&count, "count", "stop after this many readings in total, 0 = no limit (SI suffixes: 1M)")
+	f.DurationVar(&cfg.Duration, "duration", 0, "stop generating after this long, 0 = no limit")
+	f.Int64Var(&cfg.Seed, "seed", 1, "random seed: the same seed and --start give the same readings")
+	f.IntVar(&cfg.Conns, "conns", 0, fmt.Sprintf("WebSocket connections shared by the devices (default min(devices, %d))", sim.DefaultMaxConns))
+	f.IntVar(&cfg.Regions, "regions", sim.DefaultRegions, "regions in the fleet")
+	f.IntVar(&cfg.SubstationsPerRegion, "substations", sim.DefaultSubstationsPerRegion, "substations per region")
+	f.IntVar(&cfg.SitesPerSubstation, "sites", sim.DefaultSitesPerSubstation, "sites per substation (devices are spread round-robin over sites)")
+	f.Float64Var(&cfg.TimeScale, "time-scale", sim.DefaultTimeScale, "simulated seconds per wall-clock second")
+	f.StringVar(&start, "start", "", "simulated clock origin, RFC3339 (default now)")
+	f.DurationVar(&cfg.FrameInterval, "frame-interval", sim.DefaultFrameInterval, "how often each connection sends the readings due as one frame")
+	f.IntVar(&cfg.MaxInFlight, "max-in-flight", sim.DefaultMaxInFlight, "unacked readings per device before it pauses (backpressure)")
+	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", sim.DefaultDrainTimeout, "after generation stops, how long to wait for the last acks")
+	f.Float64Var(&cfg.DuplicateFrames, "duplicate-frames", 0, "fault injection: fraction of frames sent twice, 0..1")
+	f.StringVar(&truth, "truth", "", "write the ground truth as JSON to this `file` at the end")
+	f.BoolVar(&quiet, "quiet", false, "no live status line and no summary")
+	return cmd
+}
+
+// wholeCount converts a count flag's value to an int.
+func wholeCount(flag string, v float64) (int, error) {
+	if v != math.Trunc(v) || v > math.MaxInt32*1024.0 {
+		return 0, usageError{fmt.Errorf("%s %v: want a whole number", flag, v)}
+	}
+	return int(v), nil
+}
+
+// runSim runs s with a status line on w once a second, writes the truth
+// file and maps the outcome to the command's error.
+func runSim(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quiet bool) error {
+	tty := isTerminal(w)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	if !quiet {
+		wg.Go(func() { statusLoop(s, w, tty, stop) })
+	}
+	err := s.Run(ctx)
+	close(stop)
+	wg.Wait()
+
+	st := s.Stats()
+	if !quiet {
+		if tty {
+			fmt.Fprint(w, "\r\033[K")
+		}
+		fmt.Fprintf(w, "sim: %s readings sent, %s acked, %d unacked in %s (%s/s), %s retransmitted, %d duplicate frames, %d reconnects, %d errors\n",
+			units.FormatCount(float64(st.Sent)), units.FormatCount(float64(st.Acked)), st.InFlight,
+			st.Elapsed.Round(time.Millisecond), units.FormatCount(st.Rate),
+			units.FormatCount(float64(st.Retransmitted)), st.DuplicateFrames, st.Reconnects, st.Errors)
+	}
+	if truthPath != "" {
+		if werr := s.Truth().WriteFile(truthPath); werr != nil {
+			return werr
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		if !quiet {
+			if st.InFlight > 0 {
+				fmt.Fprintf(w, "sim: interrupted; %d readings were not acknowledged\n", st.InFlight)
+			} else {
+				fmt.Fprintln(w, "sim: interrupted")
+			}
+		}
+		return nil
+	case errors.Is(err, sim.ErrUnacked):
+		return fmt.Errorf("not every reading was acknowledged by ingest (is it running and healthy?): %w", err)
+	}
+	return err
+}
+
+// statusLoop prints a status line once a second until stop is closed. On a
+// terminal it overwrites one line; otherwise it prints one line per second.
+func statusLoop(s *sim.Sim, w io.Writer, tty bool, stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var prev sim.Stats
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		st := s.Stats()
+		secs := (st.Elapsed - prev.Elapsed).Seconds()
+		var rate float64
+		if secs > 0 {
+			rate = float64(st.Sent-prev.Sent) / secs
+		}
+		prev = st
+		line := fmt.Sprintf("sent %s  acked %s  rate %s/s  in-flight %d  reconnects %d  errors %d  elapsed %s",
+			units.FormatCount(float64(st.Sent)), units.FormatCount(float64(st.Acked)), units.FormatCount(rate),
+			st.InFlight, st.Reconnects, st.Errors, st.Elapsed.Round(time.Second))
+		if tty {
+			fmt.Fprint(w, "\r\033[K"+line)
+		} else {
+			fmt.Fprintln(w, strings.TrimSpace(line))
+		}
+	}
+}
+
+// isTerminal reports whether w is a character device such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
