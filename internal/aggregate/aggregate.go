@@ -1,0 +1,340 @@
+// Package aggregate is the digital twin of the fleet: a Kafka consumer group
+// member that folds the telemetry topic into per-device twins and publishes
+// them, site by site, to the compacted state topic.
+//
+// A telemetry partition is the unit of ownership. When partition p is
+// assigned, its state is restored from state partition p before any of its
+// telemetry is applied; telemetry offsets are marked only after the state
+// that reflects them is durable in the state topic (state before offsets);
+// when p is revoked, its state is flushed and dropped.
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// Defaults of Config.
+const (
+	DefaultGroup           = "vpp-aggregate"
+	DefaultOfflineAfter    = 30 * time.Second
+	DefaultReserveSoCPct   = 10
+	DefaultHeadroomHorizon = 15 * time.Minute
+	DefaultFlushInterval   = 250 * time.Millisecond
+)
+
+const (
+	// finalFlushAttempts bounds the retries of the flush when a partition
+	// is released.
+	finalFlushAttempts = 3
+	// retryBackoff is the pause between attempts to restore a partition or
+	// to rejoin the group.
+	retryBackoff = time.Second
+)
+
+// ErrAlreadyRunning is returned by Run when the Aggregator already runs (or
+// ran): an Aggregator joins its group once.
+var ErrAlreadyRunning = errors.New("aggregator already running")
+
+// Config configures an Aggregator.
+type Config struct {
+	// Kafka are the brokers, topic prefix and protocol version.
+	Kafka kafka.Options
+	// Group is the consumer group (default "vpp-aggregate").
+	Group string
+	// InstanceID turns on static membership (Consumer.Group.InstanceId):
+	// a restart within the session timeout keeps the assignment without a
+	// rebalance. Empty means dynamic membership.
+	InstanceID string
+	// OfflineAfter is how long a device may stay silent before it counts as
+	// offline (default 30s).
+	OfflineAfter time.Duration
+	// ReserveSoCPct is the state of charge, percent, that discharge headroom
+	// keeps in reserve (default 10; 0 means the default, a negative value
+	// no reserve).
+	ReserveSoCPct float64
+	// HeadroomHorizon is how long the headroom must be sustainable from the
+	// stored energy (default 15m).
+	HeadroomHorizon time.Duration
+	// FlushInterval is how often dirty sites are published and offsets
+	// marked (default 250ms).
+	FlushInterval time.Duration
+	// Logger receives the aggregator's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Stats is a snapshot of what an Aggregator owns and has done. Counters are
+// those of the partitions it owns now, restored from the state topic, so they
+// cover the partitions' whole history, not only this process's lifetime.
+type Stats struct {
+	// Partitions are the telemetry partitions owned now, sorted.
+	Partitions []int32
+	// Sites and Devices are the twins held in memory.
+	Sites, Devices int
+	// Consumed, Applied, Duplicates, Gaps and Undecodable sum the
+	// PartitionState counters of the owned partitions.
+	Consumed, Applied, Duplicates, Gaps, Undecodable uint64
+	// Lag is the sum over owned partitions of high-water mark minus next
+	// offset: telemetry records not yet applied.
+	Lag int64
+}
+
+// Aggregator is one member of the aggregate consumer group. Create it with
+// New; Run it once.
+type Aggregator struct {
+	cfg   Config
+	twin  twinConfig
+	log   *slog.Logger
+	now   func() time.Time
+	topic string // telemetry
+	state string // state topic
+
+	mu      sync.Mutex
+	running bool
+	session sarama.ConsumerGroupSession // nil when not joined
+	parts   map[int32]*partState
+}
+
+// New validates cfg, fills in its defaults and returns an Aggregator.
+func New(cfg Config) (*Aggregator, error) {
+	if len(cfg.Kafka.Brokers) == 0 {
+		return nil, errors.New("aggregate: no kafka brokers")
+	}
+	if _, err := cfg.Kafka.SaramaConfig(); err != nil {
+		return nil, fmt.Errorf("aggregate: %w", err)
+	}
+	if cfg.Group == "" {
+		cfg.Group = DefaultGroup
+	}
+	if cfg.OfflineAfter <= 0 {
+		cfg.OfflineAfter = DefaultOfflineAfter
+	}
+	if cfg.ReserveSoCPct == 0 {
+		cfg.ReserveSoCPct = DefaultReserveSoCPct
+	}
+	if cfg.HeadroomHorizon <= 0 {
+		cfg.HeadroomHorizon = DefaultHeadroomHorizon
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	t := cfg.Kafka.Topics()
+	return &Aggregator{
+		cfg:   cfg,
+		twin:  twinConfig{offlineAfter: cfg.OfflineAfter, reserve: max(0, cfg.ReserveSoCPct), horizon: cfg.HeadroomHorizon},
+		log:   cfg.Logger.With("component", "aggregate", "group", cfg.Group),
+		now:   time.Now,
+		topic: t.Telemetry(),
+		state: t.State(),
+		parts: make(map[int32]*partState),
+	}, nil
+}
+
+// consumerConfig is the sarama configuration of the group member.
+func (a *Aggregator) consumerConfig() (*sarama.Config, error) {
+	c, err := a.cfg.Kafka.SaramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Offsets.AutoCommit.Enable = true
+	c.Consumer.Offsets.AutoCommit.Interval = max(time.Second, a.cfg.FlushInterval)
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
+	if a.cfg.InstanceID != "" {
+		c.Consumer.Group.InstanceId = a.cfg.InstanceID
+	}
+	return c, nil
+}
+
+// producerConfig is the sarama configuration of the state producer.
+func (a *Aggregator) producerConfig() (*sarama.Config, error) {
+	c, err := a.cfg.Kafka.ProducerConfig()
+	if err != nil {
+		return nil, err
+	}
+	c.Producer.Return.Successes = true
+	c.Producer.Return.Errors = true
+	c.Producer.Partitioner = sarama.NewManualPartitioner
+	if c.ClientID == "vpp" {
+		c.ClientID = "vpp-aggregate"
+	}
+	return c, nil
+}
+
+// Run joins the consumer group and applies telemetry until ctx is done. On
+// the way out it flushes the state of every owned partition, commits the
+// offsets behind it and leaves the group. It returns nil on a clean
+// shutdown.
+func (a *Aggregator) Run(ctx context.Context) (err error) {
+	a.mu.Lock()
+	if a.running {
+		a.mu.Unlock()
+		return ErrAlreadyRunning
+	}
+	a.running = true
+	a.mu.Unlock()
+
+	ccfg, err := a.consumerConfig()
+	if err != nil {
+		return fmt.Errorf("aggregate: consumer config: %w", err)
+	}
+	pcfg, err := a.producerConfig()
+	if err != nil {
+		return fmt.Errorf("aggregate: producer config: %w", err)
+	}
+	brokers := a.cfg.Kafka.Brokers
+
+	// The restore client reads the state topic; the group closes its own
+	// client on Close, so it cannot be shared.
+	rcfg, err := a.cfg.Kafka.SaramaConfig()
+	if err != nil {
+		return fmt.Errorf("aggregate: restore config: %w", err)
+	}
+	rcfg.Consumer.Return.Errors = true
+	// A restore reads up to a known end: do not let the broker hold a fetch
+	// for data that is not coming.
+	rcfg.Consumer.MaxWaitTime = 50 * time.Millisecond
+	rclient, err := sarama.NewClient(brokers, rcfg)
+	if err != nil {
+		return fmt.Errorf("aggregate: connect to kafka %v: %w", brokers, err)
+	}
+	defer closeLogged(a.log, "restore client", rclient)
+	if err := a.checkTopics(rclient); err != nil {
+		return err
+	}
+	rconsumer, err := sarama.NewConsumerFromClient(rclient)
+	if err != nil {
+		return fmt.Errorf("aggregate: state consumer: %w", err)
+	}
+	defer closeLogged(a.log, "state consumer", rconsumer)
+
+	producer, err := sarama.NewSyncProducer(brokers, pcfg)
+	if err != nil {
+		return fmt.Errorf("aggregate: state producer: %w", err)
+	}
+	defer closeLogged(a.log, "state producer", producer)
+
+	group, err := sarama.NewConsumerGroup(brokers, a.cfg.Group, ccfg)
+	if err != nil {
+		return fmt.Errorf("aggregate: join group %s: %w", a.cfg.Group, err)
+	}
+	errsDone := make(chan struct{})
+	go func() {
+		defer close(errsDone)
+		for err := range group.Errors() {
+			a.log.Warn("kafka consumer error", "err", err)
+		}
+	}()
+
+	h := &handler{a: a, client: rclient, consumer: rconsumer, producer: producer}
+	a.log.Info("joining group", "topic", a.topic, "instance", a.cfg.InstanceID)
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, []string{a.topic}, h); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				break
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			a.log.Warn("consumer group session ended, rejoining", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(retryBackoff):
+			}
+		}
+	}
+	if cerr := group.Close(); cerr != nil {
+		a.log.Warn("leave group", "err", cerr)
+	}
+	<-errsDone
+	a.log.Info("left group")
+	return nil
+}
+
+// checkTopics makes sure the telemetry and state topics exist with the same
+// partition count: state partition p holds the state of telemetry partition
+// p. (kafka.EnsureTopics creates them; this catches a deployment that
+// skipped it.)
+func (a *Aggregator) checkTopics(client sarama.Client) error {
+	tel, err := client.Partitions(a.topic)
+	if err != nil {
+		return fmt.Errorf("aggregate: topic %s: %w", a.topic, err)
+	}
+	st, err := client.Partitions(a.state)
+	if err != nil {
+		return fmt.Errorf("aggregate: topic %s: %w", a.state, err)
+	}
+	if len(tel) != len(st) {
+		return fmt.Errorf("aggregate: %w: %s has %d partitions but %s has %d; they must match",
+			kafka.ErrTopicMismatch, a.topic, len(tel), a.state, len(st))
+	}
+	return nil
+}
+
+func closeLogged(log *slog.Logger, what string, c interface{ Close() error }) {
+	if err := c.Close(); err != nil {
+		log.Warn("close "+what, "err", err)
+	}
+}
+
+// Stats returns a snapshot of the owned partitions' accounting.
+func (a *Aggregator) Stats() Stats {
+	a.mu.Lock()
+	parts := make([]*partState, 0, len(a.parts))
+	for _, ps := range a.parts {
+		parts = append(parts, ps)
+	}
+	a.mu.Unlock()
+	var st Stats
+	for _, ps := range parts {
+		ps.mu.Lock()
+		st.Partitions = append(st.Partitions, ps.id)
+		st.Sites += len(ps.sites)
+		st.Devices += ps.devices
+		st.Consumed += ps.acct.Consumed
+		st.Applied += ps.acct.Applied
+		st.Duplicates += ps.acct.Duplicates
+		st.Gaps += ps.acct.Gaps
+		st.Undecodable += ps.acct.Undecodable
+		st.Lag += max(0, ps.acct.HighWaterMark-ps.acct.NextOffset)
+		ps.mu.Unlock()
+	}
+	slices.Sort(st.Partitions)
+	return st
+}
+
+// Ready reports whether the Aggregator has joined its group and restored
+// every partition assigned to it.
+func (a *Aggregator) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.session == nil {
+		return false
+	}
+	for _, p := range a.session.Claims()[a.topic] {
+		ps := a.parts[p]
+		if ps == nil {
+			return false
+		}
+		ps.mu.Lock()
+		ok := ps.restored
+		ps.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

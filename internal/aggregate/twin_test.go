@@ -1,0 +1,243 @@
+package aggregate
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vppctl/vpp/proto/vppv1"
+)
+
+var testTwin = twinConfig{offlineAfter: 30 * time.Second, reserve: 10, horizon: 15 * time.Minute}
+
+func reading(site, dev string, seq uint64, power float64) *vppv1.Reading {
+	return &vppv1.Reading{
+		DeviceId: dev, SiteId: site, SubstationId: "sub-1", RegionId: "north",
+		Seq: seq, TsMs: int64(seq) * 1000, SocPct: 50, SohPct: 99, PowerKw: power,
+		CapacityKwh: 10, MaxChargeKw: 5, MaxDischargeKw: 5, Mode: vppv1.Mode_MODE_IDLE,
+	}
+}
+
+func device(t *testing.T, ps *partState, site, dev string) *vppv1.DeviceState {
+	t.Helper()
+	s := ps.sites[site]
+	if s == nil || s.byID[dev] == nil {
+		t.Fatalf("no twin for %s/%s", site, dev)
+	}
+	return s.byID[dev]
+}
+
+func TestApplyIgnoresDuplicates(t *testing.T) {
+	ps := newPartState(0, testTwin)
+	for _, seq := range []uint64{1, 2, 2, 1, 3, 3} {
+		ps.apply(reading("s1", "d1", seq, float64(seq)), 1000)
+	}
+	d := device(t, ps, "s1", "d1")
+	if d.Applied != 3 || d.Duplicates != 3 || d.Gaps != 0 {
+		t.Errorf("device applied/duplicates/gaps = %d/%d/%d, want 3/3/0", d.Applied, d.Duplicates, d.Gaps)
+	}
+	if ps.acct.Applied != 3 || ps.acct.Duplicates != 3 {
+		t.Errorf("partition applied/duplicates = %d/%d, want 3/3", ps.acct.Applied, ps.acct.Duplicates)
+	}
+	if d.Last.GetSeq() != 3 || d.Last.GetPowerKw() != 3 {
+		t.Errorf("last = seq %d power %v, want seq 3 power 3", d.Last.GetSeq(), d.Last.GetPowerKw())
+	}
+}
+
+func TestApplyIgnoresOlderOutOfOrder(t *testing.T) {
+	ps := newPartState(0, testTwin)
+	if got := ps.apply(reading("s1", "d1", 5, 5), 1000); got != outcomeApplied {
+		t.Fatalf("seq 5: outcome %v, want applied", got)
+	}
+	if got := ps.apply(reading("s1", "d1", 3, 3), 2000); got != outcomeDuplicate {
+		t.Fatalf("seq 3 after 5: outcome %v, want duplicate", got)
+	}
+	d := device(t, ps, "s1", "d1")
+	if d.Last.GetSeq() != 5 || d.Last.GetPowerKw() != 5 || d.AppliedMs != 1000 {
+		t.Errorf("older reading changed the twin: %v", d)
+	}
+	ps.apply(reading("s1", "d1", 6, 6), 3000)
+	if d.Last.GetSeq() != 6 || d.AppliedMs != 3000 {
+		t.Errorf("seq 6 not applied: %v", d)
+	}
+	// The first reading at seq 5 means 1..4 never arrived; 3 arriving late
+	// does not undo that count (it is a duplicate of nothing applied).
+	if d.Gaps != 4 || d.Duplicates != 1 || d.Applied != 2 {
+		t.Errorf("gaps/duplicates/applied = %d/%d/%d, want 4/1/2", d.Gaps, d.Duplicates, d.Applied)
+	}
+}
+
+func TestApplyCountsGaps(t *testing.T) {
+	ps := newPartState(0, testTwin)
+	for _, seq := range []uint64{1, 4, 5, 9} {
+		ps.apply(reading("s1", "d1", seq, 1), 1000)
+	}
+	ps.apply(reading("s1", "d2", 1, 1), 1000)
+	if d := device(t, ps, "s1", "d1"); d.Gaps != 5 {
+		t.Errorf("d1 gaps = %d, want 5 (2,3 and 6,7,8)", d.Gaps)
+	}
+	if d := device(t, ps, "s1", "d2"); d.Gaps != 0 {
+		t.Errorf("d2 gaps = %d, want 0", d.Gaps)
+	}
+	if ps.acct.Gaps != 5 {
+		t.Errorf("partition gaps = %d, want 5", ps.acct.Gaps)
+	}
+}
+
+func TestRecordCountsUndecodable(t *testing.T) {
+	ps := newPartState(0, testTwin)
+	good, err := proto.Marshal(reading("s1", "d1", 1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.record(10, []byte{0xff, 0xff, 0xff}, 1000)
+	ps.record(11, good, 1000)
+	ps.record(12, nil, 1000) // decodes to an empty reading: no device
+	if ps.acct.Consumed != 3 || ps.acct.Undecodable != 2 || ps.acct.Applied != 1 || ps.acct.NextOffset != 13 {
+		t.Errorf("acct = %v, want consumed 3, undecodable 2, applied 1, next 13", ps.acct)
+	}
+}
+
+func TestOffline(t *testing.T) {
+	ps := newPartState(0, testTwin)
+	t0 := int64(1_000_000)
+	ps.apply(reading("s1", "d1", 1, 0), t0)
+	ps.apply(reading("s1", "d2", 1, 0), t0+20_000)
+	ps.flushed()
+	d1, d2 := device(t, ps, "s1", "d1"), device(t, ps, "s1", "d2")
+	if d1.HeadroomDischargeKw != 5 || d1.HeadroomChargeKw != 5 {
+		t.Fatalf("headroom = %v/%v, want 5/5", d1.HeadroomDischargeKw, d1.HeadroomChargeKw)
+	}
+	if n := ps.markOffline(t0 + 30_000); n != 0 || ps.pending() {
+		t.Errorf("offline at exactly 30s: %d changed, pending %v", n, ps.pending())
+	}
+	if n := ps.markOffline(t0 + 30_001); n != 1 || !ps.pending() {
+		t.Errorf("offline after 30s: %d changed, pending %v; want 1, true", n, ps.pending())
+	}
+	if !d1.Offline || d1.HeadroomDischargeKw != 0 || d1.HeadroomChargeKw != 0 {
+		t.Errorf("d1 = %v, want offline without headroom", d1)
+	}
+	if d2.Offline {
+		t.Errorf("d2 offline too early")
+	}
+	if d1.Last.GetPowerKw() != 0 || d1.Last == nil {
+		t.Errorf("offline device lost its last reading")
+	}
+	ps.apply(reading("s1", "d1", 2, 1), t0+40_000)
+	if d1.Offline || d1.HeadroomDischargeKw != 4 {
+		t.Errorf("d1 after a new reading = %v, want online with 4 kW discharge headroom", d1)
+	}
+}
+
+func TestFlushAndRestore(t *testing.T) {
+	ps := newPartState(3, testTwin)
+	for i, dev := range []string{"d3", "d1", "d2"} {
+		ps.apply(reading("s1", dev, 1, float64(i)), 1000)
+	}
+	ps.apply(reading("s2", "d9", 2, 7), 1000)
+	ps.apply(reading("s2", "d9", 2, 7), 1000)
+	ps.acct.NextOffset, ps.acct.Consumed = 42, 5
+	recs, err := ps.flushRecords(2000, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 || recs[2].key != "p/3" {
+		t.Fatalf("records %v, want 2 sites then p/3", keys(recs))
+	}
+	ps.flushed()
+	if ps.pending() {
+		t.Error("pending after flushed")
+	}
+
+	re := newPartState(3, testTwin)
+	re.restore("s/gone", mustSite(t, "gone"))
+	for _, r := range recs {
+		if err := re.restore(r.key, r.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	re.restore("s/gone", nil) // tombstone
+	if len(re.sites) != 2 || re.devices != 4 {
+		t.Fatalf("restored %d sites, %d devices; want 2, 4", len(re.sites), re.devices)
+	}
+	if re.acct.NextOffset != 42 || re.acct.Consumed != 5 || re.acct.HighWaterMark != 50 || re.acct.Applied != 4 || re.acct.Duplicates != 1 {
+		t.Errorf("restored acct = %v", re.acct)
+	}
+	var ids []string
+	for _, d := range re.sites["s1"].devices {
+		ids = append(ids, d.Last.GetDeviceId())
+	}
+	if fmt.Sprint(ids) != "[d1 d2 d3]" {
+		t.Errorf("devices %v, want sorted", ids)
+	}
+	for id, s := range ps.sites {
+		for dev, d := range s.byID {
+			if got := re.sites[id].byID[dev]; !proto.Equal(got, d) {
+				t.Errorf("%s/%s restored %v, want %v", id, dev, got, d)
+			}
+		}
+	}
+	// A restored twin keeps deduplicating.
+	if re.apply(reading("s2", "d9", 2, 7), 3000) != outcomeDuplicate {
+		t.Error("restored twin applied a duplicate")
+	}
+}
+
+func keys(recs []stateRecord) []string {
+	var k []string
+	for _, r := range recs {
+		k = append(k, r.key)
+	}
+	return k
+}
+
+func mustSite(t *testing.T, id string) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: &vppv1.SiteState{
+		SiteId: id, Devices: []*vppv1.DeviceState{{Last: reading(id, "x", 1, 0)}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func BenchmarkApply(b *testing.B) {
+	const devices = 10_000
+	ps := newPartState(0, testTwin)
+	// Two readings per device, used in turn: the twin keeps the one it
+	// applied last, so the benchmark renumbers the other.
+	var rs [2][]*vppv1.Reading
+	for k := range rs {
+		rs[k] = make([]*vppv1.Reading, devices)
+		for i := range rs[k] {
+			rs[k][i] = reading(fmt.Sprintf("site-%04d", i/10), fmt.Sprintf("dev-%05d", i), 1, 1)
+		}
+	}
+	for i := range devices {
+		ps.apply(rs[0][i], 0)
+	}
+	seq := make([]uint64, devices)
+	for i := range seq {
+		seq[i] = 1
+	}
+	before := ps.acct.Applied
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d := i % devices
+		seq[d]++
+		r := rs[(seq[d]+1)%2][d]
+		r.Seq = seq[d]
+		ps.apply(r, int64(i))
+		if len(ps.dirty) > 1000 {
+			ps.flushed()
+		}
+	}
+	b.StopTimer()
+	if got := ps.acct.Applied - before; got != uint64(b.N) {
+		b.Fatalf("applied %d of %d readings", got, b.N)
+	}
+}
