@@ -1,12 +1,167 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vppctl/vpp/internal/aggregate"
+	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/units"
 )
 
-// newAggregateCmd is replaced by the real command.
+// Aggregate defaults.
+const (
+	defaultGroup           = aggregate.DefaultGroup
+	defaultOfflineAfter    = aggregate.DefaultOfflineAfter
+	defaultReserveSoC      = aggregate.DefaultReserveSoCPct
+	defaultHeadroomHorizon = aggregate.DefaultHeadroomHorizon
+	defaultFlushInterval   = aggregate.DefaultFlushInterval
+)
+
+type aggregateOptions struct {
+	kafka kafkaFlags
+	cfg   aggregate.Config
+	http  string
+	quiet bool
+}
+
 func newAggregateCmd() *cobra.Command {
-	return &cobra.Command{Use: "aggregate", RunE: func(*cobra.Command, []string) error { return errors.New("not implemented yet") }}
+	o := &aggregateOptions{}
+	cmd := &cobra.Command{
+		Use:   "aggregate",
+		Short: "Consume telemetry, keep a digital twin per device, publish fleet state",
+		Long: `Join a Kafka consumer group on the telemetry topic and keep a digital twin of
+every device of the partitions this instance owns: its last reading, its
+sequence number (duplicates are dropped, gaps counted), online/offline and its
+headroom. Changed sites are written to the compacted state topic on the same
+partition number every --flush-interval, and only then are the telemetry
+offsets committed. A new owner of a partition restores it from the state topic
+before it reads telemetry.
+
+Run several instances with the same --group to split the partitions; their
+totals add up exactly.
+
+Headroom, the power the fleet can still offer: for each online device,
+discharge headroom = min(discharge limit, energy above --reserve-soc
+sustained for --headroom-horizon) − power delivered now, charge headroom
+likewise from the energy below full; both floored at 0.
+
+With --http it serves the JSON API, read from the state topic like every
+reader:
+  GET /api/metrics/fleet              the fleet rollup
+  GET /api/metrics/regions            every region
+  GET /api/metrics/regions/{id}       a region and its substations
+  GET /api/metrics/substations/{id}   a substation and its sites
+  GET /api/metrics/sites/{id}         a site and its devices
+  GET /api/metrics/pipeline           end-to-end accounting
+  GET /healthz                        liveness`,
+		Example: `  # one instance with the API
+  vpp aggregate --brokers 127.0.0.1:9092 --http 127.0.0.1:8081
+
+  # a second instance in the same group takes half the partitions
+  vpp aggregate --brokers 127.0.0.1:9092 --group vpp-aggregate`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.cfg.Kafka = o.kafka.options("vpp-aggregate")
+			if o.cfg.ReserveSoCPct == 0 {
+				o.cfg.ReserveSoCPct = -1 // the package reads 0 as "default"; the flag's 0 means no reserve
+			}
+			return runAggregate(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	o.kafka.register(f)
+	f.StringVar(&o.cfg.Group, "group", defaultGroup, "Kafka consumer group")
+	f.StringVar(&o.cfg.InstanceID, "instance-id", "", "static group membership ID: a quick restart keeps its partitions (default: dynamic)")
+	f.DurationVar(&o.cfg.OfflineAfter, "offline-after", defaultOfflineAfter, "a device not heard from for this long is offline")
+	f.Float64Var(&o.cfg.ReserveSoCPct, "reserve-soc", defaultReserveSoC, "state of charge (percent) that discharge headroom keeps in reserve")
+	f.DurationVar(&o.cfg.HeadroomHorizon, "headroom-horizon", defaultHeadroomHorizon, "how long headroom must be sustainable from stored energy")
+	f.DurationVar(&o.cfg.FlushInterval, "flush-interval", defaultFlushInterval, "how often changed sites are published and offsets committed")
+	f.StringVar(&o.http, "http", "", "serve the JSON API on this address, e.g. 127.0.0.1:8081 (default: off)")
+	f.BoolVar(&o.quiet, "quiet", false, "no status line")
+	return cmd
+}
+
+func runAggregate(ctx context.Context, o *aggregateOptions) error {
+	o.cfg.Logger = slog.Default()
+	if err := kafka.EnsureTopics(ctx, o.cfg.Kafka); err != nil {
+		return err
+	}
+	agg, err := aggregate.New(o.cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if o.http != "" {
+		ln, err := net.Listen("tcp", o.http)
+		if err != nil {
+			return fmt.Errorf("http listen %s: %w", o.http, err)
+		}
+		ropts := o.cfg.Kafka
+		ropts.ClientID = "vpp-aggregate-api"
+		reader, err := fleet.NewReader(ropts, slog.Default().With("part", "reader"))
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Handler: fleet.NewAPI(reader, time.Now), ReadHeaderTimeout: 5 * time.Second}
+		slog.Info("serving API", "addr", ln.Addr().String())
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := reader.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("fleet reader: %w", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = hs.Shutdown(sctx)
+			}()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("http: %w", err)
+			}
+		}()
+	}
+	stop := func() {}
+	if !o.quiet {
+		var prev aggregate.Stats
+		prevAt := time.Now()
+		stop = startStatus(os.Stderr, time.Second, func() string {
+			st := agg.Stats()
+			now := time.Now()
+			rate := 0.0
+			if dt := now.Sub(prevAt).Seconds(); dt > 0 && st.Consumed >= prev.Consumed {
+				rate = float64(st.Consumed-prev.Consumed) / dt
+			}
+			prev, prevAt = st, now
+			return fmt.Sprintf("partitions %d  sites %d  devices %d  consumed %s (%s/s)  applied %s  duplicates %d  gaps %d  lag %d",
+				len(st.Partitions), st.Sites, st.Devices, units.FormatCount(float64(st.Consumed)), units.FormatCount(rate),
+				units.FormatCount(float64(st.Applied)), st.Duplicates, st.Gaps, st.Lag)
+		})
+	}
+	err = agg.Run(ctx)
+	stop()
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }

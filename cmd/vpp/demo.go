@@ -1,12 +1,204 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/pipeline"
+	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/units"
 )
 
-// newDemoCmd is replaced by the real command.
+// Demo defaults: a fleet big enough to look like one, small enough for a
+// laptop.
+const (
+	defaultDemoDevices = 3000
+	defaultDemoRate    = 3000
+	defaultDemoHTTP    = "127.0.0.1:8081"
+)
+
+type demoOptions struct {
+	kafka       kafkaFlags
+	devices     units.Count
+	rate        units.Count
+	http        string
+	noTUI       bool
+	aggregators int
+	dataDir     string
+	seed        int64
+	logFile     string
+}
+
 func newDemoCmd() *cobra.Command {
-	return &cobra.Command{Use: "demo", RunE: func(*cobra.Command, []string) error { return errors.New("not implemented yet") }}
+	o := &demoOptions{devices: units.Count{V: defaultDemoDevices}, rate: units.Count{V: defaultDemoRate}}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole pipeline in one process on an embedded broker",
+		Long: `Run an embedded Kafka-protocol broker, ingest, aggregate and a simulated
+battery fleet in one process: a live virtual power plant with one command and
+nothing to install.
+
+Every second it prints a fleet summary line: devices online/offline/alarming,
+net power with its charge and discharge split, stored energy against
+capacity, the capacity-weighted state of charge, headroom up (discharge) and
+down (charge), the ingest rate and the consumer lag. The JSON API is served on
+--http (see /api/metrics/fleet).
+
+With --brokers the demo uses that Kafka cluster instead of the embedded
+broker.`,
+		Example: `  # the default demo
+  vpp demo
+
+  # a bigger fleet, two aggregator instances sharing the partitions
+  vpp demo --devices 20k --rate 10k --aggregators 2
+
+  # against a real Kafka cluster
+  vpp demo --brokers kafka-1:9092,kafka-2:9092`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), o, cmd.Flags().Changed("brokers"), cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	o.kafka.register(f)
+	f.Var(&o.devices, "devices", "simulated devices")
+	f.Var(&o.rate, "rate", "readings per second for the whole fleet (10k, 1.5M)")
+	f.StringVar(&o.http, "http", defaultDemoHTTP, "serve the JSON API on this address (empty: off)")
+	f.BoolVar(&o.noTUI, "no-tui", true, "print a fleet summary line every second (the only mode until the dashboard exists)")
+	f.IntVar(&o.aggregators, "aggregators", 1, "aggregator instances in the consumer group")
+	f.StringVar(&o.dataDir, "data-dir", "", "persist the embedded broker's data here (default: in memory)")
+	f.Int64Var(&o.seed, "seed", 1, "simulator seed")
+	f.StringVar(&o.logFile, "log-file", "", "write logs to this file instead of hiding them behind the summary")
+	return cmd
+}
+
+func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer) error {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.logFile != "" {
+		lf, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("open log file: %w", err)
+		}
+		defer lf.Close()
+		logger = slog.New(slog.NewTextHandler(lf, nil))
+	} else {
+		// Warnings and errors still reach the terminal.
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	slog.SetDefault(logger)
+
+	kopts := o.kafka.options("vpp-demo")
+	if !brokersSet {
+		b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{DataDir: o.dataDir})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		kopts.Brokers = []string{b.Addr()}
+		// Keep a long demo bounded: telemetry older than 10 minutes goes.
+		kopts.TelemetryRetention = 10 * time.Minute
+		fmt.Fprintf(out, "embedded broker on %s (in memory)\n", b.Addr())
+	}
+
+	pctx, pcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer pcancel()
+	p, err := pipeline.Start(pctx, pipeline.Config{
+		Kafka:       kopts,
+		Aggregators: o.aggregators,
+		HTTPAddr:    o.http,
+		Logger:      logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "ingest on %s", p.IngestURL())
+	if p.APIURL() != "" {
+		fmt.Fprintf(out, "; API on %s/api/metrics/fleet", p.APIURL())
+	}
+	fmt.Fprintf(out, "\nsimulating %s devices at %s readings/s; Ctrl-C stops\n", units.FormatCount(o.devices.V), units.FormatCount(o.rate.V))
+
+	s, err := sim.New(sim.Config{
+		URL:     p.IngestURL(),
+		Devices: int(o.devices.V),
+		Rate:    o.rate.V,
+		Seed:    o.seed,
+		// Start the simulated day at 11:00 so a new user sees the midday
+		// charge and, minutes later, the evening discharge (sim time runs
+		// 60× wall time).
+		Start:  time.Now().UTC().Truncate(24 * time.Hour).Add(11 * time.Hour),
+		Logger: logger.With("part", "sim"),
+	})
+	if err != nil {
+		pcancel()
+		_ = p.Wait()
+		return usageError{err}
+	}
+	simDone := make(chan error, 1)
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	go func() { simDone <- s.Run(sctx) }()
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var prev fleet.Pipeline
+	prevAt := time.Now()
+	var simErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case simErr = <-simDone:
+			break loop
+		case now := <-tick.C:
+			snap := p.Reader().Snapshot()
+			fmt.Fprintln(out, summaryLine(snap, &prev, now.Sub(prevAt), s.Stats()))
+			prev, prevAt = snap.Pipeline, now
+		}
+	}
+	fmt.Fprintln(out, "stopping: sim, then ingest (draining to Kafka), aggregators, broker")
+	scancel()
+	if simErr == nil {
+		simErr = <-simDone
+	}
+	pcancel()
+	if err := p.Wait(); err != nil {
+		return err
+	}
+	snap := p.Reader().Snapshot()
+	fmt.Fprintln(out, summaryLine(snap, &prev, time.Since(prevAt), s.Stats()))
+	if simErr != nil && !errors.Is(simErr, context.Canceled) && ctx.Err() == nil {
+		return simErr
+	}
+	return nil
+}
+
+// summaryLine is one line of fleet status.
+func summaryLine(snap *fleet.Snapshot, prev *fleet.Pipeline, dt time.Duration, st sim.Stats) string {
+	r := snap.Fleet.Rollup
+	pl := snap.Pipeline
+	rate := 0.0
+	if dt > 0 && pl.Received >= prev.Received {
+		rate = float64(pl.Received-prev.Received) / dt.Seconds()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %d dev (%d on, %d off, %d alarm)", time.Now().Format("15:04:05"), r.Devices, r.Online, r.Offline, r.Alarming)
+	fmt.Fprintf(&b, " | net %+.2f MW (chg %.2f, dis %.2f)", r.PowerKW()/1000, r.ChargeKW()/1000, r.DischargeKW()/1000)
+	fmt.Fprintf(&b, " | %.2f/%.2f MWh SoC %.1f%%", r.EnergyKWh()/1000, r.CapacityKWh()/1000, r.SoCPct())
+	fmt.Fprintf(&b, " | headroom up %.2f MW down %.2f MW", r.HeadroomDischargeKW()/1000, r.HeadroomChargeKW()/1000)
+	fmt.Fprintf(&b, " | ingest %s r/s lag %d | sim sent %d acked %d", units.FormatCount(rate), pl.Lag, st.Sent, st.Acked)
+	if age := time.Since(snap.UpdatedAt()); !snap.UpdatedAt().IsZero() && age > 5*time.Second {
+		fmt.Fprintf(&b, " | STALE %s", age.Round(time.Second))
+	}
+	return b.String()
 }

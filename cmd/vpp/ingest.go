@@ -1,12 +1,99 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/units"
 )
 
-// newIngestCmd is replaced by the real command.
+// newIngestCmd is `vpp ingest`: the WebSocket telemetry server that
+// validates readings and publishes them to Kafka.
 func newIngestCmd() *cobra.Command {
-	return &cobra.Command{Use: "ingest", RunE: func(*cobra.Command, []string) error { return errors.New("not implemented yet") }}
+	var (
+		cfg      ingest.Config
+		kf       kafkaFlags
+		maxFrame = units.Bytes{V: 1 << 20}
+		bufBytes = units.Bytes{V: 64 << 20}
+		status   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "Receive battery telemetry over WebSocket, validate it and publish it to Kafka",
+		Long: `ingest serves /v1/telemetry: devices and gateways send binary protobuf
+vpp.v1.Frame messages; every reading is validated, valid ones are published to
+the telemetry topic (keyed by site), invalid ones to the rejected topic with the
+reason in a header. A reading is acknowledged to its device only once Kafka has
+acknowledged it. When Kafka slows down the bounded buffer fills and ingest stops
+reading sockets (backpressure) instead of dropping anything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Kafka = kf.options("vpp-ingest")
+			cfg.MaxFrameBytes = maxFrame.V
+			cfg.BufferBytes = bufBytes.V
+			cfg.Logger = slog.Default()
+			if len(cfg.Kafka.Brokers) == 0 {
+				return usageError{fmt.Errorf("--brokers: at least one broker is required")}
+			}
+			srv, err := ingest.New(cfg, nil)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := srv.Listen(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if status {
+				stop := startStatus(cmd.ErrOrStderr(), time.Second, ingestStatus(srv))
+				defer stop()
+			}
+			return srv.Serve(ctx)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve WebSocket telemetry on")
+	kf.register(fs)
+	fs.StringVar(&cfg.Instance, "instance", "", "instance ID in the stats topic (default hostname-pid)")
+	fs.Var(&maxFrame, "max-frame-bytes", "largest WebSocket message accepted; larger closes with 1009")
+	fs.IntVar(&cfg.MaxReadingsPerFrame, "max-readings-per-frame", 10_000, "most readings in one frame; more rejects the frame and closes with 1008")
+	fs.IntVar(&cfg.BufferRecords, "buffer-records", 100_000, "capacity of the buffer in records (accepted, not yet acknowledged by Kafka)")
+	fs.Var(&bufBytes, "buffer-bytes", "capacity of the buffer in bytes")
+	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", 5*time.Minute, "how far in the future a reading's timestamp may lie")
+	fs.DurationVar(&cfg.MaxAge, "max-age", 24*time.Hour, "how old a reading's timestamp may be")
+	fs.Float64Var(&cfg.PowerTolerance, "power-tolerance", 0.05, "fraction above a device's own power limits still accepted")
+	fs.IntVar(&cfg.MaxIDLength, "max-id-length", 64, "longest device, site, substation or region ID, in bytes")
+	fs.DurationVar(&cfg.AckInterval, "ack-interval", 20*time.Millisecond, "how often acks are flushed to a connection")
+	fs.DurationVar(&cfg.StatsInterval, "stats-interval", time.Second, "how often ingest stats are published to the stats topic")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on draining the buffer into Kafka on shutdown")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 20*time.Second, "how often connections are pinged; silent peers are dropped after 2.5 intervals")
+	fs.BoolVar(&status, "status", true, "print a live status line on stderr once a second")
+	return cmd
+}
+
+// ingestStatus returns the status line of srv: connections, receive rate,
+// published, rejected, acked, buffer fill and whether Kafka is reachable.
+func ingestStatus(srv *ingest.Server) func() string {
+	var last uint64
+	lastT := time.Now()
+	return func() string {
+		st := srv.Stats()
+		now := time.Now()
+		rate := 0.0
+		if dt := now.Sub(lastT).Seconds(); dt > 0 && st.Received >= last {
+			rate = float64(st.Received-last) / dt
+		}
+		last, lastT = st.Received, now
+		kafka := "up"
+		if st.KafkaDown {
+			kafka = "DOWN"
+		}
+		return fmt.Sprintf("ingest %s  conns %d  recv %s/s  published %s  rejected %s  acked %s  buffered %s/%s  kafka %s",
+			srv.Addr(), st.Connections, units.FormatCount(rate), units.FormatCount(float64(st.Published)),
+			units.FormatCount(float64(st.RejectedTotal())), units.FormatCount(float64(st.Acked)),
+			units.FormatCount(float64(st.Buffered)), units.FormatCount(float64(st.BufferCapacity)), kafka)
+	}
 }

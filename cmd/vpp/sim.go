@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -142,21 +140,15 @@ func wholeCount(flag string, v float64) (int, error) {
 // runSim runs s with a status line on w once a second, writes the truth
 // file and maps the outcome to the command's error.
 func runSim(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quiet bool) error {
-	tty := isTerminal(w)
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	stop := func() {}
 	if !quiet {
-		wg.Go(func() { statusLoop(s, w, tty, stop) })
+		stop = startStatus(w, time.Second, simStatus(s))
 	}
 	err := s.Run(ctx)
-	close(stop)
-	wg.Wait()
+	stop()
 
 	st := s.Stats()
 	if !quiet {
-		if tty {
-			fmt.Fprint(w, "\r\033[K")
-		}
 		fmt.Fprintf(w, "sim: %s readings sent, %s acked, %d unacked in %s (%s/s), %s retransmitted, %d duplicate frames, %d reconnects, %d errors\n",
 			units.FormatCount(float64(st.Sent)), units.FormatCount(float64(st.Acked)), st.InFlight,
 			st.Elapsed.Round(time.Millisecond), units.FormatCount(st.Rate),
@@ -185,18 +177,11 @@ func runSim(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quie
 	return err
 }
 
-// statusLoop prints a status line once a second until stop is closed. On a
-// terminal it overwrites one line; otherwise it prints one line per second.
-func statusLoop(s *sim.Sim, w io.Writer, tty bool, stop <-chan struct{}) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+// simStatus returns the status line of s: sent, acked, the last second's
+// rate, in flight, reconnects and errors.
+func simStatus(s *sim.Sim) func() string {
 	var prev sim.Stats
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
+	return func() string {
 		st := s.Stats()
 		secs := (st.Elapsed - prev.Elapsed).Seconds()
 		var rate float64
@@ -204,14 +189,9 @@ func statusLoop(s *sim.Sim, w io.Writer, tty bool, stop <-chan struct{}) {
 			rate = float64(st.Sent-prev.Sent) / secs
 		}
 		prev = st
-		line := fmt.Sprintf("sent %s  acked %s  rate %s/s  in-flight %d  reconnects %d  errors %d  elapsed %s",
+		return fmt.Sprintf("sent %s  acked %s  rate %s/s  in-flight %d  reconnects %d  errors %d  elapsed %s",
 			units.FormatCount(float64(st.Sent)), units.FormatCount(float64(st.Acked)), units.FormatCount(rate),
 			st.InFlight, st.Reconnects, st.Errors, st.Elapsed.Round(time.Second))
-		if tty {
-			fmt.Fprint(w, "\r\033[K"+line)
-		} else {
-			fmt.Fprintln(w, strings.TrimSpace(line))
-		}
 	}
 }
 

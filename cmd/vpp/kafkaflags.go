@@ -1,0 +1,47 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// kafkaFlags are the Kafka flags every Kafka-speaking command shares.
+type kafkaFlags struct {
+	brokers     string
+	prefix      string
+	version     string
+	partitions  int32
+	replication int16
+}
+
+// register adds the shared Kafka flags to fs, with the kafka package's
+// defaults.
+func (f *kafkaFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.brokers, "brokers", kafka.DefaultBrokers, "Kafka bootstrap brokers, comma-separated host:port")
+	fs.StringVar(&f.prefix, "topic-prefix", kafka.DefaultPrefix, "prefix of every Kafka topic name")
+	fs.StringVar(&f.version, "kafka-version", kafka.DefaultVersion, "Kafka protocol version to speak (not higher than the broker's)")
+	fs.Int32Var(&f.partitions, "partitions", kafka.DefaultPartitions, "partitions of the telemetry and state topics when vpp creates them")
+	fs.Int16Var(&f.replication, "replication", kafka.DefaultReplication, "replication factor of topics vpp creates")
+}
+
+// options returns the kafka.Options the flags describe; clientID names the
+// process to the brokers.
+func (f *kafkaFlags) options(clientID string) kafka.Options {
+	var brokers []string
+	for _, b := range strings.Split(f.brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
+	return kafka.Options{
+		Brokers:     brokers,
+		Prefix:      f.prefix,
+		Version:     f.version,
+		Partitions:  f.partitions,
+		Replication: f.replication,
+		ClientID:    clientID,
+	}
+}

@@ -1,0 +1,191 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/vppctl/vpp/proto/vppv1"
+)
+
+// ackTracker computes the acks of one connection.
+//
+// Per device it keeps two min-heaps of seqs: pend holds every reading
+// received on the connection and not yet acked, done holds those of them
+// that became durable. done is a sub-multiset of pend, so while the two
+// minima are equal, that seq is durable and nothing below it is
+// outstanding: both are popped and the ack advances to it. A reading still
+// outstanding stops the ack at the smallest outstanding seq, whatever order
+// seqs arrived or became durable in. The ack never goes backwards.
+//
+// Entries (pend + done) are bounded by limit: the read loop waits for room
+// before accepting a frame, so a connection's memory stays bounded even if
+// one reading stays outstanding while later ones complete.
+type ackTracker struct {
+	mu      sync.Mutex
+	devices map[string]*deviceAcks
+	dirty   []*deviceAcks
+	entries int
+	limit   int
+	room    notifier
+}
+
+// deviceAcks is the ack state of one device on one connection.
+type deviceAcks struct {
+	id      string
+	pend    seqHeap
+	done    seqHeap
+	acked   uint64 // highest seq ackable
+	sent    uint64 // highest seq sent to the device
+	unsent  uint64 // readings newly ackable and not yet sent
+	isDirty bool
+}
+
+func newAckTracker(limit int) *ackTracker {
+	return &ackTracker{devices: make(map[string]*deviceAcks), limit: max(limit, 1)}
+}
+
+// waitRoom blocks until n more entries fit (or the tracker is empty).
+func (t *ackTracker) waitRoom(ctx context.Context, n int) error {
+	for {
+		t.mu.Lock()
+		if t.entries == 0 || t.entries+n <= t.limit {
+			t.mu.Unlock()
+			return nil
+		}
+		ch := t.room.wait()
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for ack room: %w", ctx.Err())
+		}
+	}
+}
+
+// add registers a received reading; it must precede the reading's
+// complete.
+func (t *ackTracker) add(device string, seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.devices[device]
+	if d == nil {
+		d = &deviceAcks{id: device}
+		t.devices[device] = d
+	}
+	d.pend.push(seq)
+	t.entries++
+}
+
+// complete records that a registered reading is durable.
+func (t *ackTracker) complete(device string, seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.devices[device]
+	if d == nil {
+		return
+	}
+	d.done.push(seq)
+	t.entries++
+	advanced := false
+	for len(d.done) > 0 && len(d.pend) > 0 && d.done[0] == d.pend[0] {
+		s := d.done.pop()
+		d.pend.pop()
+		t.entries -= 2
+		d.unsent++
+		if s > d.acked {
+			d.acked = s
+		}
+		advanced = true
+	}
+	if advanced {
+		t.room.broadcast()
+		if !d.isDirty {
+			d.isDirty = true
+			t.dirty = append(t.dirty, d)
+		}
+	}
+}
+
+// maxAcksPerMessage bounds the devices in one Downlink message.
+const maxAcksPerMessage = 1000
+
+// collect returns the Downlink messages for every device whose ack
+// advanced since the last call (nil when nothing changed) and the number
+// of readings they newly acknowledge. A device with nothing outstanding is
+// forgotten, so idle devices cost no memory.
+func (t *ackTracker) collect() (msgs []*vppv1.Downlink, readings uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ack *vppv1.Ack
+	for _, d := range t.dirty {
+		d.isDirty = false
+		readings += d.unsent
+		d.unsent = 0
+		if d.acked > d.sent {
+			if ack == nil || len(ack.Devices) >= maxAcksPerMessage {
+				ack = &vppv1.Ack{}
+				msgs = append(msgs, &vppv1.Downlink{Body: &vppv1.Downlink_Ack{Ack: ack}})
+			}
+			ack.Devices = append(ack.Devices, &vppv1.DeviceAck{DeviceId: d.id, AckedSeq: d.acked})
+			d.sent = d.acked
+		}
+		if len(d.pend) == 0 {
+			delete(t.devices, d.id)
+		}
+	}
+	clear(t.dirty)
+	t.dirty = t.dirty[:0]
+	return msgs, readings
+}
+
+// size is the number of entries held.
+func (t *ackTracker) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.entries
+}
+
+// seqHeap is a binary min-heap of seqs (hand-written: container/heap would
+// box every uint64 in an interface).
+type seqHeap []uint64
+
+func (h *seqHeap) push(v uint64) {
+	*h = append(*h, v)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if s[p] <= s[i] {
+			break
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+}
+
+func (h *seqHeap) pop() uint64 {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s = s[:last]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= len(s) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(s) && s[r] < s[l] {
+			m = r
+		}
+		if s[i] <= s[m] {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
+}

@@ -1,0 +1,113 @@
+package ingest
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// Listen is the TCP address to serve on, e.g. 127.0.0.1:8080 (":0" or
+	// "127.0.0.1:0" for a free port).
+	Listen string
+	// Kafka configures the Kafka producer and topic names (the prefix is
+	// used as given: set it, e.g. to kafka.DefaultPrefix).
+	Kafka kafka.Options
+	// Instance identifies this ingest instance in the stats topic
+	// (default hostname-pid).
+	Instance string
+	// MaxFrameBytes bounds one WebSocket message (default 1 MiB); a larger
+	// one closes the connection with 1009.
+	MaxFrameBytes int64
+	// MaxReadingsPerFrame bounds the readings of one frame (default 10000);
+	// a frame with more is rejected whole and the connection is closed
+	// with 1008.
+	MaxReadingsPerFrame int
+	// BufferRecords is the capacity in records of the bounded buffer
+	// (default 100000). It also bounds a connection's ack bookkeeping.
+	BufferRecords int
+	// BufferBytes is the capacity in bytes of the bounded buffer (default
+	// 64 MiB).
+	BufferBytes int64
+	// Buffer replaces the in-memory buffer (for a durable spool); nil uses
+	// NewMemoryBuffer(BufferRecords, BufferBytes).
+	Buffer Buffer
+	// MaxClockSkew is how far in the future a reading's timestamp may lie
+	// (default 5m).
+	MaxClockSkew time.Duration
+	// MaxAge is how old a reading's timestamp may be (default 24h).
+	MaxAge time.Duration
+	// PowerTolerance is the fraction above the device's own power limits
+	// still accepted (default 0.05).
+	PowerTolerance float64
+	// MaxIDLength bounds every ID in bytes (default 64).
+	MaxIDLength int
+	// AckInterval is how often acks are flushed to a connection (default
+	// 20ms).
+	AckInterval time.Duration
+	// StatsInterval is how often IngestStats is published (default 1s).
+	StatsInterval time.Duration
+	// ShutdownTimeout bounds the drain into Kafka on shutdown (default 30s).
+	ShutdownTimeout time.Duration
+	// PingInterval is how often a connection is pinged; a peer silent for
+	// 2.5 intervals (no message, no pong) is dropped (default 20s).
+	PingInterval time.Duration
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with every zero field defaulted, or an error for
+// a negative one.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.MaxFrameBytes < 0 || cfg.MaxReadingsPerFrame < 0 || cfg.BufferRecords < 0 || cfg.BufferBytes < 0 ||
+		cfg.MaxClockSkew < 0 || cfg.MaxAge < 0 || cfg.PowerTolerance < 0 || cfg.MaxIDLength < 0 ||
+		cfg.AckInterval < 0 || cfg.StatsInterval < 0 || cfg.ShutdownTimeout < 0 || cfg.PingInterval < 0 {
+		return cfg, fmt.Errorf("ingest config: limits and intervals must not be negative")
+	}
+	def := DefaultLimits()
+	setDefault(&cfg.Listen, "127.0.0.1:8080")
+	setDefault(&cfg.MaxFrameBytes, 1<<20)
+	setDefault(&cfg.MaxReadingsPerFrame, 10_000)
+	setDefault(&cfg.BufferRecords, 100_000)
+	setDefault(&cfg.BufferBytes, 64<<20)
+	setDefault(&cfg.MaxClockSkew, def.MaxClockSkew)
+	setDefault(&cfg.MaxAge, def.MaxAge)
+	setDefault(&cfg.PowerTolerance, def.PowerTolerance)
+	setDefault(&cfg.MaxIDLength, def.MaxIDLength)
+	setDefault(&cfg.AckInterval, 20*time.Millisecond)
+	setDefault(&cfg.StatsInterval, time.Second)
+	setDefault(&cfg.ShutdownTimeout, 30*time.Second)
+	setDefault(&cfg.PingInterval, 20*time.Second)
+	if cfg.Instance == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "ingest"
+		}
+		cfg.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// limits returns the validation limits of the config.
+func (cfg Config) limits() Limits {
+	return Limits{
+		MaxClockSkew:   cfg.MaxClockSkew,
+		MaxAge:         cfg.MaxAge,
+		PowerTolerance: cfg.PowerTolerance,
+		MaxIDLength:    cfg.MaxIDLength,
+	}
+}

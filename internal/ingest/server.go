@@ -1,0 +1,364 @@
+// Package ingest is vpp's telemetry ingest: a WebSocket server that reads
+// binary protobuf frames of battery readings, validates every reading,
+// hands valid ones to Kafka's telemetry topic and invalid ones to the
+// rejected topic through a bounded buffer, and acknowledges readings to
+// their devices once they are durable.
+//
+// Backpressure: when Kafka slows down, the buffer fills, Buffer.Put blocks,
+// the connection's read loop stops reading its socket, TCP windows close and
+// devices slow down. Nothing is dropped, and nothing is acked before Kafka
+// acknowledged it.
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// TelemetryPath is the WebSocket endpoint devices connect to.
+const TelemetryPath = "/v1/telemetry"
+
+// Server is the ingest WebSocket server.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	lim      Limits
+	topics   kafka.Topics
+	pub      Publisher
+	buf      Buffer
+	upgrader websocket.Upgrader
+	started  time.Time
+	ln       net.Listener
+	ctr      counters
+	connSeq  atomic.Uint64
+
+	// readCtx ends when shutdown begins: it unblocks read loops waiting
+	// in Buffer.Put.
+	readCtx    context.Context
+	cancelRead context.CancelFunc
+	// drained is closed once the buffer drained on shutdown (or the
+	// drain timed out): connections then send their final acks.
+	drained chan struct{}
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	stopping bool
+	readers  sync.WaitGroup // read loops
+	handlers sync.WaitGroup // connection handlers
+}
+
+// New returns a server for cfg. pub nil means a SaramaPublisher for
+// cfg.Kafka, created by Serve (which waits for Kafka and ensures the
+// topics).
+func New(cfg Config, pub Publisher) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	buf := cfg.Buffer
+	if buf == nil {
+		buf = NewMemoryBuffer(cfg.BufferRecords, cfg.BufferBytes)
+	}
+	readCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "ingest"),
+		lim:    cfg.limits(),
+		topics: cfg.Kafka.Topics(),
+		pub:    pub,
+		buf:    buf,
+		upgrader: websocket.Upgrader{
+			ReadBufferSize:  4 << 10,
+			WriteBufferSize: 4 << 10,
+			WriteBufferPool: &sync.Pool{},
+			// Devices and gateways are not browsers: there is no
+			// cross-site request to guard against.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+		started:    time.Now(),
+		readCtx:    readCtx,
+		cancelRead: cancel,
+		drained:    make(chan struct{}),
+		conns:      make(map[*conn]struct{}),
+	}
+	return s, nil
+}
+
+// Listen binds the listening socket; Addr is valid afterwards.
+func (s *Server) Listen() error {
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the address the server listens on ("" before Listen).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Serve serves until ctx ends, then shuts down gracefully: it stops
+// accepting connections and reading sockets, drains the buffer into Kafka
+// (bounded by ShutdownTimeout), sends every connection its final acks,
+// closes each with 1001, publishes the final stats and closes the
+// producer. It returns nil on a clean shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	if s.pub == nil {
+		pub, err := newSaramaPublisher(ctx, s.cfg.Kafka, s.cfg.Logger)
+		if err != nil {
+			s.ln.Close()
+			s.buf.Close()
+			s.cancelRead()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("start publisher: %w", err)
+		}
+		s.pub = pub
+	}
+
+	pumpCtx, stopPump := context.WithCancel(context.Background())
+	defer stopPump()
+	pumpDone := make(chan struct{})
+	go func() {
+		defer close(pumpDone)
+		s.pump(pumpCtx)
+	}()
+	statsCtx, stopStats := context.WithCancel(context.Background())
+	defer stopStats()
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		s.statsLoop(statsCtx)
+	}()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc(TelemetryPath, s.handleTelemetry)
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(s.ln) }()
+	s.log.Info("ingest listening", "addr", s.Addr(), "path", TelemetryPath, "instance", s.cfg.Instance)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	s.shutdown(hs, stopStats, statsDone, stopPump, pumpDone)
+	return err
+}
+
+// shutdown runs the graceful shutdown described at Serve.
+func (s *Server) shutdown(hs *http.Server, stopStats func(), statsDone <-chan struct{}, stopPump func(), pumpDone <-chan struct{}) {
+	start := time.Now()
+	deadline := start.Add(s.cfg.ShutdownTimeout)
+	s.log.Info("ingest shutting down", "buffered", s.buf.Len(), "timeout", s.cfg.ShutdownTimeout)
+
+	// Stop accepting: no new connection registers after this.
+	s.mu.Lock()
+	s.stopping = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	hctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = hs.Shutdown(hctx) // closes the listener; hijacked conns are ours
+	cancel()
+
+	// Stop reading sockets.
+	s.cancelRead()
+	for _, c := range conns {
+		c.stopReading()
+	}
+	waitTimeout(&s.readers, time.Until(deadline))
+
+	// Drain the buffer into Kafka.
+	for s.buf.Len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := s.buf.Len(); n > 0 {
+		s.log.Warn("shutdown timeout: records not durable, never acked (devices resend them)", "records", n)
+	}
+
+	// Final acks and close 1001 on every connection.
+	close(s.drained)
+	waitTimeout(&s.handlers, time.Until(deadline)+2*closeLinger+writeWait)
+
+	stopStats()
+	<-statsDone
+	s.publishFinalStats(max(time.Until(deadline), 2*time.Second))
+	stopPump()
+	<-pumpDone
+	if err := s.pub.Close(); err != nil {
+		s.log.Warn("close producer", "err", err)
+	}
+	s.buf.Close()
+	st := s.Stats()
+	s.log.Info("ingest stopped", "took", time.Since(start).Round(time.Millisecond),
+		"received", st.Received, "published", st.Published, "rejected", st.RejectedTotal(), "acked", st.Acked)
+}
+
+// waitTimeout waits for wg at most d.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// pump moves records from the buffer to the publisher. A failed record
+// goes back to the buffer, which retries it after a backoff.
+func (s *Server) pump(ctx context.Context) {
+	for {
+		r, err := s.buf.Next(ctx)
+		if err != nil {
+			return
+		}
+		if err := s.pub.Publish(ctx, &r.Message, func(err error) { s.published(r, err) }); err != nil {
+			s.buf.Nack(r, err)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}
+}
+
+// published is the publisher's verdict on one record.
+func (s *Server) published(r *Record, err error) {
+	if err != nil {
+		if s.ctr.kafkaDown.CompareAndSwap(false, true) {
+			s.log.Warn("kafka lost: publishing fails, records stay buffered and are retried", "err", err)
+		}
+		s.buf.Nack(r, err)
+		return
+	}
+	if s.ctr.kafkaDown.CompareAndSwap(true, false) {
+		s.log.Info("kafka back: publishing again", "buffered", s.buf.Len())
+	}
+	s.buf.Ack(r)
+}
+
+// statsLoop publishes IngestStats every StatsInterval.
+func (s *Server) statsLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := s.publishStats(ctx, now, func(error) {}); err != nil && ctx.Err() == nil {
+				s.log.Debug("publish stats", "err", err)
+			}
+		}
+	}
+}
+
+// publishStats publishes one IngestStats record directly to the producer
+// (not through the buffer, so stats never wait for buffer space).
+func (s *Server) publishStats(ctx context.Context, now time.Time, done func(error)) error {
+	b, err := proto.Marshal(s.statsProto(now))
+	if err != nil {
+		return fmt.Errorf("marshal stats: %w", err)
+	}
+	m := &Message{Topic: s.topics.Stats(), Key: []byte("ingest/" + s.cfg.Instance), Value: b}
+	if err := s.pub.Publish(ctx, m, done); err != nil {
+		return fmt.Errorf("publish stats: %w", err)
+	}
+	return nil
+}
+
+// publishFinalStats publishes the stats once more and waits up to d for
+// Kafka to acknowledge them.
+func (s *Server) publishFinalStats(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	res := make(chan error, 1)
+	if err := s.publishStats(ctx, time.Now(), func(err error) { res <- err }); err != nil {
+		s.log.Warn("final stats", "err", err)
+		return
+	}
+	select {
+	case err := <-res:
+		if err != nil {
+			s.log.Warn("final stats", "err", err)
+		}
+	case <-ctx.Done():
+		s.log.Warn("final stats not acknowledged in time")
+	}
+}
+
+// handleTelemetry upgrades to WebSocket and runs the connection.
+func (s *Server) handleTelemetry(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := newConn(s, ws, r.RemoteAddr)
+	if !s.register(c) {
+		c.close(websocket.CloseGoingAway, "server shutting down")
+		return
+	}
+	defer s.unregister(c)
+	c.run()
+}
+
+// register adds a connection unless the server is stopping.
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.readers.Add(1)
+	s.handlers.Add(1)
+	s.ctr.connections.Add(1)
+	return true
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.ctr.connections.Add(-1)
+	s.handlers.Done()
+}

@@ -1,0 +1,123 @@
+package ingest
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vppctl/vpp/proto/vppv1"
+)
+
+// Stats is a snapshot of a Server's accounting. Counters are cumulative.
+type Stats struct {
+	// Received counts readings decoded from frames.
+	Received uint64
+	// Frames counts binary messages read.
+	Frames uint64
+	// Rejected counts rejected readings (and rejected whole frames, under
+	// the frame_* reasons) by reason.
+	Rejected map[string]uint64
+	// Published counts valid readings Kafka acknowledged.
+	Published uint64
+	// Acked counts readings acknowledged to their devices.
+	Acked uint64
+	// Connections is the number of open WebSocket connections now.
+	Connections int64
+	// ProtocolErrors counts connections closed for a protocol error, by
+	// RFC 6455 close code.
+	ProtocolErrors map[int]uint64
+	// Buffered and BufferedBytes are what the buffer holds now: accepted,
+	// not yet acknowledged by Kafka.
+	Buffered      int
+	BufferedBytes int64
+	// BufferCapacity and BufferCapacityBytes are the buffer's bounds.
+	BufferCapacity      int
+	BufferCapacityBytes int64
+	// KafkaDown is true while publishing fails.
+	KafkaDown bool
+}
+
+// RejectedTotal is the sum of Rejected.
+func (s Stats) RejectedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Rejected {
+		n += v
+	}
+	return n
+}
+
+// counters is the live accounting behind Stats.
+type counters struct {
+	received    atomic.Uint64
+	frames      atomic.Uint64
+	published   atomic.Uint64
+	acked       atomic.Uint64
+	connections atomic.Int64
+	rejected    [numReasons]atomic.Uint64
+	kafkaDown   atomic.Bool
+
+	protoMu   sync.Mutex
+	protoErrs map[int]uint64
+}
+
+func (c *counters) protocolError(code int) {
+	c.protoMu.Lock()
+	defer c.protoMu.Unlock()
+	if c.protoErrs == nil {
+		c.protoErrs = make(map[int]uint64)
+	}
+	c.protoErrs[code]++
+}
+
+// Stats returns a snapshot of the server's accounting.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Received:    s.ctr.received.Load(),
+		Frames:      s.ctr.frames.Load(),
+		Published:   s.ctr.published.Load(),
+		Acked:       s.ctr.acked.Load(),
+		Connections: s.ctr.connections.Load(),
+		Rejected:    make(map[string]uint64),
+		KafkaDown:   s.ctr.kafkaDown.Load(),
+	}
+	for i := range s.ctr.rejected {
+		if n := s.ctr.rejected[i].Load(); n > 0 {
+			st.Rejected[reason(i).String()] = n
+		}
+	}
+	s.ctr.protoMu.Lock()
+	st.ProtocolErrors = maps.Clone(s.ctr.protoErrs)
+	s.ctr.protoMu.Unlock()
+	if st.ProtocolErrors == nil {
+		st.ProtocolErrors = make(map[int]uint64)
+	}
+	st.Buffered = s.buf.Len()
+	st.BufferedBytes = s.buf.Bytes()
+	st.BufferCapacity, st.BufferCapacityBytes = s.buf.Capacity()
+	return st
+}
+
+// statsProto renders the stats as the IngestStats record of the stats
+// topic.
+func (s *Server) statsProto(now time.Time) *vppv1.IngestStats {
+	st := s.Stats()
+	pe := make(map[int32]uint64, len(st.ProtocolErrors))
+	for k, v := range st.ProtocolErrors {
+		pe[int32(k)] = v
+	}
+	return &vppv1.IngestStats{
+		Instance:       s.cfg.Instance,
+		Received:       st.Received,
+		Rejected:       st.Rejected,
+		Published:      st.Published,
+		Acked:          st.Acked,
+		Connections:    st.Connections,
+		Frames:         st.Frames,
+		ProtocolErrors: pe,
+		Buffered:       int64(st.Buffered),
+		BufferCapacity: int64(st.BufferCapacity),
+		UpdatedMs:      now.UnixMilli(),
+		StartedMs:      s.started.UnixMilli(),
+	}
+}

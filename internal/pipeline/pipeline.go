@@ -1,0 +1,177 @@
+// Package pipeline runs ingest, one or more aggregators, a fleet reader and
+// the HTTP API in one process against one Kafka. `vpp demo` and the
+// end-to-end tests use it; production runs each part as its own command.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/vppctl/vpp/internal/aggregate"
+	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// Config describes a pipeline.
+type Config struct {
+	// Kafka is where every part connects; it overrides the Kafka field of
+	// Ingest and Aggregate.
+	Kafka kafka.Options
+	// Ingest configures the ingest server (Listen "" means 127.0.0.1:0).
+	Ingest ingest.Config
+	// Aggregate configures every aggregator instance.
+	Aggregate aggregate.Config
+	// Aggregators is the number of aggregator instances in the group
+	// (default 1).
+	Aggregators int
+	// HTTPAddr serves the JSON API when set ("127.0.0.1:0" for a free port).
+	HTTPAddr string
+	// Logger receives every part's logs.
+	Logger *slog.Logger
+}
+
+// Pipeline is a running pipeline.
+type Pipeline struct {
+	ingest  *ingest.Server
+	aggs    []*aggregate.Aggregator
+	reader  *fleet.Reader
+	apiAddr string
+
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+// Start creates the topics and starts every part. The parts stop when ctx
+// is cancelled; Wait waits for them.
+func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Aggregators <= 0 {
+		cfg.Aggregators = 1
+	}
+	if err := kafka.EnsureTopics(ctx, cfg.Kafka); err != nil {
+		return nil, fmt.Errorf("ensure topics: %w", err)
+	}
+	p := &Pipeline{}
+
+	icfg := cfg.Ingest
+	icfg.Kafka = cfg.Kafka
+	icfg.Kafka.ClientID = "vpp-ingest"
+	if icfg.Listen == "" {
+		icfg.Listen = "127.0.0.1:0"
+	}
+	if icfg.Logger == nil {
+		icfg.Logger = log.With("part", "ingest")
+	}
+	srv, err := ingest.New(icfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if err := srv.Listen(); err != nil {
+		return nil, fmt.Errorf("ingest listen: %w", err)
+	}
+	p.ingest = srv
+
+	for i := range cfg.Aggregators {
+		acfg := cfg.Aggregate
+		acfg.Kafka = cfg.Kafka
+		acfg.Kafka.ClientID = fmt.Sprintf("vpp-aggregate-%d", i)
+		if acfg.Logger == nil {
+			acfg.Logger = log.With("part", "aggregate", "instance", i)
+		}
+		a, err := aggregate.New(acfg)
+		if err != nil {
+			return nil, fmt.Errorf("aggregate %d: %w", i, err)
+		}
+		p.aggs = append(p.aggs, a)
+	}
+
+	ropts := cfg.Kafka
+	ropts.ClientID = "vpp-reader"
+	r, err := fleet.NewReader(ropts, log.With("part", "reader"))
+	if err != nil {
+		return nil, fmt.Errorf("fleet reader: %w", err)
+	}
+	p.reader = r
+
+	var ln net.Listener
+	if cfg.HTTPAddr != "" {
+		ln, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		}
+		p.apiAddr = ln.Addr().String()
+	}
+
+	p.goRun("ingest", func() error { return srv.Serve(ctx) })
+	for i, a := range p.aggs {
+		p.goRun(fmt.Sprintf("aggregate %d", i), func() error { return a.Run(ctx) })
+	}
+	p.goRun("reader", func() error { return r.Run(ctx) })
+	if ln != nil {
+		hs := &http.Server{Handler: fleet.NewAPI(r, time.Now), ReadHeaderTimeout: 5 * time.Second}
+		p.goRun("http", func() error {
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = hs.Shutdown(sctx)
+			}()
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	return p, nil
+}
+
+func (p *Pipeline) goRun(name string, fn func() error) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
+			p.mu.Lock()
+			p.errs = append(p.errs, fmt.Errorf("%s: %w", name, err))
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// IngestURL is the WebSocket URL devices connect to.
+func (p *Pipeline) IngestURL() string { return "ws://" + p.ingest.Addr() + "/v1/telemetry" }
+
+// APIURL is the base URL of the JSON API ("" when not serving).
+func (p *Pipeline) APIURL() string {
+	if p.apiAddr == "" {
+		return ""
+	}
+	return "http://" + p.apiAddr
+}
+
+// Ingest is the ingest server.
+func (p *Pipeline) Ingest() *ingest.Server { return p.ingest }
+
+// Aggregators are the aggregator instances.
+func (p *Pipeline) Aggregators() []*aggregate.Aggregator { return p.aggs }
+
+// Reader is the fleet reader behind the API.
+func (p *Pipeline) Reader() *fleet.Reader { return p.reader }
+
+// Wait waits until every part stopped and returns their errors joined.
+func (p *Pipeline) Wait() error {
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.errs...)
+}
