@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -27,23 +28,22 @@ const (
 )
 
 // startKafka starts an embedded broker and creates the topics for prefix.
+// startKafka returns options for each prefix (made unique) on the real
+// broker of VPP_TEST_BROKERS or on a fresh embedded broker.
 func startKafka(t *testing.T, prefixes ...string) []kafka.Options {
 	t.Helper()
-	_, opts := startEmbedded(t, prefixes...)
-	return opts
+	return ensureTopics(t, kafkatest.Brokers(t), prefixes, true)
 }
 
-func startEmbedded(t *testing.T, prefixes ...string) (*kafka.Embedded, []kafka.Options) {
+func ensureTopics(t *testing.T, brokers []string, prefixes []string, unique bool) []kafka.Options {
 	t.Helper()
-	e, err := kafka.StartEmbedded(kafka.EmbeddedOptions{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
 	var out []kafka.Options
 	for _, p := range prefixes {
+		if unique {
+			p = kafkatest.Prefix(strings.TrimSuffix(p, "."))
+		}
 		o := kafka.Options{
-			Brokers: []string{e.Addr()}, Prefix: p, Version: kafka.DefaultVersion,
+			Brokers: brokers, Prefix: p, Version: kafka.DefaultVersion,
 			Partitions: testPartitions, Replication: 1, ClientID: "vpp-test",
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
@@ -54,7 +54,17 @@ func startEmbedded(t *testing.T, prefixes ...string) (*kafka.Embedded, []kafka.O
 		}
 		out = append(out, o)
 	}
-	return e, out
+	return out
+}
+
+func startEmbedded(t *testing.T, prefixes ...string) (*kafka.Embedded, []kafka.Options) {
+	t.Helper()
+	e, err := kafka.StartEmbedded(kafka.EmbeddedOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e, ensureTopics(t, []string{e.Addr()}, prefixes, false)
 }
 
 // fleet generates readings for devices over sites, with duplicates and

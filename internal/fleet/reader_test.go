@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -35,14 +36,9 @@ func (w *tWriter) Write(p []byte) (int, error) {
 
 func startBroker(t *testing.T) kafka.Options {
 	t.Helper()
-	b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
 	return kafka.Options{
-		Brokers:     []string{b.Addr()},
-		Prefix:      "test.",
+		Brokers:     kafkatest.Brokers(t),
+		Prefix:      kafkatest.Prefix("fleet"),
 		Version:     kafka.DefaultVersion,
 		Partitions:  4,
 		Replication: 1,

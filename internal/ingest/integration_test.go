@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -21,15 +22,7 @@ func TestEmbeddedKafka(t *testing.T) {
 	if testing.Short() {
 		t.Skip("embedded broker")
 	}
-	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	opts := kafka.Options{
-		Brokers: []string{emb.Addr()}, Prefix: "it.", Version: kafka.DefaultVersion,
-		Partitions: 3, Replication: 1, ClientID: "ingest-test",
-	}
+	opts := kafkatest.Options(t, 3)
 	srv := startServer(t, Config{Kafka: opts, StatsInterval: 50 * time.Millisecond}, nil)
 	c := dial(t, srv.url)
 

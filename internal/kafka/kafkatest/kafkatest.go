@@ -21,27 +21,36 @@ const EnvBrokers = "VPP_TEST_BROKERS"
 // can share one real broker without seeing each other's data.
 func Options(t testing.TB, partitions int32) kafka.Options {
 	t.Helper()
-	var brokers []string
-	if env := os.Getenv(EnvBrokers); env != "" {
-		brokers = strings.Split(env, ",")
-	} else {
-		b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
-		if err != nil {
-			t.Fatalf("start embedded broker: %v", err)
-		}
-		t.Cleanup(b.Close)
-		brokers = []string{b.Addr()}
-	}
-	var buf [4]byte
-	_, _ = rand.Read(buf[:])
 	return kafka.Options{
-		Brokers:     brokers,
-		Prefix:      "test." + hex.EncodeToString(buf[:]) + ".",
+		Brokers:     Brokers(t),
+		Prefix:      Prefix("test"),
 		Version:     kafka.DefaultVersion,
 		Partitions:  partitions,
 		Replication: 1,
 		ClientID:    "vpp-test",
 	}
+}
+
+// Brokers returns the real brokers of VPP_TEST_BROKERS, or starts an
+// embedded broker that the test stops.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	if env := os.Getenv(EnvBrokers); env != "" {
+		return strings.Split(env, ",")
+	}
+	b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
+	if err != nil {
+		t.Fatalf("start embedded broker: %v", err)
+	}
+	t.Cleanup(b.Close)
+	return []string{b.Addr()}
+}
+
+// Prefix returns a topic prefix starting with name and unique to this call.
+func Prefix(name string) string {
+	var buf [4]byte
+	_, _ = rand.Read(buf[:])
+	return name + "." + hex.EncodeToString(buf[:]) + "."
 }
 
 // Real reports whether tests run against a real broker.
