@@ -12,16 +12,18 @@ import (
 // Kind is the level of a node in the hierarchy.
 type Kind uint8
 
-// The levels of the hierarchy, top down. Devices are not nodes: they live in
-// their site's state.
+// The levels of the hierarchy, top down. Devices are not tree nodes (they
+// live in their site's state); KindDevice names them where a level is
+// needed, as in history series.
 const (
 	KindFleet Kind = iota
 	KindRegion
 	KindSubstation
 	KindSite
+	KindDevice
 )
 
-// String returns "fleet", "region", "substation" or "site".
+// String returns "fleet", "region", "substation", "site" or "device".
 func (k Kind) String() string {
 	switch k {
 	case KindFleet:
@@ -32,6 +34,8 @@ func (k Kind) String() string {
 		return "substation"
 	case KindSite:
 		return "site"
+	case KindDevice:
+		return "device"
 	}
 	return "unknown"
 }
