@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/units"
 )
 
@@ -114,7 +114,6 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Handler: fleet.NewAPI(reader, time.Now), ReadHeaderTimeout: 5 * time.Second}
 		slog.Info("serving API", "addr", ln.Addr().String())
 		wg.Add(2)
 		go func() {
@@ -125,14 +124,8 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		}()
 		go func() {
 			defer wg.Done()
-			go func() {
-				<-ctx.Done()
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = hs.Shutdown(sctx)
-			}()
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errs <- fmt.Errorf("http: %w", err)
+			if err := pipeline.ServeHTTP(ctx, ln, fleet.NewAPI(reader, time.Now)); err != nil {
+				errs <- err
 			}
 		}()
 	}

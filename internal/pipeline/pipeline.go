@@ -119,19 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p.goRun("reader", func() error { return r.Run(ctx) })
 	if ln != nil {
-		hs := &http.Server{Handler: fleet.NewAPI(r, time.Now), ReadHeaderTimeout: 5 * time.Second}
-		p.goRun("http", func() error {
-			go func() {
-				<-ctx.Done()
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = hs.Shutdown(sctx)
-			}()
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		p.goRun("http", func() error { return ServeHTTP(ctx, ln, fleet.NewAPI(r, time.Now)) })
 	}
 	return p, nil
 }
@@ -174,4 +162,24 @@ func (p *Pipeline) Wait() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return errors.Join(p.errs...)
+}
+
+// ServeHTTP serves h on ln until ctx is done, then shuts the server down,
+// giving requests in flight five seconds.
+func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	err := hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-stopped
+		return nil
+	}
+	return fmt.Errorf("serve http: %w", err)
 }
