@@ -35,3 +35,20 @@ kafka-start:
 
 kafka-stop:
 	scripts/kafka.sh stop
+
+# Releases: goreleaser v2 pinned, run as a Go module.
+GORELEASER ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.15.1
+
+.PHONY: release-check release-snapshot release-local
+release-check:
+	$(GORELEASER) check
+
+# A snapshot build of linux/amd64 with the release settings; prints the
+# version the ldflags stamped.
+release-snapshot:
+	GOOS=linux GOARCH=amd64 $(GORELEASER) build --snapshot --clean --single-target --output dist/vpp
+	dist/vpp version
+
+# Every archive and .deb/.rpm package, without publishing.
+release-local:
+	$(GORELEASER) release --snapshot --clean

@@ -45,13 +45,28 @@ type usageError struct{ error }
 func (e usageError) Unwrap() error { return e.error }
 
 func newRootCmd() *cobra.Command {
-	var logLevel string
+	var logLevel, configPath string
 	root := &cobra.Command{
-		Use:           "vpp",
-		Short:         "Operator toolkit for a virtual power plant of distributed batteries",
+		Use:   "vpp",
+		Short: "Operator toolkit for a virtual power plant of distributed batteries",
+		Long: `vpp simulates, ingests, aggregates and shows a fleet of distributed
+batteries as one virtual power plant.
+
+Every flag can also be set by an environment variable VPP_<FLAG> (upper
+case, dashes as underscores: --max-frame-bytes is VPP_MAX_FRAME_BYTES), or in
+a YAML file given with --config. The command line wins over the
+environment, which wins over the file. Sizes and rates take units: 10k,
+1.5M, 64MiB; durations take 30s, 5m.
+
+Exit codes: 0 success (also after SIGINT/SIGTERM), 1 failure, 2 bad command
+line or configuration.`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applySettings(cmd, configPath); err != nil {
+				return err
+			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return usageError{fmt.Errorf("--log-level: %w", err)}
@@ -62,12 +77,16 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&configPath, "config", "", "YAML file with flag values (top-level keys for every command, a section per command)")
 	root.AddCommand(
 		newSimCmd(),
 		newIngestCmd(),
 		newAggregateCmd(),
 		newBrokerCmd(),
 		newDemoCmd(),
+		newVersionCmd(),
+		newManCmd(),
 	)
+	documentEnv(root)
 	return root
 }
