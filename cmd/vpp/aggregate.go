@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/units"
 )
@@ -64,7 +66,8 @@ reader:
   GET /api/metrics/substations/{id}   a substation and its sites
   GET /api/metrics/sites/{id}         a site and its devices
   GET /api/metrics/pipeline           end-to-end accounting
-  GET /healthz                        liveness`,
+  GET /healthz                        liveness
+  GET /metrics                        Prometheus metrics`,
 		Example: `  # one instance with the API
   vpp aggregate --brokers 127.0.0.1:9092 --http 127.0.0.1:8081
 
@@ -124,7 +127,10 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		}()
 		go func() {
 			defer wg.Done()
-			if err := pipeline.ServeHTTP(ctx, ln, fleet.NewAPI(reader, time.Now)); err != nil {
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(reader)))
+			mux.Handle("/", fleet.NewAPI(reader, time.Now))
+			if err := pipeline.ServeHTTP(ctx, ln, mux); err != nil {
 				errs <- err
 			}
 		}()

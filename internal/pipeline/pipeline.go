@@ -17,6 +17,7 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/metrics"
 )
 
 // Config describes a pipeline.
@@ -119,7 +120,14 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p.goRun("reader", func() error { return r.Run(ctx) })
 	if ln != nil {
-		p.goRun("http", func() error { return ServeHTTP(ctx, ln, fleet.NewAPI(r, time.Now)) })
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(
+			metrics.NewIngestCollector(srv.Stats),
+			metrics.NewAggregateCollector(p.aggregateStats),
+			metrics.NewFleetCollector(r),
+		))
+		mux.Handle("/", fleet.NewAPI(r, time.Now))
+		p.goRun("http", func() error { return ServeHTTP(ctx, ln, mux) })
 	}
 	return p, nil
 }
@@ -134,6 +142,24 @@ func (p *Pipeline) goRun(name string, fn func() error) {
 			p.mu.Unlock()
 		}
 	}()
+}
+
+// aggregateStats sums the stats of every aggregator instance.
+func (p *Pipeline) aggregateStats() aggregate.Stats {
+	var sum aggregate.Stats
+	for _, a := range p.aggs {
+		st := a.Stats()
+		sum.Partitions = append(sum.Partitions, st.Partitions...)
+		sum.Sites += st.Sites
+		sum.Devices += st.Devices
+		sum.Consumed += st.Consumed
+		sum.Applied += st.Applied
+		sum.Duplicates += st.Duplicates
+		sum.Gaps += st.Gaps
+		sum.Undecodable += st.Undecodable
+		sum.Lag += st.Lag
+	}
+	return sum
 }
 
 // IngestURL is the WebSocket URL devices connect to.

@@ -9,6 +9,8 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +182,7 @@ func runEndToEnd(t *testing.T, aggregators int, duplicateFrames float64) {
 	t.Logf("pipeline: %+v", pl)
 
 	if aggregators == 1 && duplicateFrames == 0 {
+		checkMetrics(ctx, t, p, truth)
 		checkInvalidReadingRejected(ctx, t, p, opts, f, truth)
 	}
 }
@@ -301,3 +304,53 @@ func checkInvalidReadingRejected(ctx context.Context, t *testing.T, p *pipeline.
 func TestEndToEndOneAggregator(t *testing.T)    { runEndToEnd(t, 1, 0) }
 func TestEndToEndThreeAggregators(t *testing.T) { runEndToEnd(t, 3, 0) }
 func TestEndToEndDuplicateFrames(t *testing.T)  { runEndToEnd(t, 1, 0.2) }
+
+// checkMetrics scrapes /metrics and finds the named series with the values
+// the run produced.
+func checkMetrics(ctx context.Context, t *testing.T, p *pipeline.Pipeline, truth sim.Truth) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.APIURL()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		`vpp_ingest_readings_total{reason="",result="accepted"}`: float64(truth.ReadingsAcked),
+		`vpp_ingest_readings_total{reason="",result="received"}`: float64(truth.ReadingsSent),
+		`vpp_ingest_acked_readings_total`:                        float64(truth.ReadingsAcked),
+		`vpp_aggregate_owned_readings{result="applied"}`:         float64(truth.ReadingsSent),
+		`vpp_aggregate_twins`:                                    float64(truth.Devices),
+		`vpp_fleet_devices{state="online"}`:                      float64(truth.Fleet.Devices),
+		`vpp_ingest_kafka_up`:                                    1,
+	}
+	got := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			got[line[:i]] = v
+		}
+	}
+	for series, v := range want {
+		if g, ok := got[series]; !ok || g != v {
+			t.Errorf("metric %s = %v (present %v), want %v", series, g, ok, v)
+		}
+	}
+	if _, ok := got[`vpp_fleet_energy_kilowatt_hours`]; !ok {
+		t.Errorf("vpp_fleet_energy_kilowatt_hours missing")
+	}
+}
