@@ -45,7 +45,7 @@ type usageError struct{ error }
 func (e usageError) Unwrap() error { return e.error }
 
 func newRootCmd() *cobra.Command {
-	var logLevel, configPath string
+	var logLevel, logFormat, configPath string
 	root := &cobra.Command{
 		Use:   "vpp",
 		Short: "Operator toolkit for a virtual power plant of distributed batteries",
@@ -71,12 +71,21 @@ line or configuration.`,
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return usageError{fmt.Errorf("--log-level: %w", err)}
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			opts := &slog.HandlerOptions{Level: lvl}
+			switch logFormat {
+			case "text":
+				slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, opts)))
+			case "json":
+				slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, opts)))
+			default:
+				return usageError{fmt.Errorf("--log-format %q: want text or json", logFormat)}
+			}
 			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&configPath, "config", "", "YAML file with flag values (top-level keys for every command, a section per command)")
 	root.AddCommand(
 		newSimCmd(),
