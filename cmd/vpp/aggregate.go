@@ -67,6 +67,7 @@ reader:
   GET /api/metrics/sites/{id}         a site and its devices
   GET /api/metrics/pipeline           end-to-end accounting
   GET /healthz                        liveness
+  GET /readyz                         200 once joined and every owned partition restored, else 503
   GET /metrics                        Prometheus metrics`,
 		Example: `  # one instance with the API
   vpp aggregate --brokers 127.0.0.1:9092 --http 127.0.0.1:8081
@@ -129,6 +130,7 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 			defer wg.Done()
 			mux := http.NewServeMux()
 			mux.Handle("/metrics", metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(reader)))
+			mux.Handle("GET /readyz", readyHandler(agg.Ready))
 			mux.Handle("/", fleet.NewAPI(reader, time.Now))
 			if err := pipeline.ServeHTTP(ctx, ln, mux); err != nil {
 				errs <- err
@@ -163,4 +165,18 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		return nil
 	}
 	return err
+}
+
+// readyHandler answers 200 {"status":"ready"} while ready() holds and 503
+// {"status":"not ready"} otherwise.
+func readyHandler(ready func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"status":"not ready"}`)
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ready"}`)
+	})
 }
