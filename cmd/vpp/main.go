@@ -93,6 +93,7 @@ line or configuration.`,
 		newAggregateCmd(),
 		newBrokerCmd(),
 		newDemoCmd(),
+		newBenchCmd(),
 		newVersionCmd(),
 		newManCmd(),
 	)
