@@ -1,0 +1,158 @@
+package tui
+
+import (
+	"math"
+	"strings"
+
+	"charm.land/lipgloss/v2"
+
+	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/history"
+)
+
+// crumbs is the breadcrumb of the active screen.
+func (m *model) crumbs() []string {
+	switch m.screen {
+	case screenAlarms:
+		return []string{"fleet", "alarms"}
+	case screenPipeline:
+		return []string{"fleet", "pipeline"}
+	case screenHelp:
+		return []string{"help"}
+	case screenDevice:
+		out := []string{fleet.FleetID}
+		if n := m.c.snap.Site(m.device.siteID); n != nil {
+			out = append(out, n.RegionID, n.SubstationID)
+		}
+		return append(out, m.device.siteID, m.device.deviceID)
+	}
+	return append([]string{fleet.FleetID}, m.table.path...)
+}
+
+// badge is the freshness badge: PAUSED, NO DATA, STALE with the age, or LIVE.
+func (m *model) badge() string {
+	st := &m.c.styles
+	age, ok := m.c.age()
+	switch {
+	case m.c.paused:
+		if ok {
+			return st.Paused.Render(" PAUSED ") + st.Dim.Render(" data "+fmtAge(age)+" old")
+		}
+		return st.Paused.Render(" PAUSED ")
+	case !ok:
+		return st.Stale.Render(" NO DATA ")
+	case age > m.c.opts.StaleAfter:
+		return st.Stale.Render(" STALE " + fmtAge(age) + " ")
+	}
+	return st.Live.Render("● LIVE") + st.Dim.Render(" "+fmtAge(age))
+}
+
+// header is the three text lines at the top: where we are, how fresh the
+// data is and the clock; the fleet's power, energy and SoC; devices,
+// headroom, ingest rate and lag.
+func (m *model) header() string {
+	st := &m.c.styles
+	w := m.width
+	c := m.c
+	r := &c.snap.Fleet.Rollup
+
+	// Line 1: title, breadcrumb, badge and clock.
+	cr := m.crumbs()
+	var crumb strings.Builder
+	for i, s := range cr {
+		if i > 0 {
+			crumb.WriteString(st.CrumbSep.Render(" › "))
+		}
+		crumb.WriteString(st.Crumb.Render(s))
+	}
+	right := m.badge() + "  " + st.Dim.Render(c.now.Format("15:04:05"))
+	l1 := spread(st.Title.Render("vpp top")+"  "+crumb.String(), right, w)
+
+	// Stale numbers are drawn dim and without colour: never as live.
+	stale := c.stale()
+	val := func(s *lipgloss.Style, text string) string {
+		if stale {
+			return st.Dim.Render(text)
+		}
+		if s == nil {
+			return st.Value.Render(text)
+		}
+		return s.Render(text)
+	}
+	lbl := func(s string) string { return st.Label.Render(s) }
+	sep := "  "
+
+	kw := r.PowerKW()
+	l2 := joinFit(w, sep,
+		lbl("Net ")+val(st.powerStyle(kw), fmtScaled(kw, "W", true))+
+			lbl(" (chg ")+val(&st.Charge, fmtScaled(r.ChargeKW(), "W", false))+
+			lbl(" dis ")+val(&st.Discharge, fmtScaled(r.DischargeKW(), "W", false))+lbl(")"),
+		lbl("Stored ")+val(nil, fmtScaledPair(r.EnergyKWh(), r.CapacityKWh(), "Wh")),
+		lbl("SoC ")+val(st.socStyle(r.SoCPct()), fmtFixed(r.SoCPct(), 1)+"%"),
+	)
+
+	var offStyle, alarmStyle *lipgloss.Style
+	if r.Offline > 0 {
+		offStyle = &st.Warn
+	}
+	if r.Alarming > 0 {
+		alarmStyle = &st.Crit
+	}
+	var lagStyle *lipgloss.Style
+	if c.snap.Pipeline.Lag > lagWarnRecs {
+		lagStyle = &st.Warn
+	}
+	hd, hp := scale(max(r.HeadroomDischargeKW(), r.HeadroomChargeKW()))
+	l3 := joinFit(w, sep,
+		lbl("Devices ")+val(nil, fmtCount(r.Online)+" on")+lbl(" · ")+val(offStyle, fmtCount(r.Offline)+" off")+lbl(" · ")+val(alarmStyle, fmtCount(r.Alarming)+" alarm"),
+		lbl("Headroom ")+val(nil, "↑"+sig3(r.HeadroomDischargeKW()/hd)+" ↓"+sig3(r.HeadroomChargeKW()/hd)+" "+hp+"W"),
+		lbl("Ingest ")+val(nil, fmtRate(c.ingestRate())),
+		lbl("Lag ")+val(lagStyle, fmtCount(c.snap.Pipeline.Lag)),
+	)
+	return l1 + "\n" + l2 + "\n" + l3
+}
+
+// charts is the header's chart block: fleet power (signed, ntcharts
+// streamline chart on ±limit), SoC and the ingest rate (ntcharts
+// sparklines with fixed maxima), one title line each over the chart.
+func (m *model) charts() string {
+	st := &m.c.styles
+	c := m.c
+	const gap = 2
+	cw := (m.width - 2*gap) / 3
+	r := &c.snap.Fleet.Rollup
+	n := cw
+
+	pw := c.seriesOf(fleet.KindFleet, fleet.FleetID, history.PowerKW, n)
+	limit := math.Max(powerLimit(r), absMax(pw))
+	div, prefix := scale(limit)
+	scaled := make([]float64, len(pw))
+	for i, v := range pw {
+		scaled[i] = v / div
+	}
+	powerC := signedChart(scaled, cw, chartHeight-1, limit/div, st.Discharge, st.ChartAxis)
+
+	soc := c.seriesOf(fleet.KindFleet, fleet.FleetID, history.SoCPct, n)
+	socC := barChart(soc, cw, chartHeight-1, 100, st.SoCChart)
+
+	rate := c.seriesOf(fleet.KindFleet, fleet.FleetID, history.ReceivedPerSec, n)
+	rateC := barChart(rate, cw, chartHeight-1, math.Max(1, absMax(rate)*1.1), st.RateChart)
+
+	titles := []string{
+		st.Label.Render("Power "+prefix+"W ") + st.Dim.Render("+dis/−chg, "+itoa(n)+"s"),
+		st.Label.Render("SoC % ") + st.Dim.Render("0–100, "+itoa(n)+"s"),
+		st.Label.Render("Ingest/s ") + st.Dim.Render("max "+fmtRate(absMax(rate))),
+	}
+	cols := []string{powerC, socC, rateC}
+	for i := range cols {
+		cols[i] = lipgloss.NewStyle().Width(cw).MaxWidth(cw).Render(fit(titles[i], cw, false) + "\n" + fitLines(cols[i], cw, chartHeight-1))
+	}
+	sp := strings.Repeat(" ", gap)
+	return lipgloss.JoinHorizontal(lipgloss.Top, cols[0], sp, cols[1], sp, cols[2])
+}
+
+// powerLimit is a symmetric scale for a node's power: the most it delivers
+// or absorbs now plus its headroom (ratings are not in the rollup).
+func powerLimit(r *fleet.Rollup) float64 {
+	return math.Max(r.DischargeKW()+r.HeadroomDischargeKW(), r.ChargeKW()+r.HeadroomChargeKW())
+}

@@ -1,0 +1,87 @@
+package tui
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/vppctl/vpp/internal/fleet"
+)
+
+// Once writes one plain-text frame of the fleet view (`vpp top --once`):
+// the header and every region, width cells wide, without charts, hints or
+// ANSI sequences.
+func Once(w io.Writer, d Data, o Options, width int) error {
+	if width <= 0 {
+		width = 120
+	}
+	m := newModel(d, o)
+	m.plain = true
+	m.width = width
+	m.height = headerLines + 2 + max(1, len(m.table.rows))
+	m.layout()
+	out := ansi.Strip(m.render())
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(strings.Replace(l, "▸ ", "  ", 1), " ")
+	}
+	if _, err := io.WriteString(w, strings.Join(lines, "\n")+"\n"); err != nil {
+		return fmt.Errorf("write fleet view: %w", err)
+	}
+	return nil
+}
+
+// treeJSON is the fleet node with its regions.
+type treeJSON struct {
+	fleet.NodeJSON
+	Regions  []regionJSON       `json:"regions"`
+	Pipeline fleet.PipelineJSON `json:"pipeline"`
+}
+
+type regionJSON struct {
+	fleet.NodeJSON
+	Substations []substationJSON `json:"substations"`
+}
+
+type substationJSON struct {
+	fleet.NodeJSON
+	Sites []fleet.SiteJSON `json:"sites"`
+}
+
+// OnceJSON writes the whole fleet tree as one JSON document (`vpp top
+// --once --json`): fleet → regions → substations → sites, each node with
+// the fields and units of the /api/metrics/* JSON, the devices of each
+// site under "device_list", and the pipeline accounting under "pipeline".
+// Device ages are relative to the time of the call.
+func OnceJSON(w io.Writer, snap *fleet.Snapshot) error {
+	if snap == nil {
+		snap = fleet.EmptySnapshot()
+	}
+	now := time.Now()
+	t := treeJSON{NodeJSON: fleet.NewNodeJSON(snap.Fleet), Regions: make([]regionJSON, 0, len(snap.Regions())), Pipeline: fleet.NewPipelineJSON(&snap.Pipeline)}
+	for _, reg := range snap.Regions() {
+		rj := regionJSON{NodeJSON: fleet.NewNodeJSON(reg), Substations: make([]substationJSON, 0, len(reg.Children))}
+		for _, sub := range reg.Children {
+			sj := substationJSON{NodeJSON: fleet.NewNodeJSON(sub), Sites: make([]fleet.SiteJSON, 0, len(sub.Children))}
+			for _, site := range sub.Children {
+				devs := make([]fleet.DeviceJSON, 0, len(site.Devices()))
+				for _, d := range site.Devices() {
+					devs = append(devs, fleet.NewDeviceJSON(d, now))
+				}
+				sj.Sites = append(sj.Sites, fleet.SiteJSON{NodeJSON: fleet.NewNodeJSON(site), DeviceList: devs})
+			}
+			rj.Substations = append(rj.Substations, sj)
+		}
+		t.Regions = append(t.Regions, rj)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(t); err != nil {
+		return fmt.Errorf("write fleet json: %w", err)
+	}
+	return nil
+}
