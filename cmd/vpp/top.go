@@ -8,14 +8,17 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"charm.land/ssh"
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/history"
 	"github.com/vppctl/vpp/internal/tui"
+	"github.com/vppctl/vpp/internal/tui/sshserve"
 )
 
 // Defaults of `vpp top`.
@@ -90,7 +93,7 @@ has caught up with the state topic, so the numbers are complete.
 	f.DurationVar(&o.catchUp, "catch-up-timeout", defaultTopCatchUp, "with --once: how long to wait for the complete fleet state")
 	f.StringVar(&o.logFile, "log-file", "", "write logs to this file (default: discarded while the dashboard runs)")
 	f.StringVar(&o.ssh, "ssh", "", "serve the dashboard over SSH on this address instead (e.g. :2222)")
-	f.StringVar(&o.hostKey, "host-key", "", "with --ssh: host key file (created when missing)")
+	f.StringVar(&o.hostKey, "host-key", "", "with --ssh: host key file, created when missing (default $XDG_CONFIG_HOME/vpp/ssh_host_ed25519_key)")
 	f.StringVar(&o.authKeys, "authorized-keys", "", "with --ssh: authorized_keys file of the clients allowed in")
 	f.IntVar(&o.maxSess, "max-sessions", defaultTopMaxSessions, "with --ssh: most concurrent sessions")
 	f.DurationVar(&o.idle, "idle-timeout", defaultTopIdleTimeout, "with --ssh: close a session idle for this long")
@@ -140,11 +143,25 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	}
 
 	if o.ssh != "" {
-		// TODO(ssh): wire internal/tui/sshserve once it exists:
-		//   return sshserve.Serve(ctx, sshserve.Config{Addr: o.ssh, HostKey: o.hostKey,
-		//       AuthorizedKeys: o.authKeys, MaxSessions: o.maxSess, IdleTimeout: o.idle},
-		//       func() tea.Model { return tui.New(data, opts) })
-		return errors.New("ssh: not built yet")
+		if o.hostKey == "" {
+			dir, err := os.UserConfigDir()
+			if err != nil {
+				return usageError{fmt.Errorf("--host-key not given and no config directory: %w", err)}
+			}
+			o.hostKey = filepath.Join(dir, "vpp", "ssh_host_ed25519_key")
+		}
+		err := sshserve.Serve(ctx, sshserve.Config{
+			Addr:               o.ssh,
+			HostKeyPath:        o.hostKey,
+			AuthorizedKeysPath: o.authKeys,
+			MaxSessions:        o.maxSess,
+			IdleTimeout:        o.idle,
+			Logger:             sshLogger(errOut, o.logFile != "", logger),
+		}, func(ssh.Session) tea.Model { return tui.New(data, opts) })
+		if errors.Is(err, sshserve.ErrNoAuthorizedKeys) || errors.Is(err, sshserve.ErrNoHostKey) {
+			return usageError{err}
+		}
+		return err
 	}
 
 	p := tea.NewProgram(tui.New(data, opts), tea.WithContext(ctx), tea.WithOutput(out))
@@ -173,4 +190,13 @@ func (*topData) Series(_ fleet.Kind, _ string, _ history.Metric, n int) []float6
 		s[i] = math.NaN()
 	}
 	return s
+}
+
+// sshLogger is the SSH server's logger: the log file when one is given,
+// else stderr (the server has no dashboard of its own to corrupt).
+func sshLogger(errOut io.Writer, toFile bool, fileLogger *slog.Logger) *slog.Logger {
+	if toFile {
+		return fileLogger
+	}
+	return slog.New(slog.NewTextHandler(errOut, nil))
 }

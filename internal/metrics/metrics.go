@@ -35,7 +35,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 type IngestCollector struct {
 	src func() ingest.Stats
 
-	readings, frames, acked, connections, protocolErrors *prometheus.Desc
+	readings, frames, acked, connections, protocolErrors   *prometheus.Desc
 	buffered, bufferedBytes, capRecords, capBytes, kafkaUp *prometheus.Desc
 }
 

@@ -25,25 +25,49 @@ import (
 )
 
 // dashboard is a trivial stand-in for the dashboard: it shows the window
-// size it received and quits on q.
-type dashboard struct{ w, h int }
+// size it received and quits on q; ! panics. With tick set it redraws
+// (a frame counter) every tick, like the live dashboard.
+type dashboard struct {
+	w, h   int
+	tick   time.Duration
+	frames int
+}
 
-func (m dashboard) Init() tea.Cmd { return nil }
+type tickMsg struct{}
+
+func (m dashboard) next() tea.Cmd {
+	if m.tick <= 0 {
+		return nil
+	}
+	return tea.Tick(m.tick, func(time.Time) tea.Msg { return tickMsg{} })
+}
+
+func (m dashboard) Init() tea.Cmd { return m.next() }
 
 func (m dashboard) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.w, m.h = msg.Width, msg.Height
+	case tickMsg:
+		m.frames++
+		return m, m.next()
 	case tea.KeyPressMsg:
-		if msg.String() == "q" {
+		switch msg.String() {
+		case "q":
 			return m, tea.Quit
+		case "!":
+			panic("model exploded")
 		}
 	}
 	return m, nil
 }
 
 func (m dashboard) View() tea.View {
-	v := tea.NewView(fmt.Sprintf("vpp-test-dashboard %dx%d", m.w, m.h))
+	s := fmt.Sprintf("vpp-test-dashboard %dx%d", m.w, m.h)
+	if m.tick > 0 {
+		s += fmt.Sprintf(" frame %d", m.frames)
+	}
+	v := tea.NewView(s)
 	v.AltScreen = true
 	return v
 }

@@ -1,6 +1,7 @@
 package sshserve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -217,7 +218,7 @@ func (r *registry) snapshot() []SessionInfo {
 		out = append(out, s.info)
 	}
 	r.mu.Unlock()
-	slices.SortFunc(out, func(a, b SessionInfo) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(out, func(a, b SessionInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
@@ -306,6 +307,8 @@ func (s *Server) guard(next ssh.Handler) ssh.Handler {
 			wish.Printf(sess, "vpp top: server shutting down\n")
 		case reasonNoModel:
 			wish.Fatalf(sess, "vpp top: the dashboard is not available\n")
+		case reasonPanic:
+			wish.Fatalf(sess, "\nvpp top: internal error, session closed\n")
 		default:
 			ts.setReason(reasonQuit)
 		}

@@ -45,6 +45,9 @@ const (
 	DefaultShutdownTimeout = 5 * time.Second
 	// handshakeTimeout bounds an unauthenticated connection's handshake.
 	handshakeTimeout = 20 * time.Second
+	// idleGrace is how much longer than Config.IdleTimeout a connection
+	// may go without any traffic.
+	idleGrace = 30 * time.Second
 )
 
 // Sentinel errors.
@@ -83,8 +86,9 @@ type Config struct {
 	// is told so and closed with exit status 1. Default DefaultMaxSessions.
 	MaxSessions int
 	// IdleTimeout closes a session that has sent no input (no key press,
-	// no mouse event) for this long; it also bounds an SSH connection with
-	// no traffic at all. Default DefaultIdleTimeout; negative disables it.
+	// no mouse event) for this long, with a message; the dashboard's own
+	// output does not count. A connection with no traffic at all is closed
+	// 30s after it. Default DefaultIdleTimeout; negative disables both.
 	IdleTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown after the context of
 	// Serve is done: sessions are asked to quit, and connections still open
@@ -176,9 +180,12 @@ func Listen(ctx context.Context, cfg Config, factory ModelFactory) (*Server, err
 	}
 	s.hostKey = signer.PublicKey()
 
-	idle := cfg.IdleTimeout
-	if idle < 0 {
-		idle = 0
+	// The transport's own idle timeout (no traffic at all: a vanished
+	// client, a connection without a session) comes a grace period after
+	// the sessions' input timeout, whose watchdog tells the client why.
+	var idle time.Duration
+	if cfg.IdleTimeout > 0 {
+		idle = cfg.IdleTimeout + idleGrace
 	}
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Addr),
@@ -231,6 +238,7 @@ func (s *Server) Close() error {
 	if !s.served.CompareAndSwap(false, true) {
 		return ErrServed
 	}
+	s.reg.kill()
 	if err := s.ln.Close(); err != nil {
 		return fmt.Errorf("close listener: %w", err)
 	}
@@ -294,6 +302,7 @@ func (s *Server) shutdown(ctx context.Context) {
 	if err := s.reg.wait(wctx); err != nil {
 		s.log.Warn("ssh server: sessions still running after shutdown", "sessions", len(s.reg.snapshot()))
 	}
+	s.reg.kill() // releases the sessions' contexts; none should be left
 	s.log.Info("ssh server stopped", "duration", time.Since(start).Round(time.Millisecond))
 }
 
@@ -317,7 +326,7 @@ func (s *Server) newProgram(sess ssh.Session) *tea.Program {
 		tea.WithoutSignalHandler(),
 		tea.WithContext(ts.ctx),
 	)
-	p := tea.NewProgram(m, opts...)
+	p := tea.NewProgram(safeModel{m: m, s: ts, log: s.log}, opts...)
 	ts.setProgram(p)
 	return p
 }

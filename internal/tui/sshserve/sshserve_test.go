@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -183,6 +184,7 @@ func TestHostKeyPersisted(t *testing.T) {
 		Addr:               "127.0.0.1:0",
 		HostKeyPath:        filepath.Join(dir, "state", "ssh_host_ed25519_key"),
 		AuthorizedKeysPath: auth,
+		Logger:             slog.New(slog.DiscardHandler),
 	}
 	listen := func() gossh.PublicKey {
 		t.Helper()
@@ -276,6 +278,25 @@ func TestPanicInOneSession(t *testing.T) {
 	}
 	ts.waitLog(t, "ssh session panic", "factory exploded")
 
+	// A panic in the model's Update ends that session the same way.
+	c3, err := dial(t, ts.addr, "alice", ts.key.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad2 := openTerm(t, c3, true, 80, 24)
+	bad2.waitFor("vpp-test-dashboard 80x24")
+	if _, err := bad2.in.Write([]byte("!")); err != nil {
+		t.Fatal(err)
+	}
+	if code := bad2.wait(); code != 1 {
+		t.Errorf("session whose model panicked: exit status = %d, want 1", code)
+	}
+	if !strings.Contains(bad2.screen(), "internal error") {
+		t.Errorf("session whose model panicked: output %q", bad2.screen())
+	}
+	ts.waitLog(t, "ssh session panic", "model exploded", "in=Update")
+	ts.waitLog(t, "ssh session end", "reason=panic")
+
 	c2, err := dial(t, ts.addr, "alice", ts.key.signer)
 	if err != nil {
 		t.Fatalf("server gone after a panic: %v", err)
@@ -284,23 +305,39 @@ func TestPanicInOneSession(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	ts := startServer(t, newDashboard, func(c *sshserve.Config) { c.IdleTimeout = 300 * time.Millisecond })
+	// The model redraws every 20ms: output is not activity.
+	ticking := func(ssh.Session) tea.Model { return dashboard{tick: 20 * time.Millisecond} }
+	ts := startServer(t, ticking, func(c *sshserve.Config) { c.IdleTimeout = 300 * time.Millisecond })
 	c, err := dial(t, ts.addr, "alice", ts.key.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tm := openTerm(t, c, true, 80, 24)
-	tm.waitFor("vpp-test-dashboard 80x24")
+	tm.waitFor("vpp-test-dashboard 80x24 frame")
+
+	// Key presses are activity: typing keeps the session open past the
+	// timeout.
 	start := time.Now()
-	code := tm.wait()
-	if code != 0 {
+	var lastKey time.Time
+	for time.Since(start) < 900*time.Millisecond {
+		if _, err := tm.in.Write([]byte("x")); err != nil {
+			t.Fatalf("session closed while typing after %s: %v; output %q", time.Since(start), err, tm.screen())
+		}
+		lastKey = time.Now()
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(tm.screen(), "session closed") {
+		t.Fatalf("session closed while typing; output %q", tm.screen())
+	}
+
+	if code := tm.wait(); code != 0 {
 		t.Errorf("exit status = %d, want 0", code)
+	}
+	if d := time.Since(lastKey); d < 300*time.Millisecond || d > 3*time.Second {
+		t.Errorf("idle session closed %s after the last key, want about 300ms", d)
 	}
 	if !strings.Contains(tm.screen(), "vpp top: no input for 300ms, session closed") {
 		t.Errorf("output %q, want the idle message", tm.screen())
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("idle session closed after %s", d)
 	}
 	ts.waitLog(t, "ssh session end", "reason=idle")
 }
