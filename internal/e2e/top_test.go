@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+	"github.com/vppctl/vpp/internal/pipeline"
+	"github.com/vppctl/vpp/internal/sim"
+)
+
+// buildVPP builds the vpp binary into a temporary directory.
+func buildVPP(t *testing.T) string {
+	t.Helper()
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	bin := filepath.Join(t.TempDir(), "vpp")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/vpp")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runFleet starts a pipeline and fills it with a small simulated fleet; it
+// returns the Kafka options and the pipeline, both quiet once it returns.
+func runFleet(t *testing.T, devices int) (kafka.Options, *pipeline.Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	opts := kafkatest.Options(t, 4)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := pipeline.Start(ctx, pipeline.Config{Kafka: opts, HTTPAddr: "127.0.0.1:0", Logger: log})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = p.Wait()
+	})
+	s, err := sim.New(sim.Config{URL: p.IngestURL(), Devices: devices, Rate: 5000, Count: int64(devices * 5), Seed: 3,
+		Start: time.Date(2026, 6, 1, 19, 0, 0, 0, time.UTC), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+	defer rcancel()
+	if err := s.Run(rctx); err != nil {
+		t.Fatalf("sim: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p.Reader().Snapshot().Fleet.Rollup.Devices != int64(devices) || p.Reader().Snapshot().Pipeline.Lag != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet never reached %d devices", devices)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the last flush reaches every reader
+	return opts, p
+}
+
+func kafkaArgs(o kafka.Options) []string {
+	return []string{"--brokers", strings.Join(o.Brokers, ","), "--topic-prefix", o.Prefix, "--partitions", fmt.Sprint(o.Partitions)}
+}
+
+// TestTopInTmux drives the real binary in a terminal: the header shows the
+// fleet's device count, Enter drills down into a region, q exits 0 and the
+// terminal is restored.
+func TestTopInTmux(t *testing.T) {
+	RequireTmux(t)
+	bin := buildVPP(t)
+	opts, _ := runFleet(t, 300)
+
+	logFile := filepath.Join(t.TempDir(), "top.log")
+	tm := StartTmux(t, 120, 36, append([]string{bin, "top", "--log-file", logFile}, kafkaArgs(opts)...)...)
+	defer func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			code, exited := tm.Exited()
+			t.Logf("exited %v (code %d); log:\n%s", exited, code, b)
+		}
+	}()
+	screen := tm.WaitFor("Devices 300 on", 30*time.Second)
+	if !strings.Contains(screen, "regions (3)") {
+		t.Fatalf("no region table:\n%s", screen)
+	}
+	tm.Send("Enter")
+	screen = tm.WaitFor("fleet › ", 10*time.Second)
+	if !strings.Contains(screen, "substations of east") {
+		t.Errorf("after Enter the table does not list substations:\n%s", screen)
+	}
+	tm.Send("q")
+	if code := tm.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("vpp top exited %d; screen:\n%s", code, tm.Capture())
+	}
+	if err := tm.TerminalRestored(); err != nil {
+		t.Errorf("terminal not restored: %v", err)
+	}
+}
+
+// TestTopOnceJSONEqualsAPI compares `vpp top --once --json` with
+// /api/metrics/fleet on the same data.
+func TestTopOnceJSONEqualsAPI(t *testing.T) {
+	bin := buildVPP(t)
+	opts, p := runFleet(t, 200)
+
+	out, err := exec.Command(bin, append([]string{"top", "--once", "--json"}, kafkaArgs(opts)...)...).Output()
+	if err != nil {
+		t.Fatalf("vpp top --once --json: %v", err)
+	}
+	type totals struct {
+		Devices     int     `json:"devices"`
+		Online      int     `json:"online"`
+		PowerKW     float64 `json:"power_kw"`
+		EnergyKWh   float64 `json:"energy_kwh"`
+		CapacityKWh float64 `json:"capacity_kwh"`
+		HeadroomUp  float64 `json:"headroom_discharge_kw"`
+		HeadroomDn  float64 `json:"headroom_charge_kw"`
+	}
+	var top totals
+	if err := json.Unmarshal(out, &top); err != nil {
+		t.Fatalf("decode --json output: %v\n%s", err, out)
+	}
+	resp, err := http.Get(p.APIURL() + "/api/metrics/fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var api totals
+	if err := json.NewDecoder(resp.Body).Decode(&api); err != nil {
+		t.Fatal(err)
+	}
+	if top != api {
+		t.Fatalf("vpp top --once --json totals %+v differ from /api/metrics/fleet %+v", top, api)
+	}
+	if top.Devices != 200 {
+		t.Fatalf("devices = %d, want 200", top.Devices)
+	}
+
+	frame, err := exec.Command(bin, append([]string{"top", "--once", "--width", "100"}, kafkaArgs(opts)...)...).Output()
+	if err != nil {
+		t.Fatalf("vpp top --once: %v", err)
+	}
+	if !strings.Contains(string(frame), "Devices 200 on") {
+		t.Errorf("--once frame lacks the device count:\n%s", frame)
+	}
+}
