@@ -10,12 +10,14 @@ import (
 	"strings"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/tui"
 	"github.com/vppctl/vpp/internal/units"
 )
 
@@ -48,11 +50,13 @@ func newDemoCmd() *cobra.Command {
 battery fleet in one process: a live virtual power plant with one command and
 nothing to install.
 
-Every second it prints a fleet summary line: devices online/offline/alarming,
-net power with its charge and discharge split, stored energy against
-capacity, the capacity-weighted state of charge, headroom up (discharge) and
-down (charge), the ingest rate and the consumer lag. The JSON API is served on
---http (see /api/metrics/fleet).
+It opens the live dashboard (vpp top) over the pipeline. With --no-tui, or
+when stdout is not a terminal, it prints a fleet summary line every second
+instead: devices online/offline/alarming, net power with its charge and
+discharge split, stored energy against capacity, the capacity-weighted state
+of charge, headroom up (discharge) and down (charge), the ingest rate and the
+consumer lag. The JSON API is served on
+--http (see /api/metrics/fleet), with a live web page at / .
 
 With --brokers the demo uses that Kafka cluster instead of the embedded
 broker.`,
@@ -74,7 +78,7 @@ broker.`,
 	f.Var(&o.devices, "devices", "simulated devices")
 	f.Var(&o.rate, "rate", "readings per second for the whole fleet (10k, 1.5M)")
 	f.StringVar(&o.http, "http", defaultDemoHTTP, "serve the JSON API on this address (empty: off)")
-	f.BoolVar(&o.noTUI, "no-tui", true, "print a fleet summary line every second (the only mode until the dashboard exists)")
+	f.BoolVar(&o.noTUI, "no-tui", false, "print a fleet summary line every second instead of the dashboard (also when stdout is not a terminal)")
 	f.IntVar(&o.aggregators, "aggregators", 1, "aggregator instances in the consumer group")
 	f.StringVar(&o.dataDir, "data-dir", "", "persist the embedded broker's data here (default: in memory)")
 	f.Int64Var(&o.seed, "seed", 1, "simulator seed")
@@ -83,7 +87,8 @@ broker.`,
 }
 
 func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer) error {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tuiMode := !o.noTUI && isTerminal(out)
+	logger := slog.New(slog.DiscardHandler)
 	if o.logFile != "" {
 		lf, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -91,7 +96,7 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 		}
 		defer lf.Close()
 		logger = slog.New(slog.NewTextHandler(lf, nil))
-	} else {
+	} else if !tuiMode {
 		// Warnings and errors still reach the terminal.
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
@@ -147,6 +152,24 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	go func() { simDone <- s.Run(sctx) }()
+
+	if tuiMode {
+		prog := tea.NewProgram(tui.New(&topData{Reader: p.Reader()}, tui.Options{}), tea.WithContext(ctx), tea.WithOutput(out))
+		_, terr := prog.Run()
+		scancel()
+		simErr := <-simDone
+		pcancel()
+		werr := p.Wait()
+		switch {
+		case terr != nil && !(errors.Is(terr, tea.ErrProgramKilled) && ctx.Err() != nil):
+			return fmt.Errorf("dashboard: %w", terr)
+		case werr != nil:
+			return werr
+		case simErr != nil && !errors.Is(simErr, context.Canceled) && !errors.Is(simErr, sim.ErrUnacked):
+			return simErr
+		}
+		return nil
+	}
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
