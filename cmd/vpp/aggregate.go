@@ -19,6 +19,7 @@ import (
 	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/units"
+	"github.com/vppctl/vpp/internal/web"
 )
 
 // Aggregate defaults.
@@ -58,8 +59,10 @@ discharge headroom = min(discharge limit, energy above --reserve-soc
 sustained for --headroom-horizon) − power delivered now, charge headroom
 likewise from the energy below full; both floored at 0.
 
-With --http it serves the JSON API, read from the state topic like every
-reader:
+With --http it serves the JSON API and a live web page, read from the state
+topic like every reader:
+  GET /                               the live web page (fleet KPIs, regions, sparklines)
+  GET /api/stream                     Server-Sent Events: the fleet and regions on change
   GET /api/metrics/fleet              the fleet rollup
   GET /api/metrics/regions            every region
   GET /api/metrics/regions/{id}       a region and its substations
@@ -131,6 +134,9 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 			mux := http.NewServeMux()
 			mux.Handle("/metrics", metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(reader)))
 			mux.Handle("GET /readyz", readyHandler(agg.Ready))
+			page := web.Handler(reader, reader.Changed)
+			mux.Handle("GET /{$}", page)
+			mux.Handle("GET "+web.StreamPath, page)
 			mux.Handle("/", fleet.NewAPI(reader, time.Now))
 			if err := pipeline.ServeHTTP(ctx, ln, mux); err != nil {
 				errs <- err

@@ -18,6 +18,7 @@ import (
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
+	"github.com/vppctl/vpp/internal/web"
 )
 
 // Config describes a pipeline.
@@ -126,6 +127,9 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 			metrics.NewAggregateCollector(p.aggregateStats),
 			metrics.NewFleetCollector(r),
 		))
+		page := web.Handler(r, r.Changed)
+		mux.Handle("GET /{$}", page)
+		mux.Handle("GET "+web.StreamPath, page)
 		mux.Handle("/", fleet.NewAPI(r, time.Now))
 		p.goRun("http", func() error { return ServeHTTP(ctx, ln, mux) })
 	}
@@ -191,9 +195,14 @@ func (p *Pipeline) Wait() error {
 }
 
 // ServeHTTP serves h on ln until ctx is done, then shuts the server down,
-// giving requests in flight five seconds.
+// giving requests in flight five seconds. Request contexts derive from ctx,
+// so long-lived requests (event streams) end when ctx does.
 func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
