@@ -154,8 +154,12 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	go func() { simDone <- s.Run(sctx) }()
 
 	if tuiMode {
-		prog := tea.NewProgram(tui.New(&topData{Reader: p.Reader()}, tui.Options{}), tea.WithContext(ctx), tea.WithOutput(out))
+		dctx, dcancel := context.WithCancel(ctx)
+		data, waitData := startTopData(dctx, p.Reader(), kopts, logger)
+		prog := tea.NewProgram(tui.New(data, tui.Options{Watch: data.watch}), tea.WithContext(ctx), tea.WithOutput(out))
 		_, terr := prog.Run()
+		dcancel()
+		waitData()
 		scancel()
 		simErr := <-simDone
 		pcancel()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -15,6 +16,7 @@ type kafkaFlags struct {
 	version     string
 	partitions  int32
 	replication int16
+	history     time.Duration
 }
 
 // register adds the shared Kafka flags to fs, with the kafka package's
@@ -25,6 +27,7 @@ func (f *kafkaFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.version, "kafka-version", kafka.DefaultVersion, "Kafka protocol version to speak (not higher than the broker's)")
 	fs.Int32Var(&f.partitions, "partitions", kafka.DefaultPartitions, "partitions of the telemetry and state topics when vpp creates them")
 	fs.Int16Var(&f.replication, "replication", kafka.DefaultReplication, "replication factor of topics vpp creates")
+	fs.DurationVar(&f.history, "history-retention", kafka.DefaultHistoryRetention, "retention of the history topic (sparkline backfill) when vpp creates it")
 }
 
 // options returns the kafka.Options the flags describe; clientID names the
@@ -43,5 +46,7 @@ func (f *kafkaFlags) options(clientID string) kafka.Options {
 		Partitions:  f.partitions,
 		Replication: f.replication,
 		ClientID:    clientID,
+
+		HistoryRetention: f.history,
 	}
 }

@@ -68,6 +68,11 @@ type Config struct {
 	// FlushInterval is how often dirty sites are published and offsets
 	// marked (default 250ms).
 	FlushInterval time.Duration
+	// HistoryInterval is how often every owned, restored partition
+	// publishes a PartitionSample to the history topic (default 1s; a
+	// negative value publishes none). A lost sample is logged, never
+	// retried, and never holds back state or offsets.
+	HistoryInterval time.Duration
 	// Logger receives the aggregator's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -126,6 +131,9 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.HistoryInterval == 0 {
+		cfg.HistoryInterval = DefaultHistoryInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -227,6 +235,18 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 	}
 	defer closeLogged(a.log, "state producer", producer)
 
+	var hist *historySink
+	if a.cfg.HistoryInterval > 0 {
+		// Sparklines are a convenience: without a history producer the
+		// twin still runs.
+		if hist, err = newHistorySink(a.cfg.Kafka, a.log); err != nil {
+			a.log.Warn("no history samples", "err", err)
+			hist = nil
+		} else {
+			defer closeLogged(a.log, "history producer", hist)
+		}
+	}
+
 	group, err := sarama.NewConsumerGroup(brokers, a.cfg.Group, ccfg)
 	if err != nil {
 		return fmt.Errorf("aggregate: join group %s: %w", a.cfg.Group, err)
@@ -239,7 +259,7 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	h := &handler{a: a, client: rclient, consumer: rconsumer, producer: producer}
+	h := &handler{a: a, client: rclient, consumer: rconsumer, producer: producer, hist: hist}
 	a.log.Info("joining group", "topic", a.topic, "instance", a.cfg.InstanceID)
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{a.topic}, h); err != nil {

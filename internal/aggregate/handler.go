@@ -18,6 +18,7 @@ type handler struct {
 	client   sarama.Client   // reads offsets of the state topic
 	consumer sarama.Consumer // reads the state topic to restore
 	producer sarama.SyncProducer
+	hist     *historySink // nil: no history samples
 }
 
 // Setup implements sarama.ConsumerGroupHandler.
@@ -85,6 +86,13 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 
 	ticker := time.NewTicker(a.cfg.FlushInterval)
 	defer ticker.Stop()
+	var sampleC <-chan time.Time // history samples, only once restored
+	if h.hist != nil {
+		st := time.NewTicker(a.cfg.HistoryInterval)
+		defer st.Stop()
+		sampleC = st.C
+		h.sample(ps, claim)
+	}
 	failing := false
 loop:
 	for {
@@ -103,6 +111,8 @@ loop:
 				log.Info("publish partition state recovered")
 			}
 			failing = err != nil
+		case <-sampleC:
+			h.sample(ps, claim)
 		case <-ctx.Done():
 			break loop
 		}
@@ -145,6 +155,17 @@ func (h *handler) consume(ps *partState, msg *sarama.ConsumerMessage, hwm int64)
 		return
 	}
 	ps.record(msg.Offset, msg.Value, nowMs)
+}
+
+// sample publishes the partition's PartitionSample to the history topic
+// without blocking.
+func (h *handler) sample(ps *partState, claim sarama.ConsumerGroupClaim) {
+	nowMs := h.a.now().UnixMilli()
+	hwm := claim.HighWaterMarkOffset()
+	ps.mu.Lock()
+	s := ps.sample(nowMs, hwm)
+	ps.mu.Unlock()
+	h.hist.publish(s)
 }
 
 // flush marks silent devices offline, publishes the dirty sites and the

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // TelemetryPath is the WebSocket endpoint devices connect to.
@@ -292,15 +293,28 @@ func (s *Server) statsLoop(ctx context.Context) {
 }
 
 // publishStats publishes one IngestStats record directly to the producer
-// (not through the buffer, so stats never wait for buffer space).
+// (not through the buffer, so stats never wait for buffer space): to the
+// stats topic (done reports its outcome) and the same record, wrapped in a
+// HistoryRecord, to the history topic for sparklines (best effort: its
+// outcome is not reported).
 func (s *Server) publishStats(ctx context.Context, now time.Time, done func(error)) error {
-	b, err := proto.Marshal(s.statsProto(now))
+	st := s.statsProto(now)
+	b, err := proto.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("marshal stats: %w", err)
 	}
-	m := &Message{Topic: s.topics.Stats(), Key: []byte("ingest/" + s.cfg.Instance), Value: b}
+	hb, err := proto.Marshal(&vppv1.HistoryRecord{Body: &vppv1.HistoryRecord_Ingest{Ingest: st}})
+	if err != nil {
+		return fmt.Errorf("marshal stats history record: %w", err)
+	}
+	key := []byte("ingest/" + s.cfg.Instance)
+	m := &Message{Topic: s.topics.Stats(), Key: key, Value: b}
 	if err := s.pub.Publish(ctx, m, done); err != nil {
 		return fmt.Errorf("publish stats: %w", err)
+	}
+	hm := &Message{Topic: s.topics.History(), Key: key, Value: hb}
+	if err := s.pub.Publish(ctx, hm, func(error) {}); err != nil {
+		return fmt.Errorf("publish stats to history: %w", err)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 const waitFor = 10 * time.Second
 
 // fakePub is a Publisher that completes records at once, or holds them
-// until released. Stats records are never held.
+// until released. Stats records (stats and history topics) are never held.
 type fakePub struct {
 	mu     sync.Mutex
 	hold   bool
@@ -42,7 +42,7 @@ func (p *fakePub) Publish(_ context.Context, m *Message, done func(error)) error
 		p.mu.Unlock()
 		return errors.New("publish after close")
 	}
-	if p.hold && !strings.HasSuffix(m.Topic, "stats") {
+	if p.hold && !isStatsTopic(m.Topic) {
 		p.held = append(p.held, heldMsg{*m, done})
 		p.mu.Unlock()
 		return nil
@@ -51,6 +51,12 @@ func (p *fakePub) Publish(_ context.Context, m *Message, done func(error)) error
 	p.mu.Unlock()
 	done(nil)
 	return nil
+}
+
+// isStatsTopic reports whether records of topic carry ingest stats (the
+// stats topic, and the history topic that gets a copy of them).
+func isStatsTopic(topic string) bool {
+	return strings.HasSuffix(topic, "stats") || strings.HasSuffix(topic, "history")
 }
 
 func (p *fakePub) Close() error {
@@ -585,7 +591,7 @@ type flakyPub struct {
 }
 
 func (p *flakyPub) Publish(ctx context.Context, m *Message, done func(error)) error {
-	if !strings.HasSuffix(m.Topic, "stats") && p.failures.Add(-1) >= 0 {
+	if !isStatsTopic(m.Topic) && p.failures.Add(-1) >= 0 {
 		go done(errors.New("kafka: leader not available"))
 		return nil
 	}

@@ -22,6 +22,9 @@ const (
 	DefaultReplication  = 1
 	DefaultBrokers      = "127.0.0.1:9092"
 	defaultRetryBackoff = 250 * time.Millisecond
+	// DefaultHistoryRetention is how long the history topic keeps samples
+	// when Options.HistoryRetention is zero.
+	DefaultHistoryRetention = 15 * time.Minute
 )
 
 // ErrTopicMismatch is returned when an existing topic differs from what vpp
@@ -47,6 +50,9 @@ type Options struct {
 	TelemetryRetention time.Duration
 	// ClientID names this process to the brokers.
 	ClientID string
+	// HistoryRetention bounds the history topic by age when vpp creates it
+	// (default 15m): how far back a reader can backfill its sparklines.
+	HistoryRetention time.Duration
 }
 
 // Topics returns the topic names for the options' prefix.
@@ -68,6 +74,11 @@ func (t Topics) State() string { return t.Prefix + "state" }
 
 // Stats is the compacted topic of per-instance ingest accounting.
 func (t Topics) Stats() string { return t.Prefix + "stats" }
+
+// History is the topic of per-second samples (partition substation
+// partials and ingest stats) that readers backfill time series from: one
+// partition, cleanup policy delete, retention Options.HistoryRetention.
+func (t Topics) History() string { return t.Prefix + "history" }
 
 // Header names carried by records in the rejected topic.
 const (
@@ -145,11 +156,22 @@ func (o Options) Specs() []TopicSpec {
 		tel["segment.ms"] = str(strconv.FormatInt(min(o.TelemetryRetention.Milliseconds(), 3_600_000), 10))
 	}
 	rej := map[string]*string{"retention.ms": str(strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10))}
+	histRetention := o.HistoryRetention
+	if histRetention <= 0 {
+		histRetention = DefaultHistoryRetention
+	}
+	hist := map[string]*string{
+		"cleanup.policy": str("delete"),
+		"retention.ms":   str(strconv.FormatInt(histRetention.Milliseconds(), 10)),
+		// Segments roll often enough for retention to bite at this scale.
+		"segment.ms": str(strconv.FormatInt(min(histRetention.Milliseconds(), 5*60_000), 10)),
+	}
 	return []TopicSpec{
 		{Name: t.Telemetry(), Partitions: o.Partitions, Replication: o.Replication, Config: tel, ExactPartitions: true},
 		{Name: t.State(), Partitions: o.Partitions, Replication: o.Replication, Config: compact, ExactPartitions: true},
 		{Name: t.Rejected(), Partitions: 1, Replication: o.Replication, Config: rej},
 		{Name: t.Stats(), Partitions: 1, Replication: o.Replication, Config: compact},
+		{Name: t.History(), Partitions: 1, Replication: o.Replication, Config: hist},
 	}
 }
 

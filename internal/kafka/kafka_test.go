@@ -48,3 +48,27 @@ func TestEnsureTopicsCreatesAndChecks(t *testing.T) {
 		t.Fatalf("ensure with other partition count: got %v, want ErrTopicMismatch", err)
 	}
 }
+
+func TestSpecsHistory(t *testing.T) {
+	for _, tt := range []struct {
+		retention time.Duration
+		want      string
+	}{{0, "900000"}, {time.Hour, "3600000"}} {
+		o := kafka.Options{Prefix: "x.", Partitions: 12, Replication: 3, HistoryRetention: tt.retention}
+		var found bool
+		for _, s := range o.Specs() {
+			if s.Name != o.Topics().History() {
+				continue
+			}
+			found = true
+			if s.Name != "x.history" || s.Partitions != 1 || s.Replication != 3 || s.ExactPartitions ||
+				*s.Config["cleanup.policy"] != "delete" || *s.Config["retention.ms"] != tt.want {
+				t.Errorf("history spec %+v policy %s retention %s, want 1 partition, delete, %s",
+					s, *s.Config["cleanup.policy"], *s.Config["retention.ms"], tt.want)
+			}
+		}
+		if !found {
+			t.Errorf("no history topic in %+v", o.Specs())
+		}
+	}
+}

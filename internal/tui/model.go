@@ -67,6 +67,10 @@ type model struct {
 	chartGen   uint64
 	chartWidth int
 	chartText  string
+
+	// unwatch ends the history recorder's watch of the device whose detail
+	// is open; nil when none is.
+	unwatch func()
 }
 
 func newModel(d Data, o Options) *model {
@@ -114,6 +118,15 @@ func (m *model) current() component {
 
 // Update implements tea.Model.
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	next, cmd := m.update(msg)
+	if m.screen != screenDevice && m.unwatch != nil {
+		m.unwatch()
+		m.unwatch = nil
+	}
+	return next, cmd
+}
+
+func (m *model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
@@ -207,8 +220,12 @@ func (m *model) openDevice(siteID, deviceID string) {
 	}
 	m.device.open(siteID, deviceID)
 	m.screen = screenDevice
+	if m.unwatch != nil {
+		m.unwatch()
+		m.unwatch = nil
+	}
 	if m.c.opts.Watch != nil {
-		m.c.opts.Watch(deviceID)
+		m.unwatch = m.c.opts.Watch(siteID, deviceID)
 	}
 }
 

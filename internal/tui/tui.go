@@ -43,9 +43,10 @@ type Options struct {
 	// StaleAfter is the data age beyond which the data is shown as STALE;
 	// default DefaultStaleAfter.
 	StaleAfter time.Duration
-	// Watch, when set, is called with a device's ID when its detail view
-	// opens (so a history recorder can start keeping its series).
-	Watch func(deviceID string)
+	// Watch, when set, is called when a device's detail view opens, so the
+	// history recorder keeps that device's series; the function it returns
+	// is called when the view closes.
+	Watch func(siteID, deviceID string) (stop func())
 }
 
 func (o Options) withDefaults() Options {

@@ -274,15 +274,19 @@ func TestChartsDropFirst(t *testing.T) {
 
 func TestDeviceDetailWatch(t *testing.T) {
 	var watched []string
+	stopped := 0
 	d := &fakeData{snap: testSnapshot()}
-	m := newModel(d, Options{Now: fixedNow, Watch: func(id string) { watched = append(watched, id) }})
+	m := newModel(d, Options{Now: fixedNow, Watch: func(site, id string) func() {
+		watched = append(watched, site+"/"+id)
+		return func() { stopped++ }
+	}})
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
 	pressAll(m, char('a'), kEnter)
 	if m.screen != screenDevice || m.device.deviceID != "dev-0042-2" {
 		t.Fatalf("enter on the first alarm opens its device: screen %d device %q", m.screen, m.device.deviceID)
 	}
-	if !slices.Equal(watched, []string{"dev-0042-2"}) {
-		t.Fatalf("watched %v", watched)
+	if len(watched) != 1 || !strings.HasSuffix(watched[0], "/dev-0042-2") || stopped != 0 {
+		t.Fatalf("watched %v, stopped %d", watched, stopped)
 	}
 	f := ansi.Strip(m.render())
 	for _, want := range []string{"over-temperature", "61.5 °C", "discharging", "duplicates", "gaps", "last seen", "headroom ↑"} {
@@ -293,6 +297,9 @@ func TestDeviceDetailWatch(t *testing.T) {
 	pressAll(m, kEsc)
 	if m.screen != screenAlarms {
 		t.Fatalf("esc returns to the alarms, screen %d", m.screen)
+	}
+	if stopped != 1 {
+		t.Fatalf("leaving the detail stopped %d watches, want 1", stopped)
 	}
 }
 
