@@ -29,6 +29,7 @@ proto-check:
 FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $(FUZZTIME) ./internal/ingest/
+	$(GO) test -run '^$$' -fuzz '^FuzzSpoolRecordReader$$' -fuzztime $(FUZZTIME) ./internal/spool/
 
 kafka-start:
 	scripts/kafka.sh start

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/spool"
 	"github.com/vppctl/vpp/internal/units"
 )
 
@@ -20,6 +21,12 @@ func newIngestCmd() *cobra.Command {
 		maxFrame = units.Bytes{V: 1 << 20}
 		bufBytes = units.Bytes{V: 64 << 20}
 		status   bool
+
+		spoolDir      string
+		spoolMax      = units.Bytes{V: spool.DefaultMaxBytes}
+		spoolSegment  = units.Bytes{V: spool.DefaultSegmentBytes}
+		spoolFsync    string
+		spoolInterval time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "ingest",
@@ -29,7 +36,12 @@ vpp.v1.Frame messages; every reading is validated, valid ones are published to
 the telemetry topic (keyed by site), invalid ones to the rejected topic with the
 reason in a header. A reading is acknowledged to its device only once Kafka has
 acknowledged it. When Kafka slows down the bounded buffer fills and ingest stops
-reading sockets (backpressure) instead of dropping anything.`,
+reading sockets (backpressure) instead of dropping anything.
+
+With --spool-dir, accepted records go to a durable spool on disk first: a
+reading is acknowledged once it is fsynced there (or in Kafka, whichever comes
+first), Kafka outages are ridden out up to --spool-max-bytes, and records not
+yet in Kafka when ingest stops or crashes are published after the restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Kafka = kf.options("vpp-ingest")
@@ -38,6 +50,27 @@ reading sockets (backpressure) instead of dropping anything.`,
 			cfg.Logger = slog.Default()
 			if len(cfg.Kafka.Brokers) == 0 {
 				return usageError{fmt.Errorf("--brokers: at least one broker is required")}
+			}
+			var sp *spool.Spool
+			if spoolDir != "" {
+				policy, err := spool.ParseFsync(spoolFsync)
+				if err != nil {
+					return usageError{fmt.Errorf("--spool-fsync: %w", err)}
+				}
+				sp, err = spool.Open(cmd.Context(), spool.Options{
+					Dir:           spoolDir,
+					MaxBytes:      spoolMax.V,
+					SegmentBytes:  spoolSegment.V,
+					MemoryBytes:   bufBytes.V,
+					Fsync:         policy,
+					FsyncInterval: spoolInterval,
+					Logger:        cfg.Logger,
+				})
+				if err != nil {
+					return fmt.Errorf("open spool: %w", err)
+				}
+				defer sp.Close() // ingest closes it on shutdown; this covers early errors
+				cfg.Buffer = sp
 			}
 			srv, err := ingest.New(cfg, nil)
 			if err != nil {
@@ -48,7 +81,7 @@ reading sockets (backpressure) instead of dropping anything.`,
 			}
 			ctx := cmd.Context()
 			if status {
-				stop := startStatus(cmd.ErrOrStderr(), time.Second, ingestStatus(srv))
+				stop := startStatus(cmd.ErrOrStderr(), time.Second, ingestStatus(srv, sp))
 				defer stop()
 			}
 			return srv.Serve(ctx)
@@ -71,12 +104,18 @@ reading sockets (backpressure) instead of dropping anything.`,
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on draining the buffer into Kafka on shutdown")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 20*time.Second, "how often connections are pinged; silent peers are dropped after 2.5 intervals")
 	fs.BoolVar(&status, "status", true, "print a live status line on stderr once a second")
+	fs.StringVar(&spoolDir, "spool-dir", "", "directory of the durable spool (empty: in-memory buffer only); with a spool, --buffer-bytes bounds its memory window")
+	fs.Var(&spoolMax, "spool-max-bytes", "bound on the spool's files on disk; when full, ingest stops reading sockets")
+	fs.StringVar(&spoolFsync, "spool-fsync", "always", "when the spool fsyncs: always (group commit, ack after fsync), interval (every --spool-fsync-interval) or never (ack only once in Kafka; benchmarks)")
+	fs.DurationVar(&spoolInterval, "spool-fsync-interval", spool.DefaultFsyncInterval, "fsync period of --spool-fsync interval")
+	fs.Var(&spoolSegment, "spool-segment-bytes", "size of one spool segment file (at most a quarter of --spool-max-bytes)")
 	return cmd
 }
 
 // ingestStatus returns the status line of srv: connections, receive rate,
-// published, rejected, acked, buffer fill and whether Kafka is reachable.
-func ingestStatus(srv *ingest.Server) func() string {
+// published, rejected, acked, buffer fill, the spool's disk use (sp may be
+// nil) and whether Kafka is reachable.
+func ingestStatus(srv *ingest.Server, sp *spool.Spool) func() string {
 	var last uint64
 	lastT := time.Now()
 	return func() string {
@@ -91,9 +130,14 @@ func ingestStatus(srv *ingest.Server) func() string {
 		if st.KafkaDown {
 			kafka = "DOWN"
 		}
-		return fmt.Sprintf("ingest %s  conns %d  recv %s/s  published %s  rejected %s  acked %s  buffered %s/%s  kafka %s",
+		spooled := ""
+		if sp != nil {
+			ss := sp.Stats()
+			spooled = fmt.Sprintf("  spool %s/%s", units.FormatBytes(ss.DiskBytes), units.FormatBytes(st.BufferCapacityBytes))
+		}
+		return fmt.Sprintf("ingest %s  conns %d  recv %s/s  published %s  rejected %s  acked %s  buffered %s/%s%s  kafka %s",
 			srv.Addr(), st.Connections, units.FormatCount(rate), units.FormatCount(float64(st.Published)),
 			units.FormatCount(float64(st.RejectedTotal())), units.FormatCount(float64(st.Acked)),
-			units.FormatCount(float64(st.Buffered)), units.FormatCount(float64(st.BufferCapacity)), kafka)
+			units.FormatCount(float64(st.Buffered)), units.FormatCount(float64(st.BufferCapacity)), spooled, kafka)
 	}
 }

@@ -322,7 +322,9 @@ func (c *conn) handleFrame(data []byte) (end readEnd, stop bool) {
 // record turns a decoded reading into a buffer record: valid readings go to
 // the telemetry topic keyed by site, invalid ones to the rejected topic
 // keyed by device (or connection) with the reason in the headers. Its Done
-// counts the publication and lets the reading's ack advance.
+// (the record is durable: in Kafka, or fsync'd in a spool) lets the
+// reading's ack advance; the server counts publications when Kafka
+// acknowledges them.
 func (c *conn) record(it *decodedReading, stamp []byte) *Record {
 	s := c.s
 	track := it.device != "" && it.seq > 0 && len(it.device) <= maxTrackedID
@@ -333,10 +335,7 @@ func (c *conn) record(it *decodedReading, stamp []byte) *Record {
 	if it.reason == reasonOK {
 		return &Record{
 			Message: Message{Topic: s.topics.Telemetry(), Key: []byte(it.site), Value: it.raw},
-			Done: func() {
-				s.ctr.published.Add(1)
-				c.acks.complete(device, seq)
-			},
+			Done:    func() { c.acks.complete(device, seq) },
 		}
 	}
 	s.ctr.rejected[it.reason].Add(1)

@@ -206,7 +206,7 @@ func (s *Server) shutdown(hs *http.Server, stopStats func(), statsDone <-chan st
 		time.Sleep(5 * time.Millisecond)
 	}
 	if n := s.buf.Len(); n > 0 {
-		s.log.Warn("shutdown timeout: records not durable, never acked (devices resend them)", "records", n)
+		s.log.Warn("shutdown timeout: records not yet in Kafka (a durable spool replays them on the next start; from a memory buffer they are lost and, never acked, resent by devices)", "records", n)
 	}
 
 	// Final acks and close 1001 on every connection.
@@ -272,6 +272,9 @@ func (s *Server) published(r *Record, err error) {
 	}
 	if s.ctr.kafkaDown.CompareAndSwap(true, false) {
 		s.log.Info("kafka back: publishing again", "buffered", s.buf.Len())
+	}
+	if r.Topic == s.topics.Telemetry() {
+		s.ctr.published.Add(1)
 	}
 	s.buf.Ack(r)
 }
