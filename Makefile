@@ -14,7 +14,8 @@ demo:
 test: lint proto-check
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
-	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
+	$(GO) test -run '^$$' -bench . -skip TwinMemory -benchtime 100x ./...
+	$(GO) test -run '^$$' -bench TwinMemory -benchtime 1x ./internal/aggregate/
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
