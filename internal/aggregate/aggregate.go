@@ -20,6 +20,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/vppctl/vpp/internal/hist"
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
@@ -89,8 +90,15 @@ type Stats struct {
 	// PartitionState counters of the owned partitions.
 	Consumed, Applied, Duplicates, Gaps, Undecodable uint64
 	// Lag is the sum over owned partitions of high-water mark minus next
-	// offset: telemetry records not yet applied.
-	Lag int64
+	// offset: telemetry records not yet applied. PartitionLag is the same
+	// per owned partition.
+	Lag          int64
+	PartitionLag map[int32]int64
+	// PublishLatency times the state flushes (until Kafka acknowledged);
+	// Freshness is the time from a reading's timestamp to its twin update.
+	// Both cover this process's lifetime.
+	PublishLatency hist.Snapshot
+	Freshness      hist.Snapshot
 }
 
 // Aggregator is one member of the aggregate consumer group. Create it with
@@ -102,6 +110,11 @@ type Aggregator struct {
 	now   func() time.Time
 	topic string // telemetry
 	state string // state topic
+
+	// publishLatency times each state flush (SendMessages until Kafka
+	// acknowledged); freshness is reading timestamp → applied to its twin.
+	publishLatency hist.Histogram
+	freshness      hist.Histogram
 
 	mu      sync.Mutex
 	running bool
@@ -318,7 +331,11 @@ func (a *Aggregator) Stats() Stats {
 		parts = append(parts, ps)
 	}
 	a.mu.Unlock()
-	var st Stats
+	st := Stats{
+		PartitionLag:   make(map[int32]int64, len(parts)),
+		PublishLatency: a.publishLatency.Snapshot(),
+		Freshness:      a.freshness.Snapshot(),
+	}
 	for _, ps := range parts {
 		ps.mu.Lock()
 		st.Partitions = append(st.Partitions, ps.id)
@@ -329,7 +346,9 @@ func (a *Aggregator) Stats() Stats {
 		st.Duplicates += ps.acct.Duplicates
 		st.Gaps += ps.acct.Gaps
 		st.Undecodable += ps.acct.Undecodable
-		st.Lag += max(0, ps.acct.HighWaterMark-ps.acct.NextOffset)
+		lag := max(0, ps.acct.HighWaterMark-ps.acct.NextOffset)
+		st.Lag += lag
+		st.PartitionLag[ps.id] = lag
 		ps.mu.Unlock()
 	}
 	slices.Sort(st.Partitions)

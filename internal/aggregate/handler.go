@@ -154,7 +154,9 @@ func (h *handler) consume(ps *partState, msg *sarama.ConsumerMessage, hwm int64)
 	if msg.Offset < ps.acct.NextOffset {
 		return
 	}
-	ps.record(msg.Offset, msg.Value, nowMs)
+	if ts, ok := ps.record(msg.Offset, msg.Value, nowMs); ok {
+		h.a.freshness.Observe(time.Duration(nowMs-ts) * time.Millisecond)
+	}
 }
 
 // sample publishes the partition's PartitionSample to the history topic
@@ -198,7 +200,10 @@ func (h *handler) flush(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 			Value:     sarama.ByteEncoder(r.value),
 		}
 	}
-	if err := h.producer.SendMessages(msgs); err != nil {
+	start := time.Now()
+	err = h.producer.SendMessages(msgs)
+	h.a.publishLatency.Observe(time.Since(start))
+	if err != nil {
 		var perrs sarama.ProducerErrors
 		if errors.As(err, &perrs) && len(perrs) > 0 {
 			err = fmt.Errorf("%d of %d records: %w", len(perrs), len(msgs), perrs[0].Err)

@@ -116,18 +116,19 @@ func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 }
 
 // record accounts for the telemetry record at offset with value, decoding and
-// applying it. The caller holds mu and has already skipped offsets below
-// acct.NextOffset.
-func (ps *partState) record(offset int64, value []byte, nowMs int64) {
+// applying it; it returns the reading's timestamp when the reading was
+// applied (not a duplicate, not undecodable). The caller holds mu and has
+// already skipped offsets below acct.NextOffset.
+func (ps *partState) record(offset int64, value []byte, nowMs int64) (tsMs int64, applied bool) {
 	ps.acct.Consumed++
 	ps.acct.NextOffset = offset + 1
 	ps.acctDirt = true
 	r := &vppv1.Reading{}
 	if err := proto.Unmarshal(value, r); err != nil || r.GetDeviceId() == "" || r.GetSiteId() == "" {
 		ps.acct.Undecodable++
-		return
+		return 0, false
 	}
-	ps.apply(r, nowMs)
+	return r.GetTsMs(), ps.apply(r, nowMs) == outcomeApplied
 }
 
 func (ps *partState) markDirty(s *siteTwin) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/hist"
 	"github.com/vppctl/vpp/internal/ingest"
 )
 
@@ -102,23 +103,27 @@ type AggregateCollector struct {
 	src func() aggregate.Stats
 
 	partitions, sites, devices, records, lag *prometheus.Desc
+	partitionLag, publish, freshness         *prometheus.Desc
 }
 
 // NewAggregateCollector reports the stats src returns.
 func NewAggregateCollector(src func() aggregate.Stats) *AggregateCollector {
 	return &AggregateCollector{
-		src:        src,
-		partitions: desc("vpp_aggregate_partitions", "Telemetry partitions this instance owns."),
-		sites:      desc("vpp_aggregate_sites", "Site twins held in memory."),
-		devices:    desc("vpp_aggregate_twins", "Device twins held in memory."),
-		records:    desc("vpp_aggregate_owned_readings", "Telemetry records of the owned partitions by result: consumed, applied, duplicate, undecodable; gap counts sequence numbers that never arrived.", "result"),
-		lag:        desc("vpp_aggregate_consumer_lag_records", "Telemetry records of the owned partitions not yet applied."),
+		src:          src,
+		partitions:   desc("vpp_aggregate_partitions", "Telemetry partitions this instance owns."),
+		sites:        desc("vpp_aggregate_sites", "Site twins held in memory."),
+		devices:      desc("vpp_aggregate_twins", "Device twins held in memory."),
+		records:      desc("vpp_aggregate_owned_readings", "Telemetry records of the owned partitions by result: consumed, applied, duplicate, undecodable; gap counts sequence numbers that never arrived.", "result"),
+		lag:          desc("vpp_aggregate_consumer_lag_records", "Telemetry records of the owned partitions not yet applied."),
+		partitionLag: desc("vpp_aggregate_partition_lag_records", "Telemetry records not yet applied, per owned partition.", "partition"),
+		publish:      desc("vpp_aggregate_state_publish_seconds", "Time to publish a flush of changed site states until Kafka acknowledged it."),
+		freshness:    desc("vpp_aggregate_freshness_seconds", "Time from a reading's timestamp to its twin update."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *AggregateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.partitions, c.sites, c.devices, c.records, c.lag} {
+	for _, d := range []*prometheus.Desc{c.partitions, c.sites, c.devices, c.records, c.lag, c.partitionLag, c.publish, c.freshness} {
 		ch <- d
 	}
 }
@@ -140,6 +145,16 @@ func (c *AggregateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.records, float64(st.Undecodable), "undecodable")
 	gauge(c.records, float64(st.Gaps), "gap")
 	gauge(c.lag, float64(st.Lag))
+	for p, lag := range st.PartitionLag {
+		gauge(c.partitionLag, float64(lag), strconv.Itoa(int(p)))
+	}
+	ch <- histogram(c.publish, st.PublishLatency)
+	ch <- histogram(c.freshness, st.Freshness)
+}
+
+// histogram converts a hist.Snapshot to a Prometheus histogram.
+func histogram(d *prometheus.Desc, s hist.Snapshot) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(d, s.Count, s.Sum, s.Cumulative)
 }
 
 // FleetCollector reports the fleet as the state topics show it.

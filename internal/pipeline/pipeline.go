@@ -150,9 +150,14 @@ func (p *Pipeline) goRun(name string, fn func() error) {
 
 // aggregateStats sums the stats of every aggregator instance.
 func (p *Pipeline) aggregateStats() aggregate.Stats {
-	var sum aggregate.Stats
+	sum := aggregate.Stats{PartitionLag: map[int32]int64{}}
 	for _, a := range p.aggs {
 		st := a.Stats()
+		for k, v := range st.PartitionLag {
+			sum.PartitionLag[k] = v
+		}
+		sum.PublishLatency.Merge(st.PublishLatency)
+		sum.Freshness.Merge(st.Freshness)
 		sum.Partitions = append(sum.Partitions, st.Partitions...)
 		sum.Sites += st.Sites
 		sum.Devices += st.Devices

@@ -353,4 +353,13 @@ func checkMetrics(ctx context.Context, t *testing.T, p *pipeline.Pipeline, truth
 	if _, ok := got[`vpp_fleet_energy_kilowatt_hours`]; !ok {
 		t.Errorf("vpp_fleet_energy_kilowatt_hours missing")
 	}
+	if n := got[`vpp_aggregate_freshness_seconds_count`]; n != float64(truth.ReadingsSent) {
+		t.Errorf("freshness histogram counts %v readings, want %d", n, truth.ReadingsSent)
+	}
+	if n := got[`vpp_aggregate_state_publish_seconds_count`]; n < 1 {
+		t.Errorf("state publish histogram is empty")
+	}
+	if _, ok := got[`vpp_aggregate_partition_lag_records{partition="0"}`]; !ok {
+		t.Errorf("per-partition lag missing")
+	}
 }
