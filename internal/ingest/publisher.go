@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/vppctl/vpp/internal/hist"
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
@@ -37,6 +39,9 @@ type SaramaPublisher struct {
 	log      *slog.Logger
 	wg       sync.WaitGroup
 	once     sync.Once
+
+	latency hist.Histogram // Publish → Kafka's verdict
+	errors  atomic.Uint64  // records Kafka failed (each retried by the buffer)
 }
 
 // NewSaramaPublisher makes sure the deployment's topics exist (retrying
@@ -92,10 +97,19 @@ func newSaramaPublisher(ctx context.Context, opts kafka.Options, log *slog.Logge
 
 // Publish implements Publisher.
 func (p *SaramaPublisher) Publish(ctx context.Context, m *Message, done func(error)) error {
+	start := time.Now()
 	pm := &sarama.ProducerMessage{
-		Topic:    m.Topic,
-		Value:    sarama.ByteEncoder(m.Value),
-		Metadata: done,
+		Topic: m.Topic,
+		Value: sarama.ByteEncoder(m.Value),
+		Metadata: func(err error) {
+			p.latency.Observe(time.Since(start))
+			if err != nil {
+				p.errors.Add(1)
+			}
+			if done != nil {
+				done(err)
+			}
+		},
 	}
 	if m.Key != nil {
 		pm.Key = sarama.ByteEncoder(m.Key)
@@ -112,6 +126,12 @@ func (p *SaramaPublisher) Publish(ctx context.Context, m *Message, done func(err
 	case <-ctx.Done():
 		return fmt.Errorf("publish: %w", ctx.Err())
 	}
+}
+
+// ProducerStats returns the produce latency (from Publish to Kafka's
+// acknowledgement or error) and the number of failed produce attempts.
+func (p *SaramaPublisher) ProducerStats() (hist.Snapshot, uint64) {
+	return p.latency.Snapshot(), p.errors.Load()
 }
 
 // Close implements Publisher: it flushes in-flight messages (their done

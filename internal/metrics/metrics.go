@@ -34,10 +34,12 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 // IngestCollector reports an ingest server's counters.
 type IngestCollector struct {
-	src func() ingest.Stats
+	src      func() ingest.Stats
+	producer func() (hist.Snapshot, uint64, bool)
 
 	readings, frames, acked, connections, protocolErrors   *prometheus.Desc
 	buffered, bufferedBytes, capRecords, capBytes, kafkaUp *prometheus.Desc
+	produceLatency, produceErrors                          *prometheus.Desc
 }
 
 // NewIngestCollector reports the stats src returns.
@@ -54,13 +56,22 @@ func NewIngestCollector(src func() ingest.Stats) *IngestCollector {
 		capRecords:     desc("vpp_ingest_buffer_capacity_records", "Capacity of the buffer in records."),
 		capBytes:       desc("vpp_ingest_buffer_capacity_bytes", "Capacity of the buffer in bytes."),
 		kafkaUp:        desc("vpp_ingest_kafka_up", "1 while publishing to Kafka succeeds, 0 while it fails."),
+		produceLatency: desc("vpp_ingest_produce_seconds", "Time from handing a record to the Kafka producer to Kafka's acknowledgement or error."),
+		produceErrors:  desc("vpp_ingest_produce_errors_total", "Produce attempts Kafka failed (each record is retried, never dropped)."),
 	}
+}
+
+// WithProducer adds the producer's latency histogram and error count (see
+// ingest.Server.ProducerStats).
+func (c *IngestCollector) WithProducer(f func() (hist.Snapshot, uint64, bool)) *IngestCollector {
+	c.producer = f
+	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *IngestCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.readings, c.frames, c.acked, c.connections, c.protocolErrors,
-		c.buffered, c.bufferedBytes, c.capRecords, c.capBytes, c.kafkaUp} {
+		c.buffered, c.bufferedBytes, c.capRecords, c.capBytes, c.kafkaUp, c.produceLatency, c.produceErrors} {
 		ch <- d
 	}
 }
@@ -94,6 +105,12 @@ func (c *IngestCollector) Collect(ch chan<- prometheus.Metric) {
 		up = 0
 	}
 	gauge(c.kafkaUp, up)
+	if c.producer != nil {
+		if lat, errs, ok := c.producer(); ok {
+			ch <- histogram(c.produceLatency, lat)
+			counter(c.produceErrors, float64(errs))
+		}
+	}
 }
 
 // AggregateCollector reports an aggregator's counters: those of the

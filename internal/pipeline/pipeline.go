@@ -123,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if ln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(
-			metrics.NewIngestCollector(srv.Stats),
+			metrics.NewIngestCollector(srv.Stats).WithProducer(srv.ProducerStats),
 			metrics.NewAggregateCollector(p.aggregateStats),
 			metrics.NewFleetCollector(r),
 		))

@@ -356,6 +356,9 @@ func checkMetrics(ctx context.Context, t *testing.T, p *pipeline.Pipeline, truth
 	if n := got[`vpp_aggregate_freshness_seconds_count`]; n != float64(truth.ReadingsSent) {
 		t.Errorf("freshness histogram counts %v readings, want %d", n, truth.ReadingsSent)
 	}
+	if n := got[`vpp_ingest_produce_seconds_count`]; n < float64(truth.ReadingsSent) {
+		t.Errorf("produce latency histogram counts %v records, want at least %d", n, truth.ReadingsSent)
+	}
 	if n := got[`vpp_aggregate_state_publish_seconds_count`]; n < 1 {
 		t.Errorf("state publish histogram is empty")
 	}
