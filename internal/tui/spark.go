@@ -2,7 +2,6 @@ package tui
 
 import (
 	"math"
-	"strconv"
 	"strings"
 
 	"charm.land/lipgloss/v2"
@@ -139,7 +138,7 @@ func signedChart(vals []float64, w, h int, limit float64, st, axis lipgloss.Styl
 		if math.Abs(v) < limit/1e3 {
 			return "0"
 		}
-		return strconv.FormatFloat(v, 'g', 2, 64)
+		return axisLabel(v)
 	}
 	c.SetYStep((h - 1) / 2)
 	c.UpdateGraphSizes()
@@ -181,4 +180,12 @@ func barChart(vals []float64, w, h int, hi float64, st lipgloss.Style) string {
 	}
 	s.Draw()
 	return s.View()
+}
+
+// axisLabel formats a chart's axis value compactly: 120, -48, 7.8, 0.5.
+func axisLabel(v float64) string {
+	if math.Abs(v) >= 9.95 {
+		return fmtFixed(v, 0)
+	}
+	return fmtFixed(v, 1)
 }
