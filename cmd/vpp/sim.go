@@ -121,7 +121,7 @@ func newSimCmd() *cobra.Command {
 	f.Float64Var(&cfg.TimeScale, "time-scale", sim.DefaultTimeScale, "simulated seconds per wall-clock second")
 	f.StringVar(&start, "start", "", "simulated clock origin, RFC3339 (default now)")
 	f.DurationVar(&cfg.FrameInterval, "frame-interval", sim.DefaultFrameInterval, "how often each connection sends the readings due as one frame")
-	f.IntVar(&cfg.MaxInFlight, "max-in-flight", sim.DefaultMaxInFlight, "unacked readings per device before it pauses (backpressure)")
+	f.IntVar(&cfg.MaxInFlight, "max-in-flight", 0, "unacked readings per device before it pauses (backpressure); 0: about 1M for the fleet (1M ÷ devices, 16 to 1024 per device)")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", sim.DefaultDrainTimeout, "after generation stops, how long to wait for the last acks")
 	f.Float64Var(&cfg.DuplicateFrames, "duplicate-frames", 0, "fault injection: fraction of frames sent twice, 0..1")
 	f.StringVar(&truth, "truth", "", "write the ground truth as JSON to this `file` at the end")

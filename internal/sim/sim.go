@@ -32,7 +32,8 @@ import (
 const (
 	DefaultTimeScale            = 60.0                  // DefaultTimeScale is Config.TimeScale's default.
 	DefaultFrameInterval        = 20 * time.Millisecond // DefaultFrameInterval is Config.FrameInterval's default.
-	DefaultMaxInFlight          = 1024                  // DefaultMaxInFlight is Config.MaxInFlight's default.
+	DefaultMaxInFlight          = 1024                  // DefaultMaxInFlight is Config.MaxInFlight's largest default.
+	MaxFleetInFlight            = 1 << 20               // MaxFleetInFlight bounds the default unacked readings of the fleet.
 	DefaultDrainTimeout         = 30 * time.Second      // DefaultDrainTimeout is Config.DrainTimeout's default.
 	DefaultMaxConns             = 256                   // DefaultMaxConns caps Config.Conns' default of min(Devices, 256).
 	DefaultRegions              = 4                     // DefaultRegions is Config.Regions' default.
@@ -77,7 +78,9 @@ type Config struct {
 	// into one frame (default 20ms).
 	FrameInterval time.Duration
 	// MaxInFlight is the number of unacked readings per device at which
-	// that device pauses generating (default 1024): backpressure.
+	// that device pauses generating: backpressure. The default keeps the
+	// whole fleet's unacked readings near MaxFleetInFlight (about 300 MB):
+	// MaxFleetInFlight ÷ Devices, between 16 and DefaultMaxInFlight.
 	MaxInFlight int
 	// DrainTimeout is how long Run waits for all acks after generation
 	// stops (default 30s).
@@ -276,7 +279,7 @@ func normalize(cfg *Config) error {
 		return fmt.Errorf("max in flight %d: must be > 0", cfg.MaxInFlight)
 	}
 	if cfg.MaxInFlight == 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
+		cfg.MaxInFlight = min(DefaultMaxInFlight, max(16, MaxFleetInFlight/max(cfg.Devices, 1)))
 	}
 	if cfg.DrainTimeout < 0 {
 		return fmt.Errorf("drain timeout %s: must be > 0", cfg.DrainTimeout)
