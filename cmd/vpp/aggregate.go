@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/aggregate"
+	"github.com/vppctl/vpp/internal/apiguard"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
@@ -36,10 +36,11 @@ type aggregateOptions struct {
 	cfg   aggregate.Config
 	http  string
 	quiet bool
+	api   apiFlags
 }
 
 func newAggregateCmd() *cobra.Command {
-	o := &aggregateOptions{}
+	o := &aggregateOptions{api: apiFlags{registerTLSFlags: true}}
 	cmd := &cobra.Command{
 		Use:   "aggregate",
 		Short: "Consume telemetry, keep a digital twin per device, publish fleet state",
@@ -96,11 +97,15 @@ topic like every reader:
 	f.DurationVar(&o.cfg.FlushInterval, "flush-interval", defaultFlushInterval, "how often changed sites are published and offsets committed")
 	f.StringVar(&o.http, "http", "", "serve the JSON API on this address, e.g. 127.0.0.1:8081 (default: off)")
 	f.BoolVar(&o.quiet, "quiet", false, "no status line")
+	o.api.register(f)
 	return cmd
 }
 
 func runAggregate(ctx context.Context, o *aggregateOptions) error {
 	o.cfg.Logger = slog.Default()
+	if err := o.api.validate(); err != nil {
+		return err
+	}
 	if err := kafka.EnsureTopics(ctx, o.cfg.Kafka); err != nil {
 		return err
 	}
@@ -111,9 +116,9 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	if o.http != "" {
-		ln, err := net.Listen("tcp", o.http)
+		ln, secure, err := o.api.listen(o.http, slog.Default())
 		if err != nil {
-			return fmt.Errorf("http listen %s: %w", o.http, err)
+			return err
 		}
 		ropts := o.cfg.Kafka
 		ropts.ClientID = "vpp-aggregate-api"
@@ -121,7 +126,8 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		if err != nil {
 			return err
 		}
-		slog.Info("serving API", "addr", ln.Addr().String())
+		slog.Info("serving API", "addr", ln.Addr().String(), "tls", secure,
+			"api_token", o.api.guard.Token != "", "cors_origin", o.api.guard.CORSOrigin)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -138,7 +144,7 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 			mux.Handle("GET /{$}", page)
 			mux.Handle("GET "+web.StreamPath, page)
 			mux.Handle("/", fleet.NewAPI(reader, time.Now))
-			if err := pipeline.ServeHTTP(ctx, ln, mux); err != nil {
+			if err := pipeline.ServeHTTP(ctx, ln, apiguard.Wrap(mux, o.api.guard)); err != nil {
 				errs <- err
 			}
 		}()

@@ -39,6 +39,7 @@ type demoOptions struct {
 	dataDir     string
 	seed        int64
 	logFile     string
+	api         apiFlags
 }
 
 func newDemoCmd() *cobra.Command {
@@ -82,6 +83,7 @@ broker.`,
 	f.IntVar(&o.aggregators, "aggregators", 1, "aggregator instances in the consumer group")
 	f.StringVar(&o.dataDir, "data-dir", "", "persist the embedded broker's data here (default: in memory)")
 	f.Int64Var(&o.seed, "seed", 1, "simulator seed")
+	o.api.register(f)
 	f.StringVar(&o.logFile, "log-file", "", "write logs to this file instead of hiding them behind the summary")
 	return cmd
 }
@@ -122,6 +124,7 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 		Aggregators: o.aggregators,
 		HTTPAddr:    o.http,
 		Logger:      logger,
+		API:         o.api.guard,
 	})
 	if err != nil {
 		return err
@@ -133,10 +136,11 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	fmt.Fprintf(out, "\nsimulating %s devices at %s readings/s; Ctrl-C stops\n", units.FormatCount(o.devices.V), units.FormatCount(o.rate.V))
 
 	s, err := sim.New(sim.Config{
-		URL:     p.IngestURL(),
-		Devices: int(o.devices.V),
-		Rate:    o.rate.V,
-		Seed:    o.seed,
+		URL:       p.IngestURL(),
+		TokenFunc: p.TokenFunc(),
+		Devices:   int(o.devices.V),
+		Rate:      o.rate.V,
+		Seed:      o.seed,
 		// Start the simulated day at 11:00 so a new user sees the midday
 		// charge and, minutes later, the evening discharge (sim time runs
 		// 60× wall time).

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -21,6 +23,8 @@ func newIngestCmd() *cobra.Command {
 		maxFrame = units.Bytes{V: 1 << 20}
 		bufBytes = units.Bytes{V: 64 << 20}
 		status   bool
+		sec      ingestSecurityFlags
+		httpAddr string
 
 		spoolDir      string
 		spoolMax      = units.Bytes{V: spool.DefaultMaxBytes}
@@ -41,13 +45,22 @@ reading sockets (backpressure) instead of dropping anything.
 With --spool-dir, accepted records go to a durable spool on disk first: a
 reading is acknowledged once it is fsynced there (or in Kafka, whichever comes
 first), Kafka outages are ridden out up to --spool-max-bytes, and records not
-yet in Kafka when ingest stops or crashes are published after the restart.`,
+yet in Kafka when ingest stops or crashes are published after the restart.
+
+With --http it serves health and metrics endpoints:
+  GET /healthz   liveness: 200 while the process runs
+  GET /readyz    200 while listening, Kafka is reachable and (with a spool)
+                 the replay after a restart finished; else 503 with a reason
+  GET /metrics   Prometheus metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Kafka = kf.options("vpp-ingest")
 			cfg.MaxFrameBytes = maxFrame.V
 			cfg.BufferBytes = bufBytes.V
 			cfg.Logger = slog.Default()
+			if err := sec.apply(&cfg, cfg.Logger); err != nil {
+				return err
+			}
 			if len(cfg.Kafka.Brokers) == 0 {
 				return usageError{fmt.Errorf("--brokers: at least one broker is required")}
 			}
@@ -84,12 +97,24 @@ yet in Kafka when ingest stops or crashes are published after the restart.`,
 				stop := startStatus(cmd.ErrOrStderr(), time.Second, ingestStatus(srv, sp))
 				defer stop()
 			}
+			if httpAddr != "" {
+				hctx, stopHTTP := context.WithCancel(ctx)
+				wait, err := startIngestHTTP(hctx, httpAddr, srv, sp)
+				if err != nil {
+					stopHTTP()
+					return err
+				}
+				serveErr := srv.Serve(ctx)
+				stopHTTP()
+				return errors.Join(serveErr, wait())
+			}
 			return srv.Serve(ctx)
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve WebSocket telemetry on")
 	kf.register(fs)
+	sec.register(fs)
 	fs.StringVar(&cfg.Instance, "instance", "", "instance ID in the stats topic (default hostname-pid)")
 	fs.Var(&maxFrame, "max-frame-bytes", "largest WebSocket message accepted; larger closes with 1009")
 	fs.IntVar(&cfg.MaxReadingsPerFrame, "max-readings-per-frame", 10_000, "most readings in one frame; more rejects the frame and closes with 1008")
@@ -104,6 +129,7 @@ yet in Kafka when ingest stops or crashes are published after the restart.`,
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on draining the buffer into Kafka on shutdown")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 20*time.Second, "how often connections are pinged; silent peers are dropped after 2.5 intervals")
 	fs.BoolVar(&status, "status", true, "print a live status line on stderr once a second")
+	fs.StringVar(&httpAddr, "http", "", "serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8082 (default: off)")
 	fs.StringVar(&spoolDir, "spool-dir", "", "directory of the durable spool (empty: in-memory buffer only); with a spool, --buffer-bytes bounds its memory window")
 	fs.Var(&spoolMax, "spool-max-bytes", "bound on the spool's files on disk; when full, ingest stops reading sockets")
 	fs.StringVar(&spoolFsync, "spool-fsync", "always", "when the spool fsyncs: always (group commit, ack after fsync), interval (every --spool-fsync-interval) or never (ack only once in Kafka; benchmarks)")

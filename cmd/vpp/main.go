@@ -95,6 +95,7 @@ line or configuration.`,
 		newDemoCmd(),
 		newTopCmd(),
 		newBenchCmd(),
+		newTokenCmd(),
 		newVersionCmd(),
 		newManCmd(),
 	)

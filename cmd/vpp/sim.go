@@ -12,7 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/tlsutil"
 	"github.com/vppctl/vpp/internal/units"
 )
 
@@ -76,6 +78,10 @@ func newSimCmd() *cobra.Command {
 		start   string
 		truth   string
 		quiet   bool
+
+		tokenKey string
+		tokenTTL time.Duration
+		caFile   string
 	)
 	cmd := &cobra.Command{
 		Use:     "sim",
@@ -100,6 +106,26 @@ func newSimCmd() *cobra.Command {
 				}
 			}
 			cfg.Logger = slog.Default()
+			if tokenKey != "" {
+				if cfg.Token != "" {
+					return usageError{errors.New("--token and --token-key: choose one")}
+				}
+				key, err := auth.LoadKey(tokenKey)
+				if err != nil {
+					return usageError{fmt.Errorf("--token-key: %w", err)}
+				}
+				if !key.CanSign() {
+					return usageError{fmt.Errorf("--token-key: a %s cannot sign; give the HMAC secret or the Ed25519 private key", key)}
+				}
+				cfg.TokenFunc = auth.SiteMinter(key, "vpp-sim", tokenTTL)
+			}
+			if caFile != "" {
+				tc, err := tlsutil.ClientConfig(caFile)
+				if err != nil {
+					return usageError{fmt.Errorf("--ca: %w", err)}
+				}
+				cfg.TLS = tc
+			}
 			s, err := sim.New(cfg)
 			if err != nil {
 				return usageError{err}
@@ -126,6 +152,10 @@ func newSimCmd() *cobra.Command {
 	f.Float64Var(&cfg.DuplicateFrames, "duplicate-frames", 0, "fault injection: fraction of frames sent twice, 0..1")
 	f.StringVar(&truth, "truth", "", "write the ground truth as JSON to this `file` at the end")
 	f.BoolVar(&quiet, "quiet", false, "no live status line and no summary")
+	f.StringVar(&cfg.Token, "token", "", "bearer token sent on every connection (vpp token issue; prefer $VPP_TOKEN over the command line)")
+	f.StringVar(&tokenKey, "token-key", "", "mint a token per connection covering its devices' sites with this signing key `file` (HMAC secret or Ed25519 private key)")
+	f.DurationVar(&tokenTTL, "token-ttl", time.Hour, "lifetime of the tokens minted with --token-key (a connection is closed when its token expires and reconnects with a new one)")
+	f.StringVar(&caFile, "ca", "", "trust the CA certificates in this PEM `file` for wss:// (default: the system roots)")
 	return cmd
 }
 

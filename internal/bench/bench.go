@@ -284,7 +284,7 @@ func EndToEnd(ctx context.Context, cfg Config, rate float64) (Step, error) {
 	defer fcancel()
 	go func() { _ = fresh.run(fctx, o) }()
 
-	s, err := sim.New(sim.Config{URL: p.IngestURL(), Devices: cfg.Devices, Rate: rate, Duration: cfg.Step,
+	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: cfg.Devices, Rate: rate, Duration: cfg.Step,
 		Seed: 1, DrainTimeout: 30 * time.Second, Logger: cfg.Logger})
 	if err != nil {
 		return st, err

@@ -53,7 +53,7 @@ func runFleet(t *testing.T, devices int) (kafka.Options, *pipeline.Pipeline) {
 		cancel()
 		_ = p.Wait()
 	})
-	s, err := sim.New(sim.Config{URL: p.IngestURL(), Devices: devices, Rate: 5000, Count: int64(devices * 5), Seed: 3,
+	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: devices, Rate: 5000, Count: int64(devices * 5), Seed: 3,
 		Start: time.Date(2026, 6, 1, 19, 0, 0, 0, time.UTC), Logger: log})
 	if err != nil {
 		t.Fatal(err)

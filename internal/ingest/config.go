@@ -1,11 +1,14 @@
 package ingest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
+	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
@@ -58,6 +61,39 @@ type Config struct {
 	PingInterval time.Duration
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
+
+	// Auth verifies the bearer token of every WebSocket handshake; readings
+	// of devices and sites the token does not cover are rejected with
+	// device_not_authorized. nil requires Insecure.
+	Auth *auth.Verifier
+	// Insecure accepts connections without a token (Auth nil); New logs a
+	// warning. Without Auth or Insecure, New fails.
+	Insecure bool
+	// TLS, when set, serves wss:// (the listener is wrapped in TLS).
+	TLS *tls.Config
+	// MaxConns bounds open connections (and handshakes in progress)
+	// in total (default 10000); more are answered 503 before the upgrade.
+	MaxConns int
+	// MaxConnsPerIP bounds open connections from one remote IP (default
+	// 1000); more are answered 503 before the upgrade.
+	MaxConnsPerIP int
+	// HandshakeTimeout bounds the TLS handshake and the HTTP request of the
+	// WebSocket handshake (default 10s).
+	HandshakeTimeout time.Duration
+	// ReadIdleTimeout closes a connection with 1008 when no complete
+	// message arrived for this long (default 2m): idle and slowloris
+	// connections are cut; pongs do not count.
+	ReadIdleTimeout time.Duration
+	// DeviceRate is the sustained readings per second accepted per device
+	// ID (default 100; +Inf disables the limit); readings beyond it and
+	// the burst are rejected with rate_limited.
+	DeviceRate float64
+	// DeviceBurst is the bucket size of DeviceRate: readings a device may
+	// send at once, e.g. a retransmit after a reconnect (default 5000).
+	DeviceBurst int
+	// DeviceRateTable bounds the device IDs whose rate is tracked (default
+	// 131072); beyond it the least recently seen are forgotten.
+	DeviceRateTable int
 }
 
 // withDefaults returns cfg with every zero field defaulted, or an error for
@@ -65,8 +101,13 @@ type Config struct {
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MaxFrameBytes < 0 || cfg.MaxReadingsPerFrame < 0 || cfg.BufferRecords < 0 || cfg.BufferBytes < 0 ||
 		cfg.MaxClockSkew < 0 || cfg.MaxAge < 0 || cfg.PowerTolerance < 0 || cfg.MaxIDLength < 0 ||
-		cfg.AckInterval < 0 || cfg.StatsInterval < 0 || cfg.ShutdownTimeout < 0 || cfg.PingInterval < 0 {
+		cfg.AckInterval < 0 || cfg.StatsInterval < 0 || cfg.ShutdownTimeout < 0 || cfg.PingInterval < 0 ||
+		cfg.MaxConns < 0 || cfg.MaxConnsPerIP < 0 || cfg.HandshakeTimeout < 0 || cfg.ReadIdleTimeout < 0 ||
+		cfg.DeviceRate < 0 || math.IsNaN(cfg.DeviceRate) || cfg.DeviceBurst < 0 || cfg.DeviceRateTable < 0 {
 		return cfg, fmt.Errorf("ingest config: limits and intervals must not be negative")
+	}
+	if cfg.Auth == nil && !cfg.Insecure {
+		return cfg, fmt.Errorf("ingest config: no device authentication: give a token key (--auth-key) or explicitly run --insecure")
 	}
 	def := DefaultLimits()
 	setDefault(&cfg.Listen, "127.0.0.1:8080")
@@ -82,6 +123,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	setDefault(&cfg.StatsInterval, time.Second)
 	setDefault(&cfg.ShutdownTimeout, 30*time.Second)
 	setDefault(&cfg.PingInterval, 20*time.Second)
+	setDefault(&cfg.MaxConns, 10_000)
+	setDefault(&cfg.MaxConnsPerIP, 1000)
+	setDefault(&cfg.HandshakeTimeout, 10*time.Second)
+	setDefault(&cfg.ReadIdleTimeout, 2*time.Minute)
+	setDefault(&cfg.DeviceRate, 100)
+	setDefault(&cfg.DeviceBurst, 5000)
+	setDefault(&cfg.DeviceRateTable, 1<<17)
 	if cfg.Instance == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

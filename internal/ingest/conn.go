@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
@@ -68,17 +69,24 @@ type conn struct {
 	log    *slog.Logger
 	acks   *ackTracker
 	dec    *decoder
+	// grant is what the connection's token covers (nil: insecure).
+	grant *auth.Grant
 
 	dlMu    sync.Mutex
 	stopped bool // reading stopped by shutdown; guarded by dlMu
+	// idleUntil is when the connection is cut unless a complete message
+	// arrives first (ReadIdleTimeout after the last one); guarded by dlMu.
+	idleUntil time.Time
+	// expires is when the token expires (zero: never).
+	expires time.Time
 
 	stopWriter chan struct{}
 	writerDone chan struct{}
 }
 
-func newConn(s *Server, ws *websocket.Conn, remote string) *conn {
+func newConn(s *Server, ws *websocket.Conn, remote string, grant *auth.Grant) *conn {
 	id := s.cfg.Instance + "/" + strconv.FormatUint(s.connSeq.Add(1), 10)
-	return &conn{
+	c := &conn{
 		s:          s,
 		ws:         ws,
 		id:         id,
@@ -88,7 +96,28 @@ func newConn(s *Server, ws *websocket.Conn, remote string) *conn {
 		dec:        newDecoder(s.cfg.MaxReadingsPerFrame, s.lim),
 		stopWriter: make(chan struct{}),
 		writerDone: make(chan struct{}),
+		grant:      grant,
+		idleUntil:  time.Now().Add(s.cfg.ReadIdleTimeout),
 	}
+	if grant != nil {
+		c.expires = grant.Expires
+	}
+	if grant != nil || s.limiter != nil {
+		c.dec.admit = c.admit
+	}
+	return c
+}
+
+// admit applies the token's grant and the device rate limit to a reading
+// whose IDs are valid.
+func (c *conn) admit(device, site string, nowMS int64) reason {
+	if c.grant != nil && !c.grant.Allows(device, site) {
+		return rDeviceNotAuthorized
+	}
+	if c.s.limiter != nil && !c.s.limiter.allow(device, nowMS) {
+		return rRateLimited
+	}
+	return reasonOK
 }
 
 // pongWait is how long a connection may stay silent.
@@ -101,8 +130,46 @@ func (c *conn) armRead() bool {
 	if c.stopped {
 		return false
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(c.pongWait()))
+	dl := time.Now().Add(c.pongWait())
+	if c.idleUntil.Before(dl) {
+		dl = c.idleUntil
+	}
+	if !c.expires.IsZero() && c.expires.Before(dl) {
+		dl = c.expires
+	}
+	_ = c.ws.SetReadDeadline(dl)
 	return true
+}
+
+// touch restarts the idle timer: a complete message arrived.
+func (c *conn) touch() {
+	c.dlMu.Lock()
+	c.idleUntil = time.Now().Add(c.s.cfg.ReadIdleTimeout)
+	c.dlMu.Unlock()
+}
+
+// timedOut classifies a read deadline that passed: the idle timer, or the
+// token's expiry (the peer's silence on pings is neither).
+func (c *conn) timedOut(err error) (readEnd, bool) {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return readEnd{}, false
+	}
+	now := time.Now()
+	c.dlMu.Lock()
+	idle, expired := !now.Before(c.idleUntil), !c.expires.IsZero() && !now.Before(c.expires)
+	c.dlMu.Unlock()
+	switch {
+	case expired:
+		c.s.ctr.expClosed.Add(1)
+		return readEnd{kind: endProtocol, code: websocket.ClosePolicyViolation,
+			reason: "token expired: reconnect with a fresh token", err: err}, true
+	case idle:
+		c.s.ctr.idleClosed.Add(1)
+		return readEnd{kind: endProtocol, code: websocket.ClosePolicyViolation,
+			reason: fmt.Sprintf("no message for %s: idle connection closed", c.s.cfg.ReadIdleTimeout), err: err}, true
+	}
+	return readEnd{}, false
 }
 
 // stopReading makes the read loop return now, and keeps it from extending
@@ -167,8 +234,8 @@ func (c *conn) close(code int, reason string) {
 		c.log.Debug("write close", "err", err)
 	}
 	nc := c.ws.NetConn()
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok { // TCP, or TLS (close_notify)
+		_ = cw.CloseWrite()
 	}
 	lingerDiscard(nc)
 	_ = c.ws.Close()
@@ -265,6 +332,7 @@ func (c *conn) readLoop() readEnd {
 			return c.tooBig()
 		}
 		c.s.ctr.frames.Add(1)
+		c.touch()
 		if end, stop := c.handleFrame(data); stop {
 			return end
 		}
@@ -283,6 +351,9 @@ func (c *conn) readErr(err error) readEnd {
 		return readEnd{kind: endShutdown, err: err}
 	case errors.Is(err, websocket.ErrReadLimit):
 		return c.tooBig()
+	}
+	if end, ok := c.timedOut(err); ok {
+		return end
 	}
 	return readEnd{kind: endPeer, err: err}
 }

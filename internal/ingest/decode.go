@@ -112,6 +112,11 @@ type decodedReading struct {
 	rawDevice []byte
 }
 
+// idReason reports whether rs rejects a reading for one of its IDs
+// (missing, too long or not UTF-8): such a reading cannot be authorized or
+// rate limited by device.
+func idReason(rs reason) bool { return rs >= rDeviceIDMissing && rs <= rIDInvalidUTF8 }
+
 // decoder decodes and validates frames. It reuses its scratch space, so it
 // belongs to one goroutine (one connection).
 type decoder struct {
@@ -121,6 +126,10 @@ type decoder struct {
 	out         []decodedReading
 	scratch     vppv1.Reading
 	unmarshal   proto.UnmarshalOptions
+	// admit, when set, decides on every reading whose IDs are valid:
+	// reasonOK, or a reason (not authorized, rate limited) that overrides
+	// the content checks.
+	admit func(device, site string, nowMS int64) reason
 }
 
 func newDecoder(maxReadings int, lim Limits) *decoder {
@@ -155,6 +164,11 @@ func (d *decoder) decode(frame []byte, nowMS int64) ([]decodedReading, error) {
 			dr.reason = validate(&d.scratch, nowMS, d.limits)
 			dr.device = d.scratch.GetDeviceId()
 			dr.site = d.scratch.GetSiteId()
+			if d.admit != nil && !idReason(dr.reason) {
+				if rs := d.admit(dr.device, dr.site, nowMS); rs != reasonOK {
+					dr.reason = rs
+				}
+			}
 		}
 		d.out = append(d.out, dr)
 	}

@@ -12,8 +12,10 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -23,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -43,6 +46,14 @@ type Server struct {
 	ln       net.Listener
 	ctr      counters
 	connSeq  atomic.Uint64
+	// adm counts connections against MaxConns and MaxConnsPerIP.
+	adm *admission
+	// limiter is the per-device rate limit (nil: unlimited).
+	limiter   *rateLimiter
+	refuseLog rateLog
+	// serving is true from the moment the publisher is up and the
+	// listener serves until shutdown begins (see Ready).
+	serving atomic.Bool
 
 	// readCtx ends when shutdown begins: it unblocks read loops waiting
 	// in Buffer.Put.
@@ -85,13 +96,23 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 			WriteBufferPool: &sync.Pool{},
 			// Devices and gateways are not browsers: there is no
 			// cross-site request to guard against.
-			CheckOrigin: func(*http.Request) bool { return true },
+			CheckOrigin:      func(*http.Request) bool { return true },
+			HandshakeTimeout: cfg.HandshakeTimeout,
 		},
+		adm:        newAdmission(cfg.MaxConns, cfg.MaxConnsPerIP),
 		started:    time.Now(),
 		readCtx:    readCtx,
 		cancelRead: cancel,
 		drained:    make(chan struct{}),
 		conns:      make(map[*conn]struct{}),
+	}
+	if !math.IsInf(cfg.DeviceRate, 1) {
+		s.limiter = newRateLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable)
+	}
+	if cfg.Auth == nil {
+		s.log.Warn("device authentication is off (insecure): any client may send readings for any device")
+	} else {
+		s.log.Info("device authentication on", "key", cfg.Auth.Key().String())
 	}
 	return s, nil
 }
@@ -105,6 +126,9 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	s.ln = ln
 	return nil
 }
@@ -115,6 +139,19 @@ func (s *Server) Addr() string {
 		return ""
 	}
 	return s.ln.Addr().String()
+}
+
+// URL is the WebSocket URL devices connect to: wss:// with TLS, else
+// ws:// ("" before Listen).
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	scheme := "ws://"
+	if s.cfg.TLS != nil {
+		scheme = "wss://"
+	}
+	return scheme + s.Addr() + TelemetryPath
 }
 
 // Serve serves until ctx ends, then shuts down gracefully: it stops
@@ -158,12 +195,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc(TelemetryPath, s.handleTelemetry)
 	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: mux,
+		// The TLS handshake and the HTTP request of the WebSocket
+		// handshake must arrive within HandshakeTimeout.
+		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
+		IdleTimeout:       s.cfg.HandshakeTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(s.ln) }()
+	s.serving.Store(true)
 	s.log.Info("ingest listening", "addr", s.Addr(), "path", TelemetryPath, "instance", s.cfg.Instance)
 
 	var err error
@@ -183,6 +224,7 @@ func (s *Server) shutdown(hs *http.Server, stopStats func(), statsDone <-chan st
 	s.log.Info("ingest shutting down", "buffered", s.buf.Len(), "timeout", s.cfg.ShutdownTimeout)
 
 	// Stop accepting: no new connection registers after this.
+	s.serving.Store(false)
 	s.mu.Lock()
 	s.stopping = true
 	conns := make([]*conn, 0, len(s.conns))
@@ -342,19 +384,44 @@ func (s *Server) publishFinalStats(d time.Duration) {
 	}
 }
 
-// handleTelemetry upgrades to WebSocket and runs the connection.
+// handleTelemetry admits the handshake (connection limits: 503; the
+// bearer token: 401), upgrades to WebSocket and runs the connection.
 func (s *Server) handleTelemetry(w http.ResponseWriter, r *http.Request) {
+	ip := remoteIP(r.RemoteAddr)
+	if ref, ok := s.adm.acquire(ip); !ok {
+		s.refuseBusy(w, r, ref)
+		return
+	}
+	// The slot is given back before the connection count drops, so a client
+	// that sees one connection fewer can connect again.
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			s.adm.release(ip)
+		}
+	}
+	defer release()
+	var grant *auth.Grant
+	if s.cfg.Auth != nil {
+		if grant = s.authenticate(w, r); grant == nil {
+			return
+		}
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := newConn(s, ws, r.RemoteAddr)
+	c := newConn(s, ws, r.RemoteAddr, grant)
 	if !s.register(c) {
 		c.close(websocket.CloseGoingAway, "server shutting down")
 		return
 	}
-	defer s.unregister(c)
+	defer func() {
+		release()
+		s.unregister(c)
+	}()
 	c.run()
 }
 

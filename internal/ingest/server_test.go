@@ -156,7 +156,12 @@ func startServer(t *testing.T, cfg Config, pub Publisher) *testServer {
 		cfg.ShutdownTimeout = 5 * time.Second
 	}
 	cfg.Instance = "test"
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Auth == nil {
+		cfg.Insecure = true
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	s, err := New(cfg, pub)
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,19 @@ type Stats struct {
 	BufferCapacityBytes int64
 	// KafkaDown is true while publishing fails.
 	KafkaDown bool
+	// Refused counts handshakes refused before the upgrade, by reason
+	// (the Refused constants: connection limits 503, tokens 401).
+	Refused map[string]uint64
+	// IdleClosed counts connections closed (1008) after ReadIdleTimeout
+	// without a complete message.
+	IdleClosed uint64
+	// TokenExpiredClosed counts connections closed (1008) when their
+	// token expired.
+	TokenExpiredClosed uint64
+	// RateTableEntries is the devices the rate limiter tracks now, and
+	// RateTableEvicted the entries it forgot to stay bounded.
+	RateTableEntries int
+	RateTableEvicted uint64
 }
 
 // RejectedTotal is the sum of Rejected.
@@ -56,6 +69,9 @@ type counters struct {
 	connections atomic.Int64
 	rejected    [numReasons]atomic.Uint64
 	kafkaDown   atomic.Bool
+	refused     [numRefusals]atomic.Uint64
+	idleClosed  atomic.Uint64
+	expClosed   atomic.Uint64
 
 	protoMu   sync.Mutex
 	protoErrs map[int]uint64
@@ -92,6 +108,17 @@ func (s *Server) Stats() Stats {
 	if st.ProtocolErrors == nil {
 		st.ProtocolErrors = make(map[int]uint64)
 	}
+	st.Refused = make(map[string]uint64)
+	for i := range s.ctr.refused {
+		if n := s.ctr.refused[i].Load(); n > 0 {
+			st.Refused[refusal(i).String()] = n
+		}
+	}
+	st.IdleClosed = s.ctr.idleClosed.Load()
+	st.TokenExpiredClosed = s.ctr.expClosed.Load()
+	if s.limiter != nil {
+		st.RateTableEntries, st.RateTableEvicted = s.limiter.size()
+	}
 	st.Buffered = s.buf.Len()
 	st.BufferedBytes = s.buf.Bytes()
 	st.BufferCapacity, st.BufferCapacityBytes = s.buf.Capacity()
@@ -119,5 +146,7 @@ func (s *Server) statsProto(now time.Time) *vppv1.IngestStats {
 		BufferCapacity: int64(st.BufferCapacity),
 		UpdatedMs:      now.UnixMilli(),
 		StartedMs:      s.started.UnixMilli(),
+		Refused:        st.Refused,
+		IdleClosed:     st.IdleClosed,
 	}
 }

@@ -39,6 +39,12 @@ const (
 	// ReasonFrameTooManyReadings marks a whole frame with more than
 	// MaxReadingsPerFrame readings (the connection is closed with 1008).
 	ReasonFrameTooManyReadings = "frame_too_many_readings"
+	// ReasonDeviceNotAuthorized marks a reading of a device and site the
+	// connection's token does not cover.
+	ReasonDeviceNotAuthorized = "device_not_authorized"
+	// ReasonRateLimited marks a reading beyond its device's rate limit
+	// (Config.DeviceRate and DeviceBurst).
+	ReasonRateLimited = "rate_limited"
 )
 
 // reason is the index of a rejection reason in reasonNames; reasonOK (0)
@@ -71,6 +77,8 @@ const (
 	rModeUnknown
 	rFrameUndecodable
 	rFrameTooManyReadings
+	rDeviceNotAuthorized
+	rRateLimited
 	numReasons
 )
 
@@ -125,6 +133,10 @@ func (r reason) String() string {
 		return ReasonFrameUndecodable
 	case rFrameTooManyReadings:
 		return ReasonFrameTooManyReadings
+	case rDeviceNotAuthorized:
+		return ReasonDeviceNotAuthorized
+	case rRateLimited:
+		return ReasonRateLimited
 	}
 	return ""
 }

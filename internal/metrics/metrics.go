@@ -40,6 +40,7 @@ type IngestCollector struct {
 	readings, frames, acked, connections, protocolErrors   *prometheus.Desc
 	buffered, bufferedBytes, capRecords, capBytes, kafkaUp *prometheus.Desc
 	produceLatency, produceErrors                          *prometheus.Desc
+	refused, idleClosed                                    *prometheus.Desc
 }
 
 // NewIngestCollector reports the stats src returns.
@@ -58,6 +59,8 @@ func NewIngestCollector(src func() ingest.Stats) *IngestCollector {
 		kafkaUp:        desc("vpp_ingest_kafka_up", "1 while publishing to Kafka succeeds, 0 while it fails."),
 		produceLatency: desc("vpp_ingest_produce_seconds", "Time from handing a record to the Kafka producer to Kafka's acknowledgement or error."),
 		produceErrors:  desc("vpp_ingest_produce_errors_total", "Produce attempts Kafka failed (each record is retried, never dropped)."),
+		refused:        desc("vpp_ingest_refused_handshakes_total", "WebSocket handshakes refused before the upgrade, by reason (conn_limit, ip_conn_limit: 503; token_*: 401).", "reason"),
+		idleClosed:     desc("vpp_ingest_idle_closed_total", "Connections closed (1008) after --read-idle-timeout without a message."),
 	}
 }
 
@@ -71,7 +74,8 @@ func (c *IngestCollector) WithProducer(f func() (hist.Snapshot, uint64, bool)) *
 // Describe implements prometheus.Collector.
 func (c *IngestCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.readings, c.frames, c.acked, c.connections, c.protocolErrors,
-		c.buffered, c.bufferedBytes, c.capRecords, c.capBytes, c.kafkaUp, c.produceLatency, c.produceErrors} {
+		c.buffered, c.bufferedBytes, c.capRecords, c.capBytes, c.kafkaUp, c.produceLatency, c.produceErrors,
+		c.refused, c.idleClosed} {
 		ch <- d
 	}
 }
@@ -96,6 +100,10 @@ func (c *IngestCollector) Collect(ch chan<- prometheus.Metric) {
 	for code, n := range st.ProtocolErrors {
 		counter(c.protocolErrors, float64(n), strconv.Itoa(code))
 	}
+	for reason, n := range st.Refused {
+		counter(c.refused, float64(n), reason)
+	}
+	counter(c.idleClosed, float64(st.IdleClosed))
 	gauge(c.buffered, float64(st.Buffered))
 	gauge(c.bufferedBytes, float64(st.BufferedBytes))
 	gauge(c.capRecords, float64(st.BufferCapacity))

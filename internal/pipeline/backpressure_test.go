@@ -53,7 +53,7 @@ func TestBackpressureWhileKafkaPaused(t *testing.T) {
 		}
 	}()
 
-	s, err := sim.New(sim.Config{URL: p.IngestURL(), Devices: 500, Rate: 20_000, Count: 80_000, Seed: 7, Conns: 20,
+	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: 500, Rate: 20_000, Count: 80_000, Seed: 7, Conns: 20,
 		Start: time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC), DrainTimeout: 90 * time.Second, Logger: log})
 	if err != nil {
 		t.Fatal(err)

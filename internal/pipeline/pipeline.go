@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/aggregate"
+	"github.com/vppctl/vpp/internal/apiguard"
+	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/kafka"
@@ -37,6 +39,8 @@ type Config struct {
 	HTTPAddr string
 	// Logger receives every part's logs.
 	Logger *slog.Logger
+	// API guards the HTTP API: an optional bearer token and CORS origin.
+	API apiguard.Options
 }
 
 // Pipeline is a running pipeline.
@@ -45,6 +49,8 @@ type Pipeline struct {
 	aggs    []*aggregate.Aggregator
 	reader  *fleet.Reader
 	apiAddr string
+	// tokenKey signs device tokens when the pipeline made its own key.
+	tokenKey *auth.Key
 
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -66,7 +72,20 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p := &Pipeline{}
 
+	if err := cfg.API.Validate(); err != nil {
+		return nil, err
+	}
 	icfg := cfg.Ingest
+	if icfg.Auth == nil && !icfg.Insecure {
+		// Devices authenticate even in one process: an ephemeral key
+		// verifies the tokens TokenFunc issues.
+		key, err := auth.NewEphemeral()
+		if err != nil {
+			return nil, err
+		}
+		p.tokenKey = key
+		icfg.Auth = auth.NewVerifier(key, auth.VerifierOptions{})
+	}
 	icfg.Kafka = cfg.Kafka
 	icfg.Kafka.ClientID = "vpp-ingest"
 	if icfg.Listen == "" {
@@ -131,7 +150,8 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		mux.Handle("GET /{$}", page)
 		mux.Handle("GET "+web.StreamPath, page)
 		mux.Handle("/", fleet.NewAPI(r, time.Now))
-		p.goRun("http", func() error { return ServeHTTP(ctx, ln, mux) })
+		h := apiguard.Wrap(mux, cfg.API)
+		p.goRun("http", func() error { return ServeHTTP(ctx, ln, h) })
 	}
 	return p, nil
 }
@@ -172,7 +192,18 @@ func (p *Pipeline) aggregateStats() aggregate.Stats {
 }
 
 // IngestURL is the WebSocket URL devices connect to.
-func (p *Pipeline) IngestURL() string { return "ws://" + p.ingest.Addr() + "/v1/telemetry" }
+func (p *Pipeline) IngestURL() string { return p.ingest.URL() }
+
+// TokenFunc mints device tokens accepted by the pipeline's ingest for a
+// connection's sites (valid for an hour; the simulator asks again on every
+// reconnect), or returns nil when the pipeline did not make the key
+// (Ingest.Auth given, or Ingest.Insecure). Its signature is sim.TokenFunc's.
+func (p *Pipeline) TokenFunc() func(ctx context.Context, devices, sites []string) (string, error) {
+	if p.tokenKey == nil {
+		return nil
+	}
+	return auth.SiteMinter(p.tokenKey, "pipeline-sim", time.Hour)
+}
 
 // APIURL is the base URL of the JSON API ("" when not serving).
 func (p *Pipeline) APIURL() string {

@@ -97,11 +97,12 @@ func runEndToEnd(t *testing.T, aggregators int, duplicateFrames float64) {
 	}()
 
 	s, err := sim.New(sim.Config{
-		URL:     p.IngestURL(),
-		Devices: 2000,
-		Rate:    50_000,
-		Count:   100_000,
-		Seed:    42,
+		URL:       p.IngestURL(),
+		TokenFunc: p.TokenFunc(),
+		Devices:   2000,
+		Rate:      50_000,
+		Count:     100_000,
+		Seed:      42,
 		// Midday: the fleet charges, so power totals are not trivially 0.
 		Start:           time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC),
 		Conns:           50,
@@ -193,7 +194,11 @@ func runEndToEnd(t *testing.T, aggregators int, duplicateFrames float64) {
 // applied, and both are acked.
 func checkInvalidReadingRejected(ctx context.Context, t *testing.T, p *pipeline.Pipeline, opts kafka.Options, before fleetJSON, truth sim.Truth) {
 	t.Helper()
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, p.IngestURL(), nil)
+	tok, err := p.TokenFunc()(ctx, nil, []string{"site-0001", "extra-site"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, p.IngestURL(), http.Header{"Authorization": {"Bearer " + tok}})
 	if err != nil {
 		t.Fatalf("dial ingest: %v", err)
 	}

@@ -182,7 +182,7 @@ func TestSpoolRidesOutKafkaOutage(t *testing.T) {
 	defer stop()
 
 	const count = 100_000
-	s, err := sim.New(sim.Config{URL: p.IngestURL(), Devices: 500, Rate: 10_000, Count: count, Seed: 11, Conns: 20,
+	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: 500, Rate: 10_000, Count: count, Seed: 11, Conns: 20,
 		Start: time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC), DrainTimeout: 90 * time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +248,7 @@ func TestSpoolFullPushesBack(t *testing.T) {
 	defer stop()
 
 	const count = 40_000
-	s, err := sim.New(sim.Config{URL: p.IngestURL(), Devices: 400, Rate: 10_000, Count: count, Seed: 5, Conns: 10,
+	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: 400, Rate: 10_000, Count: count, Seed: 5, Conns: 10,
 		Start: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC), DrainTimeout: 90 * time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -396,7 +396,7 @@ func TestSpoolSurvivesIngestCrash(t *testing.T) {
 	ln.Close()
 	spoolDir := filepath.Join(tmp, "spool")
 	logPath := filepath.Join(tmp, "ingest.log")
-	args := []string{"--listen", addr, "--brokers", emb.Addr(), "--topic-prefix", opts.Prefix,
+	args := []string{"--insecure", "--listen", addr, "--brokers", emb.Addr(), "--topic-prefix", opts.Prefix,
 		"--partitions", "4", "--replication", "1", "--status=false", "--spool-dir", spoolDir,
 		"--spool-fsync", "always", "--shutdown-timeout", "10s"}
 	defer func() {

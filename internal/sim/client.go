@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,16 +188,59 @@ func (c *conn) dial(ctx context.Context) (*websocket.Conn, error) {
 	d := websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: handshakeTimeout,
+		TLSClientConfig:  c.s.cfg.TLS,
 	}
-	ws, resp, err := d.DialContext(ctx, c.s.cfg.URL, nil)
+	var hdr http.Header
+	tok := c.s.cfg.Token
+	if c.s.cfg.TokenFunc != nil {
+		var err error
+		if tok, err = c.s.cfg.TokenFunc(ctx, c.deviceIDs(), c.siteIDs()); err != nil {
+			return nil, fmt.Errorf("token for connection %d: %w", c.id, err)
+		}
+	}
+	if tok != "" {
+		hdr = http.Header{"Authorization": {"Bearer " + tok}}
+	}
+	ws, resp, err := d.DialContext(ctx, c.s.cfg.URL, hdr)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("dial %s: %w (HTTP %s)", c.s.cfg.URL, err, resp.Status)
+			return nil, fmt.Errorf("dial %s: %w (HTTP %s)", redactURL(c.s.cfg.URL), err, resp.Status)
 		}
-		return nil, fmt.Errorf("dial %s: %w", c.s.cfg.URL, err)
+		return nil, fmt.Errorf("dial %s: %w", redactURL(c.s.cfg.URL), err)
 	}
 	ws.SetReadLimit(maxDownlinkBytes)
 	return ws, nil
+}
+
+// redactURL drops the query (which may carry ?token=) from a URL for
+// logs and errors.
+func redactURL(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i] + "?…"
+	}
+	return u
+}
+
+// deviceIDs lists the connection's devices.
+func (c *conn) deviceIDs() []string {
+	ids := make([]string, len(c.devs))
+	for i, d := range c.devs {
+		ids[i] = d.id
+	}
+	return ids
+}
+
+// siteIDs lists the distinct sites of the connection's devices.
+func (c *conn) siteIDs() []string {
+	seen := make(map[string]bool)
+	var ids []string
+	for _, d := range c.devs {
+		if !seen[d.site] {
+			seen[d.site] = true
+			ids = append(ids, d.site)
+		}
+	}
+	return ids
 }
 
 // backoff returns the jittered wait before attempt n (1, 2, …): exponential

@@ -15,6 +15,7 @@ package sim
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +90,19 @@ type Config struct {
 	// injection for dedupe tests; the choice is deterministic per seed.
 	DuplicateFrames float64
 	Logger          *slog.Logger // default slog.Default()
+	// TLS configures wss:// connections (nil: the system roots).
+	TLS *tls.Config
+	// Token is a bearer token sent on every handshake (a gateway token
+	// covering the fleet's devices or sites). TokenFunc wins over it.
+	Token string
+	// TokenFunc, when set, mints the token of each connection attempt for
+	// the devices it carries and their sites.
+	TokenFunc TokenFunc
 }
+
+// TokenFunc returns the bearer token for a connection that carries devices
+// at sites. It is called before every dial.
+type TokenFunc func(ctx context.Context, devices, sites []string) (string, error)
 
 // Stats is a snapshot of a running simulation's counters.
 type Stats struct {

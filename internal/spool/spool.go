@@ -69,9 +69,12 @@ type Spool struct {
 	retryAt time.Time
 	rounds  int // consecutive failed publish rounds
 	engaged bool
-	space   notifier // capacity released
-	items   notifier // a record may be available, or in-flight settled
-	work    notifier // work for the syncer
+	// replayEnd is nextSeq at Open: the records below it that Kafka had
+	// not acknowledged before the restart are the replay (see Replaying).
+	replayEnd uint64
+	space     notifier // capacity released
+	items     notifier // a record may be available, or in-flight settled
+	work      notifier // work for the syncer
 
 	ctr      counters
 	ackWrote atomic.Uint64 // watermark last written to the acked file
@@ -153,6 +156,7 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 		_ = s.lock.Close()
 		return nil, err
 	}
+	s.replayEnd = s.nextSeq
 	s.ackWrote.Store(s.acked)
 	go s.syncLoop()
 	return s, nil
@@ -555,6 +559,15 @@ func (s *Spool) checkDrained() {
 		s.engaged = false
 		s.log.Info("spool drained: caught up with kafka", "in_flight", len(s.inf), "disk_bytes", s.disk)
 	}
+}
+
+// Replaying reports whether records found on disk at Open, which Kafka had
+// not acknowledged before the restart, are still not all in Kafka. It is
+// false once the replay finished and when there was nothing to replay.
+func (s *Spool) Replaying() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked < s.replayEnd
 }
 
 // Len implements ingest.Buffer: records held, not yet acknowledged by Kafka.

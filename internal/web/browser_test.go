@@ -238,10 +238,10 @@ func waitFleet(ctx context.Context, t *testing.T, api string, devices int64) (fl
 	}
 }
 
-func runSim(ctx context.Context, t *testing.T, url string, devices int, readings int64) {
+func runSim(ctx context.Context, t *testing.T, p *pipeline.Pipeline, devices int, readings int64) {
 	t.Helper()
 	s, err := sim.New(sim.Config{
-		URL: url, Devices: devices, Rate: 20_000, Count: readings, Seed: 7, Conns: 8,
+		URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: devices, Rate: 20_000, Count: readings, Seed: 7, Conns: 8,
 		Regions: 3, SubstationsPerRegion: 2, SitesPerSubstation: 4,
 		// Early evening: most batteries discharge.
 		Start:  time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC),
@@ -310,7 +310,7 @@ func TestBrowserLivePage(t *testing.T) {
 	}()
 	api := p.APIURL()
 
-	runSim(ctx, t, p.IngestURL(), 120, 1200)
+	runSim(ctx, t, p, 120, 1200)
 	want, regions := waitFleet(ctx, t, api, 120)
 
 	tab := watch(bctx)
@@ -343,7 +343,7 @@ func TestBrowserLivePage(t *testing.T) {
 	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`window.__sameDocument = true`)); err != nil {
 		t.Fatal(err)
 	}
-	runSim(ctx, t, p.IngestURL(), 200, 2000)
+	runSim(ctx, t, p, 200, 2000)
 	want, _ = waitFleet(ctx, t, api, 200)
 	waitPage(bctx, t, "fleet devices follow the API", devicesExpr, func(s string) bool { n, ok := count(s); return ok && n == want.Devices })
 	if same, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`window.__sameDocument === true`)); err != nil || !same {

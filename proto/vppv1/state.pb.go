@@ -459,7 +459,13 @@ type IngestStats struct {
 	// Instance wall-clock time of these stats, Unix ms UTC.
 	UpdatedMs int64 `protobuf:"varint,11,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
 	// Instance start time, Unix ms UTC.
-	StartedMs     int64 `protobuf:"varint,12,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
+	StartedMs int64 `protobuf:"varint,12,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
+	// WebSocket handshakes refused before the upgrade, by reason:
+	// conn_limit, ip_conn_limit (HTTP 503), token_missing, token_expired,
+	// token_invalid (HTTP 401).
+	Refused map[string]uint64 `protobuf:"bytes,13,rep,name=refused,proto3" json:"refused,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Connections closed (1008) after --read-idle-timeout without a message.
+	IdleClosed    uint64 `protobuf:"varint,14,opt,name=idle_closed,json=idleClosed,proto3" json:"idle_closed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +584,20 @@ func (x *IngestStats) GetStartedMs() int64 {
 	return 0
 }
 
+func (x *IngestStats) GetRefused() map[string]uint64 {
+	if x != nil {
+		return x.Refused
+	}
+	return nil
+}
+
+func (x *IngestStats) GetIdleClosed() uint64 {
+	if x != nil {
+		return x.IdleClosed
+	}
+	return 0
+}
+
 var File_vpp_v1_state_proto protoreflect.FileDescriptor
 
 const file_vpp_v1_state_proto_rawDesc = "" +
@@ -620,7 +640,7 @@ const file_vpp_v1_state_proto_rawDesc = "" +
 	"\vStateRecord\x12'\n" +
 	"\x04site\x18\x01 \x01(\v2\x11.vpp.v1.SiteStateH\x00R\x04site\x126\n" +
 	"\tpartition\x18\x02 \x01(\v2\x16.vpp.v1.PartitionStateH\x00R\tpartitionB\x06\n" +
-	"\x04body\"\xc7\x04\n" +
+	"\x04body\"\xe0\x05\n" +
 	"\vIngestStats\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x1a\n" +
 	"\breceived\x18\x02 \x01(\x04R\breceived\x12=\n" +
@@ -636,12 +656,18 @@ const file_vpp_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"updated_ms\x18\v \x01(\x03R\tupdatedMs\x12\x1d\n" +
 	"\n" +
-	"started_ms\x18\f \x01(\x03R\tstartedMs\x1a;\n" +
+	"started_ms\x18\f \x01(\x03R\tstartedMs\x12:\n" +
+	"\arefused\x18\r \x03(\v2 .vpp.v1.IngestStats.RefusedEntryR\arefused\x12\x1f\n" +
+	"\vidle_closed\x18\x0e \x01(\x04R\n" +
+	"idleClosed\x1a;\n" +
 	"\rRejectedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aA\n" +
 	"\x13ProtocolErrorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a:\n" +
+	"\fRefusedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B)Z'github.com/vppctl/vpp/proto/vppv1;vppv1b\x06proto3"
 
 var (
@@ -656,7 +682,7 @@ func file_vpp_v1_state_proto_rawDescGZIP() []byte {
 	return file_vpp_v1_state_proto_rawDescData
 }
 
-var file_vpp_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_vpp_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_vpp_v1_state_proto_goTypes = []any{
 	(*DeviceState)(nil),    // 0: vpp.v1.DeviceState
 	(*SiteState)(nil),      // 1: vpp.v1.SiteState
@@ -665,20 +691,22 @@ var file_vpp_v1_state_proto_goTypes = []any{
 	(*IngestStats)(nil),    // 4: vpp.v1.IngestStats
 	nil,                    // 5: vpp.v1.IngestStats.RejectedEntry
 	nil,                    // 6: vpp.v1.IngestStats.ProtocolErrorsEntry
-	(*Reading)(nil),        // 7: vpp.v1.Reading
+	nil,                    // 7: vpp.v1.IngestStats.RefusedEntry
+	(*Reading)(nil),        // 8: vpp.v1.Reading
 }
 var file_vpp_v1_state_proto_depIdxs = []int32{
-	7, // 0: vpp.v1.DeviceState.last:type_name -> vpp.v1.Reading
+	8, // 0: vpp.v1.DeviceState.last:type_name -> vpp.v1.Reading
 	0, // 1: vpp.v1.SiteState.devices:type_name -> vpp.v1.DeviceState
 	1, // 2: vpp.v1.StateRecord.site:type_name -> vpp.v1.SiteState
 	2, // 3: vpp.v1.StateRecord.partition:type_name -> vpp.v1.PartitionState
 	5, // 4: vpp.v1.IngestStats.rejected:type_name -> vpp.v1.IngestStats.RejectedEntry
 	6, // 5: vpp.v1.IngestStats.protocol_errors:type_name -> vpp.v1.IngestStats.ProtocolErrorsEntry
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7, // 6: vpp.v1.IngestStats.refused:type_name -> vpp.v1.IngestStats.RefusedEntry
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_vpp_v1_state_proto_init() }
@@ -697,7 +725,7 @@ func file_vpp_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vpp_v1_state_proto_rawDesc), len(file_vpp_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

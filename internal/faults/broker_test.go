@@ -1,0 +1,227 @@
+package faults_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/sim"
+)
+
+// ackGaps samples a simulator's acked count every 10 ms until ctx ends and
+// keeps the longest time in which it did not grow while readings were in
+// flight: how long devices waited for an ack at worst.
+type ackGaps struct {
+	mu      sync.Mutex
+	longest time.Duration
+	at      time.Time // when the longest gap began
+	done    chan struct{}
+}
+
+func watchAckGaps(ctx context.Context, s *sim.Sim) *ackGaps {
+	g := &ackGaps{done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		var last int64
+		since := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				st := s.Stats()
+				if st.Acked != last || st.InFlight == 0 {
+					last, since = st.Acked, now
+					continue
+				}
+				g.mu.Lock()
+				if d := now.Sub(since); d > g.longest {
+					g.longest, g.at = d, since
+				}
+				g.mu.Unlock()
+			}
+		}
+	}()
+	return g
+}
+
+// result returns the longest gap and when it began.
+func (g *ackGaps) result() (time.Duration, time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.longest, g.at
+}
+
+// TestBrokerOutage stops the only Kafka broker for 20 s — SIGKILL, then a
+// restart on the same config and data — while the simulator sends to a
+// `vpp ingest` with a spool: devices keep being acked from the spool,
+// /readyz turns 503 while Kafka is down, and after the restart the spool
+// drains, every acked reading is in Kafka and the totals equal the truth.
+func TestBrokerOutage(t *testing.T) {
+	skipShort(t)
+	requireJava(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := buildVPP(t, ctx)
+	k, brokers := startBroker(t, ctx)
+	opts := kafkaOptions(brokers, "fault-outage", 6, 1)
+	if err := kafka.EnsureTopics(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	listen, httpAddr := freeAddr(t), freeAddr(t)
+	ing := startIngest(t, ctx, dir, bin, opts, listen, httpAddr, "--spool-dir", filepath.Join(dir, "spool"))
+	startAggregate(t, dir, bin, opts, opts.Prefix+"aggregate", "a0")
+	r := startReader(t, ctx, opts)
+
+	const count = 120_000
+	s := newSim(t, listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 41, Conns: 10})
+	gctx, stopGaps := context.WithCancel(ctx)
+	defer stopGaps()
+	done := runSim(ctx, s)
+	gaps := watchAckGaps(gctx, s)
+	waitUntil(t, ctx, 60*time.Second, "15,000 readings acked", func() bool { return s.Stats().Acked >= 15_000 })
+
+	down := time.Now()
+	ackedAtKill := s.Stats().Acked
+	k.must(t, ctx, "kill")
+	var notReady string
+	for time.Since(down) < 20*time.Second {
+		if code, body, err := httpStatus(ctx, "http://"+httpAddr+"/readyz"); err == nil && code == http.StatusServiceUnavailable && notReady == "" {
+			notReady = fmt.Sprintf("/readyz 503 %s after %s", strings.TrimSpace(body), time.Since(down).Round(100*time.Millisecond))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ackedInOutage := s.Stats().Acked - ackedAtKill
+	k.must(t, ctx, "restart")
+	outage := time.Since(down)
+	t.Logf("broker down %s (20 s stopped + restart); %d readings acked meanwhile from the spool; %s", outage.Round(100*time.Millisecond), ackedInOutage, notReady)
+	if notReady == "" {
+		t.Errorf("ingest /readyz never answered 503 while Kafka was down")
+	}
+	if ackedInOutage < 10_000 {
+		t.Errorf("only %d readings acked during the outage: the spool did not take over", ackedInOutage)
+	}
+
+	end := waitSim(t, ctx, s, done)
+	stopGaps()
+	<-gaps.done
+	truth := s.Truth()
+	if truth.ReadingsSent != count || truth.ReadingsAcked != count {
+		t.Fatalf("sim sent %d, acked %d of %d", truth.ReadingsSent, truth.ReadingsAcked, count)
+	}
+	waitReady(t, ctx, httpAddr, ing) // Kafka back and the spool caught up
+	tel := waitTelemetry(t, ctx, opts, truth.ReadingsAcked, 90*time.Second)
+	checkAcked(t, tel, truth)
+	conv, _, ok := waitTotals(t, ctx, r, truth, end, 90*time.Second)
+	acct := waitAccounting(ctx, r, tel.records, 15*time.Second)
+	gap, _ := gaps.result()
+	log := logSince(ing.logPath, 0)
+	for _, want := range []string{"kafka lost", "spool engaged", "kafka back", "spool drained"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("ingest did not log %q", want)
+		}
+	}
+	result{
+		Fault: "broker SIGKILL, down 20 s, restart on the same data (ingest with spool)", Broker: "Apache Kafka 4.4, single node (own)",
+		Sent: truth.ReadingsSent, Acked: truth.ReadingsAcked, InKafka: tel.distinct, Records: tel.records,
+		Duplicates: acct.Duplicates, Match: ok, Converge: conv,
+		Notes: []string{
+			fmt.Sprintf("broker down %s; %d readings acked from the spool meanwhile; longest pause in acks %s",
+				outage.Round(100*time.Millisecond), ackedInOutage, gap.Round(10*time.Millisecond)),
+			notReady,
+		},
+	}.report(t)
+}
+
+// TestClusterBrokerLoss runs a three-node KRaft cluster (replication 3,
+// min.insync.replicas 2) and SIGKILLs the leader of telemetry partition 0
+// mid-stream. Ingest runs without a spool, so a device's ack waits for
+// acks=all from Kafka and the longest pause in acks is the leader
+// election. No acked reading may be lost and the totals must equal the
+// truth. VPP_FAULT_CLUSTER=0 skips it (it needs ~1.2 GB for the brokers).
+func TestClusterBrokerLoss(t *testing.T) {
+	skipShort(t)
+	if os.Getenv("VPP_FAULT_CLUSTER") == "0" {
+		t.Skip("VPP_FAULT_CLUSTER=0")
+	}
+	requireJava(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := buildVPP(t, ctx)
+	k, brokers := startCluster(t, ctx, 3)
+	opts := kafkaOptions(brokers, "fault-cluster", 6, 3)
+	if err := kafka.EnsureTopics(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	listen, httpAddr := freeAddr(t), freeAddr(t)
+	startIngest(t, ctx, dir, bin, opts, listen, httpAddr)
+	startAggregate(t, dir, bin, opts, opts.Prefix+"aggregate", "a0")
+	r := startReader(t, ctx, opts)
+	victim, err := leaderOf(opts, opts.Topics().Telemetry(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const count = 60_000
+	s := newSim(t, listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 51, Conns: 10})
+	gctx, stopGaps := context.WithCancel(ctx)
+	defer stopGaps()
+	done := runSim(ctx, s)
+	gaps := watchAckGaps(gctx, s)
+	waitUntil(t, ctx, 60*time.Second, "10,000 readings acked", func() bool { return s.Stats().Acked >= 10_000 })
+	killed := time.Now()
+	ackedAtKill := s.Stats().Acked
+	k.must(t, ctx, "node-kill", fmt.Sprint(victim))
+
+	end := waitSim(t, ctx, s, done)
+	stopGaps()
+	<-gaps.done
+	truth := s.Truth()
+	if truth.ReadingsSent != count || truth.ReadingsAcked != count {
+		t.Fatalf("sim sent %d, acked %d of %d", truth.ReadingsSent, truth.ReadingsAcked, count)
+	}
+	tel := waitTelemetry(t, ctx, opts, truth.ReadingsAcked, 60*time.Second)
+	checkAcked(t, tel, truth)
+	conv, _, ok := waitTotals(t, ctx, r, truth, end, 60*time.Second)
+	acct := waitAccounting(ctx, r, tel.records, 15*time.Second)
+	gap, gapAt := gaps.result()
+	t.Logf("longest pause in acks: %s, beginning %s after the kill", gap.Round(10*time.Millisecond), gapAt.Sub(killed).Round(10*time.Millisecond))
+	result{
+		Fault: "1 of 3 brokers SIGKILLed (leader of telemetry partition 0; RF 3, min ISR 2; ingest without spool)", Broker: "Apache Kafka 4.4, three-node KRaft (own)",
+		Sent: truth.ReadingsSent, Acked: truth.ReadingsAcked, InKafka: tel.distinct, Records: tel.records,
+		Duplicates: acct.Duplicates, Match: ok, Converge: conv,
+		Notes: []string{fmt.Sprintf("node %d killed after %d acked; longest pause in acks %s (leader election)",
+			victim, ackedAtKill, gap.Round(10*time.Millisecond))},
+	}.report(t)
+}
+
+// leaderOf returns the node ID of the leader of topic/partition.
+func leaderOf(opts kafka.Options, topic string, partition int32) (int32, error) {
+	cfg, err := opts.SaramaConfig()
+	if err != nil {
+		return 0, err
+	}
+	client, err := sarama.NewClient(opts.Brokers, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("kafka client: %w", err)
+	}
+	defer client.Close()
+	b, err := client.Leader(topic, partition)
+	if err != nil {
+		return 0, fmt.Errorf("leader of %s/%d: %w", topic, partition, err)
+	}
+	return b.ID(), nil
+}
