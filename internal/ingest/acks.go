@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/vppctl/vpp/internal/qutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -27,14 +28,14 @@ type ackTracker struct {
 	dirty   []*deviceAcks
 	entries int
 	limit   int
-	room    notifier
+	room    qutil.Notifier
 }
 
 // deviceAcks is the ack state of one device on one connection.
 type deviceAcks struct {
 	id      string
-	pend    seqHeap
-	done    seqHeap
+	pend    qutil.SeqHeap
+	done    qutil.SeqHeap
 	acked   uint64 // highest seq ackable
 	sent    uint64 // highest seq sent to the device
 	unsent  uint64 // readings newly ackable and not yet sent
@@ -53,7 +54,7 @@ func (t *ackTracker) waitRoom(ctx context.Context, n int) error {
 			t.mu.Unlock()
 			return nil
 		}
-		ch := t.room.wait()
+		ch := t.room.Wait()
 		t.mu.Unlock()
 		select {
 		case <-ch:
@@ -73,7 +74,7 @@ func (t *ackTracker) add(device string, seq uint64) {
 		d = &deviceAcks{id: device}
 		t.devices[device] = d
 	}
-	d.pend.push(seq)
+	d.pend.Push(seq)
 	t.entries++
 }
 
@@ -85,12 +86,12 @@ func (t *ackTracker) complete(device string, seq uint64) {
 	if d == nil {
 		return
 	}
-	d.done.push(seq)
+	d.done.Push(seq)
 	t.entries++
 	advanced := false
 	for len(d.done) > 0 && len(d.pend) > 0 && d.done[0] == d.pend[0] {
-		s := d.done.pop()
-		d.pend.pop()
+		s := d.done.Pop()
+		d.pend.Pop()
 		t.entries -= 2
 		d.unsent++
 		if s > d.acked {
@@ -99,7 +100,7 @@ func (t *ackTracker) complete(device string, seq uint64) {
 		advanced = true
 	}
 	if advanced {
-		t.room.broadcast()
+		t.room.Broadcast()
 		if !d.isDirty {
 			d.isDirty = true
 			t.dirty = append(t.dirty, d)
@@ -144,48 +145,4 @@ func (t *ackTracker) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.entries
-}
-
-// seqHeap is a binary min-heap of seqs (hand-written: container/heap would
-// box every uint64 in an interface).
-type seqHeap []uint64
-
-func (h *seqHeap) push(v uint64) {
-	*h = append(*h, v)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if s[p] <= s[i] {
-			break
-		}
-		s[p], s[i] = s[i], s[p]
-		i = p
-	}
-}
-
-func (h *seqHeap) pop() uint64 {
-	s := *h
-	top := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s = s[:last]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(s) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(s) && s[r] < s[l] {
-			m = r
-		}
-		if s[i] <= s[m] {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
-	}
-	*h = s
-	return top
 }

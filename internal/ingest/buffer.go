@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/vppctl/vpp/internal/qutil"
 )
 
 // ErrBufferClosed is returned by Put and Next once the buffer is closed.
@@ -116,8 +118,8 @@ type MemoryBuffer struct {
 	retry    fifo  // failed, waiting for their notBefore
 	failures int   // consecutive publish failures, for the backoff
 	closed   bool
-	space    notifier // broadcast when capacity is released
-	items    notifier // broadcast when a record becomes available
+	space    qutil.Notifier // broadcast when capacity is released
+	items    qutil.Notifier // broadcast when a record becomes available
 }
 
 // NewMemoryBuffer returns a buffer holding at most maxRecords records and
@@ -140,11 +142,11 @@ func (b *MemoryBuffer) Put(ctx context.Context, r *Record) error {
 			b.records++
 			b.bytes += r.size
 			b.queue.push(r)
-			b.items.broadcast()
+			b.items.Broadcast()
 			b.mu.Unlock()
 			return nil
 		}
-		ch := b.space.wait()
+		ch := b.space.Wait()
 		b.mu.Unlock()
 		select {
 		case <-ch:
@@ -188,7 +190,7 @@ func (b *MemoryBuffer) Next(ctx context.Context) (*Record, error) {
 			b.mu.Unlock()
 			return r, nil
 		}
-		ch := b.items.wait()
+		ch := b.items.Wait()
 		b.mu.Unlock()
 		select {
 		case <-ch:
@@ -210,7 +212,7 @@ func (b *MemoryBuffer) Ack(r *Record) {
 	b.records--
 	b.bytes -= r.size
 	b.failures = 0
-	b.space.broadcast()
+	b.space.Broadcast()
 	b.mu.Unlock()
 	if r.Done != nil {
 		r.Done()
@@ -230,7 +232,7 @@ func (b *MemoryBuffer) Nack(r *Record, _ error) {
 	backoff := minRetryBackoff << min(b.failures-1, 10)
 	r.notBefore = time.Now().Add(min(backoff, maxRetryBackoff))
 	b.retry.push(r)
-	b.items.broadcast()
+	b.items.Broadcast()
 }
 
 // Len implements Buffer.
@@ -255,30 +257,8 @@ func (b *MemoryBuffer) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
-	b.space.broadcast()
-	b.items.broadcast()
-}
-
-// notifier is a broadcast for goroutines waiting on a condition guarded by
-// a mutex, usable in a select with ctx.Done(). Use under that mutex.
-type notifier struct {
-	ch chan struct{}
-}
-
-// wait returns a channel closed by the next broadcast.
-func (n *notifier) wait() <-chan struct{} {
-	if n.ch == nil {
-		n.ch = make(chan struct{})
-	}
-	return n.ch
-}
-
-// broadcast wakes every waiter (and allocates nothing when there is none).
-func (n *notifier) broadcast() {
-	if n.ch != nil {
-		close(n.ch)
-		n.ch = nil
-	}
+	b.space.Broadcast()
+	b.items.Broadcast()
 }
 
 // fifo is a queue of records.

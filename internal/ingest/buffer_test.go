@@ -172,17 +172,3 @@ func TestAckTrackerRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func TestSeqHeap(t *testing.T) {
-	var h seqHeap
-	in := []uint64{5, 3, 9, 1, 1, 7, 2}
-	for _, v := range in {
-		h.push(v)
-	}
-	want := []uint64{1, 1, 2, 3, 5, 7, 9}
-	for i, w := range want {
-		if got := h.pop(); got != w {
-			t.Fatalf("pop %d = %d, want %d", i, got, w)
-		}
-	}
-}

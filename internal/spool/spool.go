@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/qutil"
 )
 
 // Retry backoff after a publish error: it grows with consecutive failed
@@ -47,21 +48,21 @@ type Spool struct {
 
 	mu      sync.Mutex
 	closed  bool
-	segs    []*segment // live segments, oldest first; the last one may be active
-	nextSeq uint64     // sequence number of the next Put
-	pend    []*chunk   // queued for the syncer
-	pendB   int64      // bytes in pend
-	spare   [][]byte   // chunk buffers to reuse
-	flushed uint64     // records below were written to their files
-	durable uint64     // records below were fsynced (or were on disk at Open)
-	acked   uint64     // watermark: every record below is in Kafka
-	ackHeap seqHeap    // acked records above the watermark
-	toDel   []*segment // fully acked segments whose files the syncer removes
-	disk    int64      // bytes of the live segments, pending writes included
-	records int        // held: not yet acknowledged by Kafka
-	bytes   int64      // frame bytes of the held records
-	window  fifo       // in memory, not handed out yet: seqs readSeq…
-	readSeq uint64     // next sequence number to hand out in order
+	segs    []*segment    // live segments, oldest first; the last one may be active
+	nextSeq uint64        // sequence number of the next Put
+	pend    []*chunk      // queued for the syncer
+	pendB   int64         // bytes in pend
+	spare   [][]byte      // chunk buffers to reuse
+	flushed uint64        // records below were written to their files
+	durable uint64        // records below were fsynced (or were on disk at Open)
+	acked   uint64        // watermark: every record below is in Kafka
+	ackHeap qutil.SeqHeap // acked records above the watermark
+	toDel   []*segment    // fully acked segments whose files the syncer removes
+	disk    int64         // bytes of the live segments, pending writes included
+	records int           // held: not yet acknowledged by Kafka
+	bytes   int64         // frame bytes of the held records
+	window  fifo          // in memory, not handed out yet: seqs readSeq…
+	readSeq uint64        // next sequence number to hand out in order
 	inf     map[*ingest.Record]*entry
 	held    int64    // memory bytes of window, in-flight and failed records
 	failed  []*entry // nacked, waiting for the in-flight ones and a backoff
@@ -72,9 +73,9 @@ type Spool struct {
 	// replayEnd is nextSeq at Open: the records below it that Kafka had
 	// not acknowledged before the restart are the replay (see Replaying).
 	replayEnd uint64
-	space     notifier // capacity released
-	items     notifier // a record may be available, or in-flight settled
-	work      notifier // work for the syncer
+	space     qutil.Notifier // capacity released
+	items     qutil.Notifier // a record may be available, or in-flight settled
+	work      qutil.Notifier // work for the syncer
 
 	ctr      counters
 	ackWrote atomic.Uint64 // watermark last written to the acked file
@@ -181,7 +182,7 @@ func (s *Spool) Put(ctx context.Context, r *ingest.Record) error {
 			s.mu.Unlock()
 			return err
 		}
-		ch := s.space.wait()
+		ch := s.space.Wait()
 		s.mu.Unlock()
 		select {
 		case <-ch:
@@ -249,13 +250,13 @@ func (s *Spool) append(r *ingest.Record, flen, size int64) error {
 	if live && (s.opts.Fsync == FsyncNever || s.held+size <= s.opts.MemoryBytes) {
 		s.window.push(e)
 		s.held += size
-		s.items.broadcast()
+		s.items.Broadcast()
 	} else {
 		e.rec = nil // the disk has it; Next reads it back
 		s.engage("memory window full: new records go to disk only")
 	}
 	if s.opts.Fsync == FsyncAlways || s.pendB >= writeEarlyBytes {
-		s.work.broadcast()
+		s.work.Broadcast()
 	}
 	return nil
 }
@@ -361,7 +362,7 @@ func (s *Spool) Next(ctx context.Context) (*ingest.Record, error) {
 			}
 			continue
 		}
-		ch := s.items.wait()
+		ch := s.items.Wait()
 		s.mu.Unlock()
 		select {
 		case <-ch:
@@ -417,7 +418,7 @@ func (s *Spool) nextFromDisk(ctx context.Context) (rec *ingest.Record, released 
 	s.held += e.mem
 	s.handOut(e)
 	if s.live() {
-		s.space.broadcast() // FsyncNever Puts wait for the replay to catch up
+		s.space.Broadcast() // FsyncNever Puts wait for the replay to catch up
 	}
 	s.checkDrained()
 	s.mu.Unlock()
@@ -457,7 +458,7 @@ func (s *Spool) readFailed(seg *segment, seq uint64, sealed bool, off int64, err
 	s.records -= int(lost)
 	s.bytes = max(s.bytes-lostBytes, 0)
 	s.advance()
-	s.space.broadcast()
+	s.space.Broadcast()
 }
 
 // handOut marks e in flight. s.mu is held.
@@ -477,10 +478,10 @@ func (s *Spool) Ack(r *ingest.Record) {
 	s.records--
 	s.bytes -= e.frame
 	s.rounds = 0
-	s.ackHeap.push(e.seq)
+	s.ackHeap.Push(e.seq)
 	s.advance()
-	s.space.broadcast()
-	s.items.broadcast() // the barrier, or a disk read waiting for memory
+	s.space.Broadcast()
+	s.items.Broadcast() // the barrier, or a disk read waiting for memory
 	s.checkDrained()
 	s.mu.Unlock()
 	e.finish()
@@ -491,7 +492,7 @@ func (s *Spool) Ack(r *ingest.Record) {
 func (s *Spool) advance() {
 	for {
 		for len(s.ackHeap) > 0 && s.ackHeap[0] <= s.acked {
-			if s.ackHeap.pop() == s.acked {
+			if s.ackHeap.Pop() == s.acked {
 				s.acked++
 			}
 		}
@@ -510,7 +511,7 @@ func (s *Spool) advance() {
 		if !moved {
 			break
 		}
-		s.work.broadcast()
+		s.work.Broadcast()
 	}
 }
 
@@ -540,7 +541,7 @@ func (s *Spool) Nack(r *ingest.Record, err error) {
 	s.failed = append(s.failed, s.retry...)
 	clear(s.retry)
 	s.retry = s.retry[:0]
-	s.items.broadcast()
+	s.items.Broadcast()
 }
 
 // engage logs once that the spool started to hold a backlog. s.mu is held.
@@ -664,9 +665,9 @@ func (s *Spool) Close() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		s.space.broadcast()
-		s.items.broadcast()
-		s.work.broadcast()
+		s.space.Broadcast()
+		s.items.Broadcast()
+		s.work.Broadcast()
 		s.mu.Unlock()
 		<-s.syncDone
 		s.rmu.Lock()
@@ -706,24 +707,6 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-// notifier is a broadcast usable in a select; use it under the mutex that
-// guards the condition.
-type notifier struct{ ch chan struct{} }
-
-func (n *notifier) wait() <-chan struct{} {
-	if n.ch == nil {
-		n.ch = make(chan struct{})
-	}
-	return n.ch
-}
-
-func (n *notifier) broadcast() {
-	if n.ch != nil {
-		close(n.ch)
-		n.ch = nil
-	}
-}
-
 // fifo is a queue of entries.
 type fifo struct {
 	items []*entry
@@ -749,47 +732,4 @@ func (q *fifo) pop() *entry {
 		q.items, q.head = q.items[:n], 0
 	}
 	return e
-}
-
-// seqHeap is a binary min-heap of sequence numbers.
-type seqHeap []uint64
-
-func (h *seqHeap) push(v uint64) {
-	*h = append(*h, v)
-	a := *h
-	i := len(a) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if a[p] <= a[i] {
-			break
-		}
-		a[p], a[i] = a[i], a[p]
-		i = p
-	}
-}
-
-func (h *seqHeap) pop() uint64 {
-	a := *h
-	top := a[0]
-	last := len(a) - 1
-	a[0] = a[last]
-	a = a[:last]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(a) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(a) && a[r] < a[l] {
-			m = r
-		}
-		if a[i] <= a[m] {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
-	*h = a
-	return top
 }

@@ -37,7 +37,7 @@ func (s *Spool) syncLoop() {
 	for {
 		s.mu.Lock()
 		closing := s.closed
-		ch := s.work.wait()
+		ch := s.work.Wait()
 		hasPend := len(s.pend) > 0
 		early := s.pendB >= writeEarlyBytes
 		dels := len(s.toDel) > 0
@@ -147,8 +147,8 @@ func (s *Spool) round(w *fileWriter, sync bool, unsynced *[]*entry, closing bool
 		s.durable = s.flushed
 	}
 	s.pendB -= written
-	s.space.broadcast()
-	s.items.broadcast()
+	s.space.Broadcast()
+	s.items.Broadcast()
 	s.mu.Unlock()
 
 	for _, e := range done {

@@ -1,0 +1,76 @@
+// Package qutil holds the small queueing primitives that ingest's buffers
+// share: a min-heap of sequence numbers and a broadcast notifier.
+package qutil
+
+// SeqHeap is a binary min-heap of sequence numbers (hand-written:
+// container/heap would box every uint64 in an interface).
+type SeqHeap []uint64
+
+// Len is the number of sequence numbers held.
+func (h SeqHeap) Len() int { return len(h) }
+
+// Min is the smallest sequence number; the heap must not be empty.
+func (h SeqHeap) Min() uint64 { return h[0] }
+
+// Push adds v.
+func (h *SeqHeap) Push(v uint64) {
+	*h = append(*h, v)
+	s := *h
+	i := len(s) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if s[p] <= s[i] {
+			break
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+}
+
+// Pop removes and returns the smallest sequence number; the heap must not
+// be empty.
+func (h *SeqHeap) Pop() uint64 {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s = s[:last]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= len(s) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(s) && s[r] < s[l] {
+			m = r
+		}
+		if s[i] <= s[m] {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
+}
+
+// Notifier wakes every waiter at once. It is not safe for concurrent use:
+// the mutex that guards the condition guards the Notifier too.
+type Notifier struct{ ch chan struct{} }
+
+// Wait returns a channel closed by the next Broadcast.
+func (n *Notifier) Wait() <-chan struct{} {
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+// Broadcast wakes every waiter (and allocates nothing when there is none).
+func (n *Notifier) Broadcast() {
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}
