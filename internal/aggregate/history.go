@@ -43,6 +43,7 @@ func (ps *partState) sample(nowMs, hwm int64) *vppv1.PartitionSample {
 		ps.acct.HighWaterMark = hwm
 	}
 	subs := make(map[subKey]*vppv1.SubstationSample)
+	var st vppv1.DeviceState // reused: fill allocates nothing once it has a Reading
 	for _, s := range ps.sites {
 		k := subKey{s.region, s.substation}
 		sub := subs[k]
@@ -50,8 +51,9 @@ func (ps *partState) sample(nowMs, hwm int64) *vppv1.PartitionSample {
 			sub = &vppv1.SubstationSample{SubstationId: s.substation, RegionId: s.region}
 			subs[k] = sub
 		}
-		for _, d := range s.devices {
-			c := vppfleet.DeviceContribution(d)
+		for i := range s.devices {
+			s.devices[i].fill(&st, s)
+			c := vppfleet.DeviceContribution(&st)
 			sub.NetMicroKw += c.NetMicroKW
 			sub.ChargeMicroKw += c.ChargeMicroKW
 			sub.DischargeMicroKw += c.DischargeMicroKW

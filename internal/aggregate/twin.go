@@ -32,13 +32,85 @@ type twinConfig struct {
 	horizon      time.Duration
 }
 
-// siteTwin is the twin of one site: its devices, each the DeviceState that
-// is published as is, kept sorted by device ID.
+// siteTwin is the twin of one site: its devices, kept sorted by device ID.
+// The site's own IDs are held once here, not per device.
 type siteTwin struct {
 	id, substation, region string
-	byID                   map[string]*vppv1.DeviceState
-	devices                []*vppv1.DeviceState // sorted by device ID
+	devices                []twin // sorted by device ID
 	dirty                  bool
+}
+
+// twin is the compact state of one device: the numbers of its last reading
+// and its counters, without the protobuf overhead or the site's IDs (about
+// 200 bytes a device where a DeviceState with its Reading held about 460).
+// DeviceState protos are built from it only to publish.
+type twin struct {
+	id                                      string
+	seq                                     uint64
+	tsMs, appliedMs                         int64
+	soc, soh, power, voltage, current, temp float64
+	capacity, maxCharge, maxDischarge       float64
+	headroomDischarge, headroomCharge       float64
+	applied, duplicates, gaps               uint64
+	alarms                                  uint32
+	mode                                    vppv1.Mode
+	offline                                 bool
+}
+
+// find returns the index of device id in s.devices, or where to insert it.
+func (s *siteTwin) find(id string) (int, bool) {
+	return slices.BinarySearchFunc(s.devices, id, func(d twin, id string) int { return strings.Compare(d.id, id) })
+}
+
+// setReading copies r's values into d.
+func (d *twin) setReading(r *vppv1.Reading) {
+	d.seq, d.tsMs = r.GetSeq(), r.GetTsMs()
+	d.soc, d.soh, d.power = r.GetSocPct(), r.GetSohPct(), r.GetPowerKw()
+	d.voltage, d.current, d.temp = r.GetVoltageV(), r.GetCurrentA(), r.GetTemperatureC()
+	d.capacity, d.maxCharge, d.maxDischarge = r.GetCapacityKwh(), r.GetMaxChargeKw(), r.GetMaxDischargeKw()
+	d.alarms, d.mode = r.GetAlarms(), r.GetMode()
+}
+
+// fill writes d as a DeviceState of site s into st, reusing st and its
+// Reading (so a caller can fold many devices without allocating).
+func (d *twin) fill(st *vppv1.DeviceState, s *siteTwin) {
+	r := st.Last
+	if r == nil {
+		r = &vppv1.Reading{}
+	}
+	*r = vppv1.Reading{
+		DeviceId: d.id, SiteId: s.id, SubstationId: s.substation, RegionId: s.region,
+		Seq: d.seq, TsMs: d.tsMs, SocPct: d.soc, SohPct: d.soh, PowerKw: d.power,
+		VoltageV: d.voltage, CurrentA: d.current, TemperatureC: d.temp,
+		CapacityKwh: d.capacity, MaxChargeKw: d.maxCharge, MaxDischargeKw: d.maxDischarge,
+		Mode: d.mode, Alarms: d.alarms,
+	}
+	*st = vppv1.DeviceState{
+		Last: r, AppliedMs: d.appliedMs, Offline: d.offline,
+		Applied: d.applied, Duplicates: d.duplicates, Gaps: d.gaps,
+		HeadroomDischargeKw: d.headroomDischarge, HeadroomChargeKw: d.headroomCharge,
+	}
+}
+
+// twinOf is the twin of a published DeviceState.
+func twinOf(st *vppv1.DeviceState) twin {
+	d := twin{
+		id: st.GetLast().GetDeviceId(), appliedMs: st.GetAppliedMs(), offline: st.GetOffline(),
+		applied: st.GetApplied(), duplicates: st.GetDuplicates(), gaps: st.GetGaps(),
+		headroomDischarge: st.GetHeadroomDischargeKw(), headroomCharge: st.GetHeadroomChargeKw(),
+	}
+	d.setReading(st.GetLast())
+	return d
+}
+
+// states returns the site's devices as DeviceState protos, sorted by ID.
+func (s *siteTwin) states() []*vppv1.DeviceState {
+	out := make([]*vppv1.DeviceState, len(s.devices))
+	for i := range s.devices {
+		out[i] = &vppv1.DeviceState{}
+		s.devices[i].fill(out[i], s)
+	}
+	return out
 }
 
 // partState is the twin state of one telemetry partition: its sites and its
@@ -81,36 +153,38 @@ const (
 func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 	s := ps.sites[r.GetSiteId()]
 	if s == nil {
-		s = &siteTwin{id: r.GetSiteId(), byID: make(map[string]*vppv1.DeviceState)}
+		s = &siteTwin{id: r.GetSiteId()}
 		ps.sites[s.id] = s
 	}
 	s.substation, s.region = r.GetSubstationId(), r.GetRegionId()
-	d := s.byID[r.GetDeviceId()]
-	if d == nil {
-		d = &vppv1.DeviceState{}
-		s.byID[r.GetDeviceId()] = d
-		i, _ := slices.BinarySearchFunc(s.devices, r.GetDeviceId(), func(e *vppv1.DeviceState, id string) int {
-			return strings.Compare(e.GetLast().GetDeviceId(), id)
-		})
-		s.devices = slices.Insert(s.devices, i, d)
+	i, found := s.find(r.GetDeviceId())
+	if !found {
+		if len(s.devices) == cap(s.devices) {
+			// Grow by an eighth, not append's doubling: twins are most of
+			// an aggregator's memory and sites rarely gain devices.
+			grown := make([]twin, len(s.devices), len(s.devices)+len(s.devices)/8+1)
+			copy(grown, s.devices)
+			s.devices = grown
+		}
+		s.devices = slices.Insert(s.devices, i, twin{id: r.GetDeviceId()})
 		ps.devices++
 	}
+	d := &s.devices[i]
 	ps.markDirty(s)
-	last := d.GetLast().GetSeq()
-	if d.Last != nil && r.GetSeq() <= last {
-		d.Duplicates++
+	if found && r.GetSeq() <= d.seq {
+		d.duplicates++
 		ps.acct.Duplicates++
 		return outcomeDuplicate
 	}
-	if seq := r.GetSeq(); seq > last+1 {
-		d.Gaps += seq - last - 1
-		ps.acct.Gaps += seq - last - 1
+	if seq := r.GetSeq(); seq > d.seq+1 {
+		d.gaps += seq - d.seq - 1
+		ps.acct.Gaps += seq - d.seq - 1
 	}
-	d.Last = r
-	d.AppliedMs = nowMs
-	d.Offline = false
-	d.Applied++
-	d.HeadroomDischargeKw, d.HeadroomChargeKw = Headroom(r, ps.cfg.reserve, ps.cfg.horizon)
+	d.setReading(r)
+	d.appliedMs = nowMs
+	d.offline = false
+	d.applied++
+	d.headroomDischarge, d.headroomCharge = Headroom(r, ps.cfg.reserve, ps.cfg.horizon)
 	ps.acct.Applied++
 	return outcomeApplied
 }
@@ -147,10 +221,11 @@ func (ps *partState) markOffline(nowMs int64) int {
 	limit := nowMs - ps.cfg.offlineAfter.Milliseconds()
 	n := 0
 	for _, s := range ps.sites {
-		for _, d := range s.devices {
-			if !d.Offline && d.AppliedMs < limit {
-				d.Offline = true
-				d.HeadroomDischargeKw, d.HeadroomChargeKw = 0, 0
+		for i := range s.devices {
+			d := &s.devices[i]
+			if !d.offline && d.appliedMs < limit {
+				d.offline = true
+				d.headroomDischarge, d.headroomCharge = 0, 0
 				ps.markDirty(s)
 				n++
 			}
@@ -178,7 +253,7 @@ func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
 			SiteId:       s.id,
 			SubstationId: s.substation,
 			RegionId:     s.region,
-			Devices:      s.devices,
+			Devices:      s.states(),
 			UpdatedMs:    nowMs,
 			Partition:    ps.id,
 		}}}
@@ -231,18 +306,15 @@ func (ps *partState) restore(key string, value []byte) error {
 			return fmt.Errorf("state record %s: not a site", key)
 		}
 		s := &siteTwin{id: id, substation: ss.GetSubstationId(), region: ss.GetRegionId(),
-			byID: make(map[string]*vppv1.DeviceState, len(ss.GetDevices()))}
+			devices: make([]twin, 0, len(ss.GetDevices()))}
 		for _, d := range ss.GetDevices() {
-			did := d.GetLast().GetDeviceId()
-			if did == "" || s.byID[did] != nil {
+			if d.GetLast().GetDeviceId() == "" {
 				continue
 			}
-			s.byID[did] = d
-			s.devices = append(s.devices, d)
+			s.devices = append(s.devices, twinOf(d))
 		}
-		slices.SortFunc(s.devices, func(a, b *vppv1.DeviceState) int {
-			return strings.Compare(a.GetLast().GetDeviceId(), b.GetLast().GetDeviceId())
-		})
+		slices.SortFunc(s.devices, func(a, b twin) int { return strings.Compare(a.id, b.id) })
+		s.devices = slices.CompactFunc(s.devices, func(a, b twin) bool { return a.id == b.id })
 		ps.sites[id] = s
 		ps.devices += len(s.devices)
 	case key == PartitionKey(ps.id):

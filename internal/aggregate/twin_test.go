@@ -20,13 +20,21 @@ func reading(site, dev string, seq uint64, power float64) *vppv1.Reading {
 	}
 }
 
+// device returns the published form of a device's twin: a snapshot, so
+// tests read it again after changing the twin.
 func device(t *testing.T, ps *partState, site, dev string) *vppv1.DeviceState {
 	t.Helper()
 	s := ps.sites[site]
-	if s == nil || s.byID[dev] == nil {
+	if s == nil {
+		t.Fatalf("no twin for site %s", site)
+	}
+	i, ok := s.find(dev)
+	if !ok {
 		t.Fatalf("no twin for %s/%s", site, dev)
 	}
-	return s.byID[dev]
+	st := &vppv1.DeviceState{}
+	s.devices[i].fill(st, s)
+	return st
 }
 
 func TestApplyIgnoresDuplicates(t *testing.T) {
@@ -59,6 +67,7 @@ func TestApplyIgnoresOlderOutOfOrder(t *testing.T) {
 		t.Errorf("older reading changed the twin: %v", d)
 	}
 	ps.apply(reading("s1", "d1", 6, 6), 3000)
+	d = device(t, ps, "s1", "d1")
 	if d.Last.GetSeq() != 6 || d.AppliedMs != 3000 {
 		t.Errorf("seq 6 not applied: %v", d)
 	}
@@ -116,6 +125,7 @@ func TestOffline(t *testing.T) {
 	if n := ps.markOffline(t0 + 30_001); n != 1 || !ps.pending() {
 		t.Errorf("offline after 30s: %d changed, pending %v; want 1, true", n, ps.pending())
 	}
+	d1, d2 = device(t, ps, "s1", "d1"), device(t, ps, "s1", "d2")
 	if !d1.Offline || d1.HeadroomDischargeKw != 0 || d1.HeadroomChargeKw != 0 {
 		t.Errorf("d1 = %v, want offline without headroom", d1)
 	}
@@ -126,6 +136,7 @@ func TestOffline(t *testing.T) {
 		t.Errorf("offline device lost its last reading")
 	}
 	ps.apply(reading("s1", "d1", 2, 1), t0+40_000)
+	d1 = device(t, ps, "s1", "d1")
 	if d1.Offline || d1.HeadroomDischargeKw != 4 {
 		t.Errorf("d1 after a new reading = %v, want online with 4 kW discharge headroom", d1)
 	}
@@ -167,15 +178,15 @@ func TestFlushAndRestore(t *testing.T) {
 	}
 	var ids []string
 	for _, d := range re.sites["s1"].devices {
-		ids = append(ids, d.Last.GetDeviceId())
+		ids = append(ids, d.id)
 	}
 	if fmt.Sprint(ids) != "[d1 d2 d3]" {
 		t.Errorf("devices %v, want sorted", ids)
 	}
 	for id, s := range ps.sites {
-		for dev, d := range s.byID {
-			if got := re.sites[id].byID[dev]; !proto.Equal(got, d) {
-				t.Errorf("%s/%s restored %v, want %v", id, dev, got, d)
+		for _, d := range s.devices {
+			if got, want := device(t, re, id, d.id), device(t, ps, id, d.id); !proto.Equal(got, want) {
+				t.Errorf("%s/%s restored %v, want %v", id, d.id, got, want)
 			}
 		}
 	}
