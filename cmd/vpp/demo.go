@@ -90,18 +90,15 @@ broker.`,
 
 func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer) error {
 	tuiMode := !o.noTUI && isTerminal(out)
-	logger := slog.New(slog.DiscardHandler)
-	if o.logFile != "" {
-		lf, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return fmt.Errorf("open log file: %w", err)
-		}
-		defer lf.Close()
-		logger = slog.New(slog.NewTextHandler(lf, nil))
-	} else if !tuiMode {
-		// Warnings and errors still reach the terminal.
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var warnTo io.Writer // with the dashboard on screen, logs go to --log-file or nowhere
+	if !tuiMode {
+		warnTo = os.Stderr
 	}
+	logger, closeLog, err := screenLogger(o.logFile, warnTo)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	slog.SetDefault(logger)
 
 	kopts := o.kafka.options("vpp-demo")

@@ -103,17 +103,15 @@ has caught up with the state topic, so the numbers are complete.
 
 func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	// Logs must not corrupt the dashboard: a file, or nowhere.
-	logger := slog.New(slog.DiscardHandler)
-	if o.logFile != "" {
-		lf, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return fmt.Errorf("open log file: %w", err)
-		}
-		defer lf.Close()
-		logger = slog.New(slog.NewTextHandler(lf, nil))
-	} else if o.once {
-		logger = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var warnTo io.Writer
+	if o.once {
+		warnTo = errOut
 	}
+	logger, closeLog, err := screenLogger(o.logFile, warnTo)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	prev := slog.Default()
 	slog.SetDefault(logger)
 	defer slog.SetDefault(prev)
