@@ -112,11 +112,11 @@ type MemoryBuffer struct {
 	maxBytes   int64
 
 	mu       sync.Mutex
-	records  int   // held: queued, in flight or waiting for retry
-	bytes    int64 // bytes of the held records
-	queue    fifo  // stored, not yet handed out
-	retry    fifo  // failed, waiting for their notBefore
-	failures int   // consecutive publish failures, for the backoff
+	records  int                // held: queued, in flight or waiting for retry
+	bytes    int64              // bytes of the held records
+	queue    qutil.FIFO[Record] // stored, not yet handed out
+	retry    qutil.FIFO[Record] // failed, waiting for their notBefore
+	failures int                // consecutive publish failures, for the backoff
 	closed   bool
 	space    qutil.Notifier // broadcast when capacity is released
 	items    qutil.Notifier // broadcast when a record becomes available
@@ -141,7 +141,7 @@ func (b *MemoryBuffer) Put(ctx context.Context, r *Record) error {
 		if b.records == 0 || (b.records < b.maxRecords && b.bytes+r.size <= b.maxBytes) {
 			b.records++
 			b.bytes += r.size
-			b.queue.push(r)
+			b.queue.Push(r)
 			b.items.Broadcast()
 			b.mu.Unlock()
 			return nil
@@ -172,10 +172,10 @@ func (b *MemoryBuffer) Next(ctx context.Context) (*Record, error) {
 			return nil, ErrBufferClosed
 		}
 		var wake <-chan time.Time
-		if r := b.retry.peek(); r != nil {
+		if r := b.retry.Peek(); r != nil {
 			d := time.Until(r.notBefore)
 			if d <= 0 {
-				b.retry.pop()
+				b.retry.Pop()
 				b.mu.Unlock()
 				return r, nil
 			}
@@ -186,7 +186,7 @@ func (b *MemoryBuffer) Next(ctx context.Context) (*Record, error) {
 			}
 			wake = timer.C
 		}
-		if r := b.queue.pop(); r != nil {
+		if r := b.queue.Pop(); r != nil {
 			b.mu.Unlock()
 			return r, nil
 		}
@@ -231,7 +231,7 @@ func (b *MemoryBuffer) Nack(r *Record, _ error) {
 	r.attempts++
 	backoff := minRetryBackoff << min(b.failures-1, 10)
 	r.notBefore = time.Now().Add(min(backoff, maxRetryBackoff))
-	b.retry.push(r)
+	b.retry.Push(r)
 	b.items.Broadcast()
 }
 
@@ -259,37 +259,4 @@ func (b *MemoryBuffer) Close() {
 	b.closed = true
 	b.space.Broadcast()
 	b.items.Broadcast()
-}
-
-// fifo is a queue of records.
-type fifo struct {
-	items []*Record
-	head  int
-}
-
-func (q *fifo) push(r *Record) { q.items = append(q.items, r) }
-
-func (q *fifo) peek() *Record {
-	if q.head == len(q.items) {
-		return nil
-	}
-	return q.items[q.head]
-}
-
-func (q *fifo) pop() *Record {
-	if q.head == len(q.items) {
-		return nil
-	}
-	r := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	switch {
-	case q.head == len(q.items):
-		q.items, q.head = q.items[:0], 0
-	case q.head > 1024 && q.head*2 > len(q.items):
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	return r
 }

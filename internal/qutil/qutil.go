@@ -74,3 +74,45 @@ func (n *Notifier) Broadcast() {
 		n.ch = nil
 	}
 }
+
+// FIFO is a first-in, first-out queue of pointers that reuses its backing
+// array (popped slots are cleared so the garbage collector can free what
+// they pointed to). The zero value is an empty queue; it is not safe for
+// concurrent use.
+type FIFO[T any] struct {
+	items []*T
+	head  int
+}
+
+// Len is the number of queued items.
+func (q *FIFO[T]) Len() int { return len(q.items) - q.head }
+
+// Push appends v.
+func (q *FIFO[T]) Push(v *T) { q.items = append(q.items, v) }
+
+// Peek returns the oldest item without removing it, or nil.
+func (q *FIFO[T]) Peek() *T {
+	if q.head == len(q.items) {
+		return nil
+	}
+	return q.items[q.head]
+}
+
+// Pop removes and returns the oldest item, or nil.
+func (q *FIFO[T]) Pop() *T {
+	if q.head == len(q.items) {
+		return nil
+	}
+	v := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	switch {
+	case q.head == len(q.items):
+		q.items, q.head = q.items[:0], 0
+	case q.head > 1024 && q.head*2 > len(q.items):
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return v
+}

@@ -44,3 +44,36 @@ func TestNotifier(t *testing.T) {
 	}
 	n.Broadcast()
 }
+
+func TestFIFO(t *testing.T) {
+	var q FIFO[int]
+	if q.Pop() != nil || q.Peek() != nil || q.Len() != 0 {
+		t.Fatal("empty queue")
+	}
+	vals := make([]int, 5000)
+	for i := range vals {
+		vals[i] = i
+	}
+	next := 0
+	for i := range vals {
+		q.Push(&vals[i])
+		if i%3 == 2 { // pop one in three while pushing: exercises compaction
+			if got := q.Pop(); got == nil || *got != next {
+				t.Fatalf("pop %v, want %d", got, next)
+			}
+			next++
+		}
+	}
+	for q.Len() > 0 {
+		if p := q.Peek(); *p != next {
+			t.Fatalf("peek %d, want %d", *p, next)
+		}
+		if got := q.Pop(); *got != next {
+			t.Fatalf("pop %d, want %d", *got, next)
+		}
+		next++
+	}
+	if next != len(vals) {
+		t.Fatalf("popped %d of %d", next, len(vals))
+	}
+}

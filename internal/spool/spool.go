@@ -48,21 +48,21 @@ type Spool struct {
 
 	mu      sync.Mutex
 	closed  bool
-	segs    []*segment    // live segments, oldest first; the last one may be active
-	nextSeq uint64        // sequence number of the next Put
-	pend    []*chunk      // queued for the syncer
-	pendB   int64         // bytes in pend
-	spare   [][]byte      // chunk buffers to reuse
-	flushed uint64        // records below were written to their files
-	durable uint64        // records below were fsynced (or were on disk at Open)
-	acked   uint64        // watermark: every record below is in Kafka
-	ackHeap qutil.SeqHeap // acked records above the watermark
-	toDel   []*segment    // fully acked segments whose files the syncer removes
-	disk    int64         // bytes of the live segments, pending writes included
-	records int           // held: not yet acknowledged by Kafka
-	bytes   int64         // frame bytes of the held records
-	window  fifo          // in memory, not handed out yet: seqs readSeq…
-	readSeq uint64        // next sequence number to hand out in order
+	segs    []*segment        // live segments, oldest first; the last one may be active
+	nextSeq uint64            // sequence number of the next Put
+	pend    []*chunk          // queued for the syncer
+	pendB   int64             // bytes in pend
+	spare   [][]byte          // chunk buffers to reuse
+	flushed uint64            // records below were written to their files
+	durable uint64            // records below were fsynced (or were on disk at Open)
+	acked   uint64            // watermark: every record below is in Kafka
+	ackHeap qutil.SeqHeap     // acked records above the watermark
+	toDel   []*segment        // fully acked segments whose files the syncer removes
+	disk    int64             // bytes of the live segments, pending writes included
+	records int               // held: not yet acknowledged by Kafka
+	bytes   int64             // frame bytes of the held records
+	window  qutil.FIFO[entry] // in memory, not handed out yet: seqs readSeq…
+	readSeq uint64            // next sequence number to hand out in order
 	inf     map[*ingest.Record]*entry
 	held    int64    // memory bytes of window, in-flight and failed records
 	failed  []*entry // nacked, waiting for the in-flight ones and a backoff
@@ -212,7 +212,7 @@ func (s *Spool) fits(flen, size int64) bool {
 
 // live reports whether the window holds every record not handed out yet,
 // so a new record may join it. s.mu is held.
-func (s *Spool) live() bool { return s.readSeq+uint64(s.window.len()) == s.nextSeq }
+func (s *Spool) live() bool { return s.readSeq+uint64(s.window.Len()) == s.nextSeq }
 
 // append stores r. s.mu is held.
 func (s *Spool) append(r *ingest.Record, flen, size int64) error {
@@ -248,7 +248,7 @@ func (s *Spool) append(r *ingest.Record, flen, size int64) error {
 		c.entries = append(c.entries, e)
 	}
 	if live && (s.opts.Fsync == FsyncNever || s.held+size <= s.opts.MemoryBytes) {
-		s.window.push(e)
+		s.window.Push(e)
 		s.held += size
 		s.items.Broadcast()
 	} else {
@@ -347,7 +347,7 @@ func (s *Spool) Next(ctx context.Context) (*ingest.Record, error) {
 				}
 				wake = timer.C
 			}
-		} else if e := s.window.pop(); e != nil {
+		} else if e := s.window.Pop(); e != nil {
 			s.readSeq = e.seq + 1
 			s.handOut(e)
 			s.checkDrained()
@@ -556,7 +556,7 @@ func (s *Spool) engage(why string) {
 // checkDrained logs once that the backlog is gone: every record was handed
 // out and none waits for a retry. s.mu is held.
 func (s *Spool) checkDrained() {
-	if s.engaged && s.readSeq == s.nextSeq && s.window.len() == 0 && len(s.failed) == 0 && len(s.retry) == 0 {
+	if s.engaged && s.readSeq == s.nextSeq && s.window.Len() == 0 && len(s.failed) == 0 && len(s.retry) == 0 {
 		s.engaged = false
 		s.log.Info("spool drained: caught up with kafka", "in_flight", len(s.inf), "disk_bytes", s.disk)
 	}
@@ -705,31 +705,4 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
-}
-
-// fifo is a queue of entries.
-type fifo struct {
-	items []*entry
-	head  int
-}
-
-func (q *fifo) len() int      { return len(q.items) - q.head }
-func (q *fifo) push(e *entry) { q.items = append(q.items, e) }
-
-func (q *fifo) pop() *entry {
-	if q.head == len(q.items) {
-		return nil
-	}
-	e := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	switch {
-	case q.head == len(q.items):
-		q.items, q.head = q.items[:0], 0
-	case q.head > 1024 && q.head*2 > len(q.items):
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	return e
 }
