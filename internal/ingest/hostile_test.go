@@ -68,6 +68,23 @@ func vmRSS(t testing.TB) int {
 }
 
 // dialTok opens a WebSocket with a bearer token from local (nil: any).
+// dialReset dials like dialTok from local, with sockets that reset on close
+// (SO_LINGER 0) instead of lingering in TIME_WAIT.
+func dialReset(url, tok string, local net.Addr) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	d.NetDial = func(network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}).Dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		return c, nil
+	}
+	return d.Dial(url, http.Header{"Authorization": {"Bearer " + tok}})
+}
+
 func dialTok(t testing.TB, url, tok string, local net.Addr) (*websocket.Conn, *http.Response, error) {
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	if local != nil {
@@ -103,10 +120,11 @@ func TestHostileClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	const (
-		idle     = 3 * time.Second
-		perIP    = 100
-		burst    = 50
-		maxFrame = 256 << 10
+		idle       = 3 * time.Second
+		perIP      = 100
+		floodConns = 10_000
+		burst      = 50
+		maxFrame   = 256 << 10
 	)
 	logs := &logBuffer{}
 	srv := startServer(t, Config{
@@ -286,8 +304,11 @@ func TestHostileClients(t *testing.T) {
 		{"connection that sends nothing", closeCase(1008, "idle", func(*websocket.Conn) {}),
 			want{code: 1008, idle: true}},
 		{"idle connections from one address", func(t *testing.T) {
-			// perIP+50 connections from 127.0.0.2, all at once: perIP are
-			// upgraded and idle, the rest get 503 before the upgrade.
+			// 10,000 connections from 127.0.0.2, 32 dialing at a time: perIP
+			// are upgraded and held (each sends an empty frame every second,
+			// so the idle timeout does not free its slot), the rest get 503
+			// before the upgrade. The client resets its sockets on close
+			// (linger 0) so 10,000 dials leave no ports in TIME_WAIT.
 			local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
 			runtime.GC()
 			before := vmRSS(t)
@@ -296,21 +317,40 @@ func TestHostileClients(t *testing.T) {
 				open  []*websocket.Conn
 				codes = map[int]int{}
 				wg    sync.WaitGroup
+				keep  sync.WaitGroup
 			)
+			stop := make(chan struct{})
+			hold := func(ws *websocket.Conn) {
+				defer keep.Done()
+				tk := time.NewTicker(time.Second)
+				defer tk.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tk.C:
+						if ws.WriteMessage(websocket.BinaryMessage, nil) != nil {
+							return
+						}
+					}
+				}
+			}
 			sem := make(chan struct{}, 32)
-			for range perIP + 50 {
+			for range floodConns {
 				wg.Add(1)
 				sem <- struct{}{}
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem }()
-					ws, resp, err := dialTok(t, srv.url, hostileTok, local)
+					ws, resp, err := dialReset(srv.url, hostileTok, local)
 					mu.Lock()
 					defer mu.Unlock()
 					switch {
 					case err == nil:
 						open = append(open, ws)
 						codes[101]++
+						keep.Add(1)
+						go hold(ws)
 					case resp != nil:
 						codes[resp.StatusCode]++
 					default:
@@ -320,11 +360,13 @@ func TestHostileClients(t *testing.T) {
 			}
 			wg.Wait()
 			after := vmRSS(t)
-			t.Logf("%d connections from 127.0.0.2: %v; VmRSS before %d KiB, with %d open %d KiB (+%d KiB, %.1f KiB per connection)",
-				perIP+50, codes, before, len(open), after, after-before, float64(after-before)/float64(max(len(open), 1)))
-			if codes[101] != perIP || codes[503] != 50 {
-				t.Errorf("outcomes %v, want %d upgraded and 50 × 503", codes, perIP)
+			t.Logf("%d connections from 127.0.0.2: %v; VmRSS before %d KiB, with %d open %d KiB (+%d KiB; the test's own clients included)",
+				floodConns, codes, before, len(open), after, after-before)
+			if codes[101] != perIP || codes[503] != floodConns-perIP {
+				t.Errorf("outcomes %v, want %d upgraded and %d × 503", codes, perIP, floodConns-perIP)
 			}
+			close(stop)
+			keep.Wait()
 			for _, ws := range open {
 				ws.Close()
 			}
@@ -357,8 +399,8 @@ func TestHostileClients(t *testing.T) {
 			if w.reason != "" && w.reason != ReasonRateLimited && st.Rejected[w.reason]-before.Rejected[w.reason] != w.rejected {
 				t.Errorf("%s: +%d, want +%d", w.reason, st.Rejected[w.reason]-before.Rejected[w.reason], w.rejected)
 			}
-			if w.refused == RefusedIPConnLimit && st.Refused[w.refused]-before.Refused[w.refused] != 50 {
-				t.Errorf("refused %s +%d, want +50", w.refused, st.Refused[w.refused]-before.Refused[w.refused])
+			if w.refused == RefusedIPConnLimit && st.Refused[w.refused]-before.Refused[w.refused] != floodConns-perIP {
+				t.Errorf("refused %s +%d, want +%d", w.refused, st.Refused[w.refused]-before.Refused[w.refused], floodConns-perIP)
 			}
 		})
 	}
