@@ -161,14 +161,7 @@ func (a *alarmsView) sel() {
 func (a *alarmsView) pageRows() int { return max(1, a.height-2) }
 
 func (a *alarmsView) scroll() {
-	p := a.pageRows()
-	if a.cursor < a.offset {
-		a.offset = a.cursor
-	}
-	if a.cursor >= a.offset+p {
-		a.offset = a.cursor - p + 1
-	}
-	a.offset = max(0, min(a.offset, len(a.items)-p))
+	a.offset = scrollOffset(a.cursor, a.offset, a.pageRows(), len(a.items))
 }
 
 func (a *alarmsView) moveTo(i int) {

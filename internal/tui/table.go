@@ -209,15 +209,18 @@ func (t *tableView) sel() {
 }
 
 // scroll keeps the cursor on screen.
-func (t *tableView) scroll() {
-	p := t.pageRows()
-	if t.cursor < t.offset {
-		t.offset = t.cursor
+func (t *tableView) scroll() { t.offset = scrollOffset(t.cursor, t.offset, t.pageRows(), len(t.rows)) }
+
+// scrollOffset is the first visible row of a list of n rows shown page rows
+// at a time, moved as little as possible from offset so that cursor shows.
+func scrollOffset(cursor, offset, page, n int) int {
+	if cursor < offset {
+		offset = cursor
 	}
-	if t.cursor >= t.offset+p {
-		t.offset = t.cursor - p + 1
+	if cursor >= offset+page {
+		offset = cursor - page + 1
 	}
-	t.offset = max(0, min(t.offset, len(t.rows)-p))
+	return max(0, min(offset, n-page))
 }
 
 func (t *tableView) moveTo(i int) {
