@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +24,7 @@ func newBenchCmd() *cobra.Command {
 		devices = units.Count{V: 20_000}
 		records = units.Count{V: 500_000}
 		rates   string
+		cpuProf string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -71,6 +74,17 @@ every request in one loop, so real Kafka is the number that counts.`,
 			cfg.FloorRecords = int(records.V)
 			cfg.Progress = cmd.ErrOrStderr()
 			cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			if cpuProf != "" {
+				f, err := os.Create(cpuProf)
+				if err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := bench.Run(cmd.Context(), cfg)
 			if res != nil {
 				printBench(cmd.OutOrStdout(), res)
@@ -83,6 +97,7 @@ every request in one loop, so real Kafka is the number that counts.`,
 	cmd.Flags().Var(&devices, "devices", "simulated devices")
 	cmd.Flags().Var(&records, "floor-records", "records of the floor measurement")
 	cmd.Flags().StringVar(&rates, "rates", "10k,25k,50k,100k,200k,400k", "end-to-end rates to try, ascending; stops at the first not sustained")
+	cmd.Flags().StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	return cmd
 }
 
