@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/bench"
-	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/units"
 )
 
@@ -23,57 +22,89 @@ func newBenchCmd() *cobra.Command {
 		cfg     bench.Config
 		devices = units.Count{V: 20_000}
 		records = units.Count{V: 500_000}
+		maxRate = units.Count{V: 2_000_000}
+		readerN = units.Count{V: 100_000}
+		twinN   = units.Count{V: 1_000_000}
 		rates   string
+		runs    int
 		cpuProf string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the pipeline against what the Kafka leg alone can move",
-		Long: `Measure, on this machine:
+		Long: `Measure, on this machine, and print one table:
 
-  floor        raw sarama produce → consume of the same record bytes and keys
-               with ingest's producer settings: the limit the pipeline
-               cannot beat
-  end to end   sim → ingest → Kafka → aggregate at increasing rates (--rates),
-               each for --step on fresh topics; a rate is sustained when the
-               simulator and the aggregators both reach 95 % of it and the
-               backlog drains within 2 s of the simulator stopping
-  freshness    reading timestamp → the reading reflected in the published
-               state, p50/p99/max per step
-  CPU          process CPU per reading (sim, ingest, aggregate and, when
-               embedded, the broker share this process)
+  floor          raw sarama produce → consume of the same record bytes and
+                 keys with ingest's producer settings: the limit the pipeline
+                 cannot beat
+  end to end     sim → ingest → Kafka → aggregate, each rate for --step on
+                 fresh topics: 10k, 25k, 50k, 100k readings/s, then +50 % per
+                 step until one is not sustained, then two bisections. A
+                 rate is sustained when the simulator and the aggregator both
+                 reach 95 % of it, the backlog at the end is under one second
+                 of readings and it drains within 2 s
+  freshness      reading timestamp (its scheduled send time) → the reading
+                 reflected in a state record read back from Kafka: p50, p99,
+                 p99.9, max at 10k/s and at 50 % and 90 % of the maximum
+  CPU            per reading, of the ingest and aggregate processes and of
+                 the broker, from /proc; ingest + aggregate against the
+                 broker's CPU per record
+  twin memory    heap per device with --twin-devices twins
+  reader cost    folding --reader-devices devices' state from Kafka into the
+                 fleet tree; one dashboard frame (200×60) over that fleet
+  sim accuracy   achieved ÷ requested rate at 10k, 100k and the maximum
 
-It runs against an embedded broker unless --brokers is given; kfake serves
-every request in one loop, so real Kafka is the number that counts.`,
-		Example: `  # quick run on the embedded broker
-  vpp bench --step 10s --rates 10k,50k
+Ingest and aggregate run as child processes of this binary (vpp ingest, vpp
+aggregate), as in a deployment; the simulator runs in this process. Without
+--brokers the embedded broker runs as a child process too (vpp broker); with
+--brokers, the broker's CPU is read from the process listening on the first
+broker's port when it runs on this machine (or --broker-pid). kfake serves
+every request in one loop, so real Kafka is the number that counts.
 
-  # against a real broker
-  vpp bench --brokers 127.0.0.1:9092`,
+--runs N repeats everything and prints the median of each figure.`,
+		Example: `  # the README's figures: real Kafka, three runs, 30 s steps
+  vpp bench --brokers 127.0.0.1:9092 --runs 3
+
+  # a quick look on the embedded broker
+  vpp bench --step 5s --rates 10k,50k --twin-devices 100k`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Kafka = kf.options("vpp-bench")
-			cfg.Kafka.Prefix = "bench."
-			if !cmd.Flags().Changed("brokers") {
-				b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
-				if err != nil {
-					return err
-				}
-				defer b.Close()
-				cfg.Kafka.Brokers = []string{b.Addr()}
-				fmt.Fprintf(cmd.ErrOrStderr(), "embedded broker on %s\n", b.Addr())
+			if cfg.Kafka.Prefix == "vpp." {
+				cfg.Kafka.Prefix = "bench."
 			}
-			for _, r := range strings.Split(rates, ",") {
-				v, err := units.ParseCount(r)
-				if err != nil {
-					return usageError{fmt.Errorf("--rates: %w", err)}
+			if rates != "" {
+				for _, r := range strings.Split(rates, ",") {
+					v, err := units.ParseCount(r)
+					if err != nil {
+						return usageError{fmt.Errorf("--rates: %w", err)}
+					}
+					cfg.Rates = append(cfg.Rates, v)
 				}
-				cfg.Rates = append(cfg.Rates, v)
+			}
+			if runs < 1 {
+				return usageError{fmt.Errorf("--runs %d: must be >= 1", runs)}
 			}
 			cfg.Devices = int(devices.V)
 			cfg.FloorRecords = int(records.V)
+			cfg.MaxRate = maxRate.V
+			cfg.ReaderDevices, cfg.TwinDevices = skipZero(readerN), skipZero(twinN)
 			cfg.Progress = cmd.ErrOrStderr()
-			cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			cfg.Logger = slog.New(slog.DiscardHandler)
+			if !cmd.Flags().Changed("brokers") {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("find the vpp binary: %w", err)
+				}
+				b, addr, err := bench.StartBroker(cmd.Context(), exe)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = b.Stop(30 * time.Second) }()
+				cfg.Kafka.Brokers = []string{addr}
+				cfg.BrokerPID = b.PID()
+				fmt.Fprintf(cmd.ErrOrStderr(), "embedded broker (vpp broker, pid %d) on %s\n", b.PID(), addr)
+			}
 			if cpuProf != "" {
 				f, err := os.Create(cpuProf)
 				if err != nil {
@@ -85,42 +116,110 @@ every request in one loop, so real Kafka is the number that counts.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			res, err := bench.Run(cmd.Context(), cfg)
-			if res != nil {
-				printBench(cmd.OutOrStdout(), res)
+			var results []*bench.Result
+			for i := range runs {
+				if runs > 1 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "run %d of %d\n", i+1, runs)
+				}
+				res, err := bench.Run(cmd.Context(), cfg)
+				if err != nil {
+					if res != nil {
+						printBench(cmd.OutOrStdout(), res, 1)
+					}
+					return err
+				}
+				results = append(results, res)
 			}
-			return err
+			printBench(cmd.OutOrStdout(), bench.Median(results), runs)
+			return nil
 		},
 	}
 	kf.register(cmd.Flags())
-	cmd.Flags().DurationVar(&cfg.Step, "step", 30*time.Second, "how long each end-to-end rate runs")
-	cmd.Flags().Var(&devices, "devices", "simulated devices")
-	cmd.Flags().Var(&records, "floor-records", "records of the floor measurement")
-	cmd.Flags().StringVar(&rates, "rates", "10k,25k,50k,100k,200k,400k", "end-to-end rates to try, ascending; stops at the first not sustained")
-	cmd.Flags().StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	f := cmd.Flags()
+	f.DurationVar(&cfg.Step, "step", 30*time.Second, "how long each end-to-end rate runs")
+	f.Var(&devices, "devices", "simulated devices")
+	f.IntVar(&cfg.Conns, "conns", 0, "simulator WebSocket connections (default min(devices, 256))")
+	f.Var(&records, "floor-records", "records of the floor measurement")
+	f.StringVar(&rates, "rates", "", "end-to-end rates to try instead of the search, ascending (e.g. 10k,50k); stops at the first not sustained")
+	f.Var(&maxRate, "max-rate", "highest rate the search tries")
+	f.DurationVar(&cfg.FlushInterval, "flush-interval", 0, "the aggregator's --flush-interval (default: its own)")
+	f.Var(&readerN, "reader-devices", "devices of the reader-cost measurement (0: skip)")
+	f.Var(&twinN, "twin-devices", "devices of the twin-memory measurement (0: skip)")
+	f.IntVar(&cfg.BrokerPID, "broker-pid", 0, "the broker's process ID, for its CPU (default: the process listening on the first broker's port)")
+	f.IntVar(&runs, "runs", 1, "repeat the whole measurement and print the median of each figure")
+	f.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of this process (simulator and measurement) to this file")
 	return cmd
 }
 
+// skipZero maps a count flag to a bench.Config size: 0 skips (-1).
+func skipZero(c units.Count) int {
+	if c.V <= 0 {
+		return -1
+	}
+	return int(c.V)
+}
+
 // printBench prints the result as one table.
-func printBench(w io.Writer, r *bench.Result) {
+func printBench(w io.Writer, r *bench.Result, runs int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "figure\tvalue\tnote\n")
-	fmt.Fprintf(tw, "floor\t%s records/s\traw sarama produce → consume, %d-byte readings, broker %s\n", units.FormatCount(r.FloorRate), r.FloorBytes, r.Broker)
-	if best := r.MaxSustained(); best != nil {
-		fmt.Fprintf(tw, "end-to-end throughput\t%s readings/s\t%.0f %% of the floor, sustained for the step\n",
-			units.FormatCount(best.Applied), 100*best.Applied/r.FloorRate)
+	defer tw.Flush()
+	row := func(figure, value, note string, a ...any) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", figure, value, fmt.Sprintf(note, a...))
+	}
+	us := func(d time.Duration) string {
+		if d <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f µs", float64(d)/1e3)
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/1e6) }
+	if runs > 1 {
+		fmt.Fprintf(tw, "median of %d runs\t\t\n", runs)
+	}
+	row("figure", "value", "how")
+	row("floor", units.FormatCount(r.FloorRate)+" records/s",
+		"raw sarama produce → consume, %d-byte readings keyed by site, broker %s; broker CPU %s/record", r.FloorBytes, r.Broker, us(r.FloorBrokerCPU))
+	best := r.MaxSustained()
+	if best == nil {
+		row("end-to-end throughput", "n/a", "no step was sustained")
 	} else {
-		fmt.Fprintf(tw, "end-to-end throughput\tn/a\tno step was sustained\n")
+		row("end-to-end throughput", units.FormatCount(best.Applied)+" readings/s",
+			"%.0f %% of the floor; sim → ingest → Kafka → aggregate at %s/s requested, lag bounded", 100*best.Applied/r.FloorRate, units.FormatCount(best.Requested))
 	}
-	for _, s := range r.Steps {
-		fmt.Fprintf(tw, "at %s/s requested\tsim %s/s, applied %s/s\tsustained %v, drained in %v, freshness p50 %v p99 %v max %v (%d samples), CPU %v/reading\n",
-			units.FormatCount(s.Requested), units.FormatCount(s.SimRate), units.FormatCount(s.Applied), s.Sustained,
-			s.DrainTime.Round(time.Millisecond), s.Freshness.P50, s.Freshness.P99, s.Freshness.Max, s.Freshness.N, s.CPUPerRead)
+	fresh := func(label string, s *bench.Step) {
+		if s == nil {
+			return
+		}
+		row("freshness at "+label, fmt.Sprintf("p50 %s, p99 %s, p99.9 %s, max %s ms", ms(s.Freshness.P50), ms(s.Freshness.P99), ms(s.Freshness.P999), ms(s.Freshness.Max)),
+			"%s/s requested, %d readings, from scheduled send time to state read back", units.FormatCount(s.Requested), s.Freshness.N)
 	}
-	for _, s := range r.Steps {
-		if s.Requested > 0 {
-			fmt.Fprintf(tw, "sim accuracy at %s/s\t%.3f\tachieved ÷ requested\n", units.FormatCount(s.Requested), s.SimRate/s.Requested)
+	fresh("10k/s", r.At(10_000))
+	fresh("50 % of max", r.Half)
+	fresh("90 % of max", r.Ninety)
+	if best != nil {
+		row("ingest cost", us(best.IngestCPU)+"/reading", "vpp ingest process CPU (decode, validate, buffer, produce, acks) at the maximum; %s RSS", units.FormatBytes(best.IngestRSS))
+		row("aggregate cost", us(best.AggregateCPU)+"/reading", "vpp aggregate process CPU (consume, twins, rollups, state) at the maximum; %s RSS", units.FormatBytes(best.AggregateRSS))
+		row("ingest + aggregate vs broker", us(best.PipelineCPU())+" vs "+us(best.BrokerCPU),
+			"CPU per reading at the maximum; the broker per record in the floor: %s", us(r.FloorBrokerCPU))
+	}
+	if r.TwinBytes > 0 {
+		row("twin memory", fmt.Sprintf("%.0f bytes/device", r.TwinBytes), "heap after GC ÷ devices, %s devices", units.FormatCount(float64(r.TwinDevices)))
+	}
+	if r.ReaderDevices > 0 {
+		row("reader fold", fmt.Sprintf("%.0f ms", float64(r.ReaderFold)/1e6), "%s devices' state from Kafka into the fleet tree", units.FormatCount(float64(r.ReaderDevices)))
+		row("TUI frame", fmt.Sprintf("%.2f ms", float64(r.Frame.Refresh)/1e6), "fleet screen %d×%d over that fleet after new data; %.2f ms redraw", r.Frame.Width, r.Frame.Height, float64(r.Frame.Redraw)/1e6)
+	}
+	acc := func(label string, s *bench.Step) {
+		if s != nil {
+			row("sim accuracy at "+label, fmt.Sprintf("%.3f", s.SimRate/s.Requested), "achieved ÷ requested (%s/s)", units.FormatCount(s.Requested))
 		}
 	}
-	tw.Flush()
+	acc("10k/s", r.At(10_000))
+	acc("100k/s", r.At(100_000))
+	acc("the maximum", best)
+	for _, s := range r.Steps {
+		row("step "+units.FormatCount(s.Requested)+"/s", "applied "+units.FormatCount(s.Applied)+"/s",
+			"sustained %v, lag at end %d, drained %v; p99 %s ms; CPU/reading ingest %s aggregate %s broker %s",
+			s.Sustained, s.LagAtEnd, s.DrainTime.Round(time.Millisecond), ms(s.Freshness.P99), us(s.IngestCPU), us(s.AggregateCPU), us(s.BrokerCPU))
+	}
 }

@@ -1,8 +1,13 @@
 // Package bench measures the pipeline on one machine against the physical
 // limit of the same broker: the floor (raw sarama produce → consume of the
 // same record bytes and keys), the highest end-to-end rate the pipeline
-// sustains, freshness (device timestamp → reflected in the published state)
-// and the simulator's rate accuracy.
+// sustains, freshness (device timestamp → reflected in the published
+// state), the CPU each process spends per reading, twin memory, the
+// reader's fold and a dashboard frame, and the simulator's rate accuracy.
+//
+// Ingest, aggregate and (unless brokers are given) the broker run as child
+// vpp processes, as an operator runs them, so each one's CPU is its own;
+// the simulator and the measurement run in this process.
 package bench
 
 import (
@@ -12,67 +17,106 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/kafka"
-	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
-	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // Config configures a benchmark run.
 type Config struct {
-	// Kafka are the brokers; every step uses topics under a fresh prefix.
+	// Kafka are the brokers; every measurement uses topics under a fresh
+	// prefix below Kafka.Prefix.
 	Kafka kafka.Options
+	// Exe is the vpp binary run as the ingest and aggregate processes
+	// (default: this executable).
+	Exe string
+	// BrokerPID is the broker's process, for its CPU; 0 looks for the
+	// process listening on the first broker's port on this machine.
+	BrokerPID int
 	// FloorRecords is the number of records of the floor measurement
 	// (default 500,000).
 	FloorRecords int
-	// Step is how long each end-to-end step runs (default 30s).
+	// Step is how long each end-to-end rate runs (default 30s).
 	Step time.Duration
 	// Devices is the simulated fleet size (default 20,000).
 	Devices int
-	// Rates are the end-to-end rates to try, ascending (default 10k, 25k,
-	// 50k, 100k, 200k, 400k); the search stops at the first that is not
-	// sustained.
+	// Conns is the simulator's WebSocket connections (default: the
+	// simulator's own, min(Devices, 256)).
+	Conns int
+	// Rates, when set, are the end-to-end rates to try, ascending, instead
+	// of the search; it stops at the first not sustained.
 	Rates []float64
+	// MaxRate bounds the search (default 2,000,000 readings/s).
+	MaxRate float64
+	// FlushInterval is the aggregator's --flush-interval (0: its default).
+	FlushInterval time.Duration
+	// ReaderDevices is the fleet size of the reader-cost measurement
+	// (default 100,000; < 0 skips it).
+	ReaderDevices int
+	// TwinDevices is the fleet size of the twin-memory measurement
+	// (default 1,000,000; < 0 skips it).
+	TwinDevices int
 	// Progress receives one line per measurement as it completes.
 	Progress io.Writer
-	// Logger receives the pipeline's logs (default: discarded).
+	// Logger receives the simulator's logs (default: discarded).
 	Logger *slog.Logger
 }
 
 // Percentiles summarises a latency distribution.
 type Percentiles struct {
-	N             int
-	P50, P99, Max time.Duration
+	N                   int
+	P50, P99, P999, Max time.Duration
 }
 
 // Step is one end-to-end run at a requested rate.
 type Step struct {
-	Requested  float64
-	SimRate    float64 // readings/s the simulator generated
-	Applied    float64 // readings/s applied to twins over the step
-	LagAtEnd   int64   // records not yet applied when the simulator stopped
-	DrainTime  time.Duration
-	Sustained  bool
-	Freshness  Percentiles
-	CPUPerRead time.Duration // process CPU (sim, ingest, aggregate, broker in this process) per reading
+	Requested float64
+	Sent      int64   // readings the simulator generated
+	SimRate   float64 // readings/s the simulator generated
+	Applied   float64 // readings/s applied to twins over the step
+	LagAtEnd  int64   // readings generated and not yet applied when the step ended
+	DrainTime time.Duration
+	Sustained bool
+	Freshness Percentiles
+	// CPU per reading over the step, of each process (0: unknown).
+	IngestCPU, AggregateCPU, BrokerCPU, SimCPU time.Duration
+	// Resident memory at the end of the step.
+	IngestRSS, AggregateRSS int64
 }
+
+// PipelineCPU is ingest's and aggregate's CPU per reading together.
+func (s *Step) PipelineCPU() time.Duration { return s.IngestCPU + s.AggregateCPU }
 
 // Result is every figure of a run.
 type Result struct {
 	Broker     string
 	FloorRate  float64
 	FloorBytes int
-	Steps      []Step
+	// FloorBrokerCPU is the broker's CPU per record during the floor
+	// (produce and consume of each record; 0: unknown).
+	FloorBrokerCPU time.Duration
+	Steps          []Step // the search, in the order run
+	Half, Ninety   *Step  // at 50 % and 90 % of the maximum
+	TwinBytes      float64
+	TwinDevices    int
+	ReaderDevices  int
+	ReaderFold     time.Duration
+	Frame          FrameCost
+}
+
+// FrameCost is the time of one dashboard frame on the fleet screen.
+type FrameCost struct {
+	Width, Height   int
+	Refresh, Redraw time.Duration
 }
 
 // MaxSustained is the highest sustained step, or nil.
@@ -86,7 +130,27 @@ func (r *Result) MaxSustained() *Step {
 	return best
 }
 
-func (c *Config) defaults() {
+// At returns the first step run at the requested rate, or nil.
+func (r *Result) At(rate float64) *Step {
+	for i := range r.Steps {
+		if r.Steps[i].Requested == rate {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
+func (c *Config) defaults() error {
+	if c.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the vpp binary: %w", err)
+		}
+		c.Exe = exe
+	}
+	if c.BrokerPID == 0 && len(c.Kafka.Brokers) > 0 {
+		c.BrokerPID = ListenerPID(c.Kafka.Brokers[0])
+	}
 	if c.FloorRecords <= 0 {
 		c.FloorRecords = 500_000
 	}
@@ -96,64 +160,184 @@ func (c *Config) defaults() {
 	if c.Devices <= 0 {
 		c.Devices = 20_000
 	}
-	if len(c.Rates) == 0 {
-		c.Rates = []float64{10_000, 25_000, 50_000, 100_000, 200_000, 400_000}
+	if c.MaxRate <= 0 {
+		c.MaxRate = 2_000_000
+	}
+	if c.ReaderDevices == 0 {
+		c.ReaderDevices = 100_000
+	}
+	if c.TwinDevices == 0 {
+		c.TwinDevices = 1_000_000
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	return nil
 }
 
-// Run measures the floor, then each end-to-end step until one is not
-// sustained.
+// searchStart are the first rates of the search; after them the rate grows
+// by half until a step is not sustained, then two bisections narrow the
+// maximum down.
+var searchStart = [...]float64{10_000, 25_000, 50_000, 100_000}
+
+// Run measures the floor, searches the highest sustained end-to-end rate,
+// measures freshness at 50 % and 90 % of it, then twin memory, the
+// reader's fold and a dashboard frame.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	cfg.defaults()
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
 	res := &Result{Broker: fmt.Sprint(cfg.Kafka.Brokers)}
+	b0 := brokerCPU(cfg.BrokerPID)
 	rate, size, err := Floor(ctx, cfg.Kafka, cfg.FloorRecords)
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
+	if cfg.BrokerPID > 0 {
+		res.FloorBrokerCPU = (brokerCPU(cfg.BrokerPID) - b0) / time.Duration(cfg.FloorRecords)
+	}
 	res.FloorRate, res.FloorBytes = rate, size
-	fmt.Fprintf(cfg.Progress, "floor: %.0f records/s (%d records of ~%d bytes, produce → consume)\n", rate, cfg.FloorRecords, size)
-	for _, r := range cfg.Rates {
-		st, err := EndToEnd(ctx, cfg, r)
+	fmt.Fprintf(cfg.Progress, "floor: %.0f records/s (%d records of ~%d bytes, produce → consume), broker CPU %v/record\n",
+		rate, cfg.FloorRecords, size, res.FloorBrokerCPU)
+
+	dir, err := os.MkdirTemp("", "vpp-bench-")
+	if err != nil {
+		return res, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	keyFile := filepath.Join(dir, "auth.key")
+	if err := os.WriteFile(keyFile, auth.GenerateHMACSecret(), 0o600); err != nil {
+		return res, fmt.Errorf("write auth key: %w", err)
+	}
+	key, err := auth.LoadKey(keyFile)
+	if err != nil {
+		return res, err
+	}
+	e := &endToEnd{cfg: cfg, keyFile: keyFile, token: auth.SiteMinter(key, "vpp-bench", time.Hour)}
+
+	step := func(rate float64) (Step, error) {
+		st, err := e.run(ctx, rate)
 		if err != nil {
-			return res, fmt.Errorf("end to end at %.0f/s: %w", r, err)
+			return st, fmt.Errorf("end to end at %.0f/s: %w", rate, err)
 		}
-		res.Steps = append(res.Steps, st)
-		fmt.Fprintf(cfg.Progress, "end to end at %.0f/s: sim %.0f/s, applied %.0f/s, lag at end %d, drained in %v, sustained %v, freshness p50 %v p99 %v max %v, CPU %v/reading\n",
-			r, st.SimRate, st.Applied, st.LagAtEnd, st.DrainTime.Round(time.Millisecond), st.Sustained,
-			st.Freshness.P50, st.Freshness.P99, st.Freshness.Max, st.CPUPerRead)
-		if !st.Sustained {
-			break
+		printStep(cfg.Progress, &st)
+		return st, nil
+	}
+	if len(cfg.Rates) > 0 {
+		for _, r := range cfg.Rates {
+			st, err := step(r)
+			if err != nil {
+				return res, err
+			}
+			res.Steps = append(res.Steps, st)
+			if !st.Sustained {
+				break
+			}
 		}
+	} else if err := search(cfg, res, step); err != nil {
+		return res, err
+	}
+
+	if best := res.MaxSustained(); best != nil {
+		for _, f := range []struct {
+			frac float64
+			dst  **Step
+		}{{0.5, &res.Half}, {0.9, &res.Ninety}} {
+			st, err := step(math.Round(f.frac * best.Applied))
+			if err != nil {
+				return res, err
+			}
+			*f.dst = &st
+		}
+	}
+
+	if cfg.TwinDevices > 0 {
+		if res.TwinBytes, err = twinMemory(cfg.TwinDevices); err != nil {
+			return res, err
+		}
+		res.TwinDevices = cfg.TwinDevices
+		fmt.Fprintf(cfg.Progress, "twin memory: %.0f bytes/device at %d devices\n", res.TwinBytes, cfg.TwinDevices)
+	}
+	if cfg.ReaderDevices > 0 {
+		if err := readerCost(ctx, cfg, res); err != nil {
+			return res, fmt.Errorf("reader cost: %w", err)
+		}
+		fmt.Fprintf(cfg.Progress, "reader: folded %d devices in %v; frame %dx%d refresh %v, redraw %v\n",
+			res.ReaderDevices, res.ReaderFold, res.Frame.Width, res.Frame.Height, res.Frame.Refresh, res.Frame.Redraw)
 	}
 	return res, nil
 }
 
-// sampleReadings returns n distinct readings spread over sites like the
-// simulator's fleet, marshalled, with their keys.
-func sampleReadings(n, devices int) (keys [][]byte, values [][]byte) {
-	const sitesPerDevice = 4
-	sites := max(devices/sitesPerDevice, 1)
-	now := time.Now().UnixMilli()
-	for i := range n {
-		d := i % devices
-		site := "site-" + strconv.Itoa(d%sites)
-		r := &vppv1.Reading{
-			DeviceId: "dev-" + strconv.Itoa(d), SiteId: site, SubstationId: "sub-" + strconv.Itoa(d%sites/25),
-			RegionId: "north", Seq: uint64(i/devices + 1), TsMs: now, SocPct: 55.5 + float64(i%40), SohPct: 93.1,
-			PowerKw: -2.25 + float64(i%9)/2, VoltageV: 401.5, CurrentA: -5.6, TemperatureC: 24.5, CapacityKwh: 13.5,
-			MaxChargeKw: 5, MaxDischargeKw: 5, Mode: vppv1.Mode_MODE_CHARGING,
+// search runs the start rates, then grows the rate by half until a step is
+// not sustained (or MaxRate), then bisects twice between the last
+// sustained and the first failed rate.
+func search(cfg Config, res *Result, step func(float64) (Step, error)) error {
+	var good, bad float64
+	try := func(r float64) (bool, error) {
+		st, err := step(r)
+		if err != nil {
+			return false, err
 		}
-		b, _ := proto.Marshal(r)
-		keys = append(keys, []byte(site))
-		values = append(values, b)
+		res.Steps = append(res.Steps, st)
+		if st.Sustained {
+			good = max(good, r)
+		} else if bad == 0 || r < bad {
+			bad = r
+		}
+		return st.Sustained, nil
 	}
-	return keys, values
+	for _, r := range searchStart {
+		if r > cfg.MaxRate {
+			break
+		}
+		ok, err := try(r)
+		if err != nil || !ok {
+			if err == nil && good > 0 {
+				break
+			}
+			return err
+		}
+	}
+	for bad == 0 && good > 0 && good < cfg.MaxRate {
+		if _, err := try(min(roundRate(good*1.5), cfg.MaxRate)); err != nil {
+			return err
+		}
+	}
+	for range 2 {
+		if good == 0 || bad == 0 || bad/good < 1.08 {
+			break
+		}
+		if _, err := try(roundRate((good + bad) / 2)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// roundRate rounds a rate to 1,000 readings/s.
+func roundRate(r float64) float64 { return math.Round(r/1000) * 1000 }
+
+func printStep(w io.Writer, st *Step) {
+	fmt.Fprintf(w, "end to end at %.0f/s: sim %.0f/s, applied %.0f/s, lag at end %d, drained in %v, sustained %v; freshness p50 %v p99 %v p99.9 %v max %v (%d); CPU/reading ingest %v aggregate %v broker %v sim %v\n",
+		st.Requested, st.SimRate, st.Applied, st.LagAtEnd, st.DrainTime.Round(time.Millisecond), st.Sustained,
+		st.Freshness.P50.Round(time.Millisecond), st.Freshness.P99.Round(time.Millisecond),
+		st.Freshness.P999.Round(time.Millisecond), st.Freshness.Max.Round(time.Millisecond), st.Freshness.N,
+		st.IngestCPU, st.AggregateCPU, st.BrokerCPU, st.SimCPU)
+}
+
+// brokerCPU is the broker's CPU so far, or 0 when unknown.
+func brokerCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	d, err := procCPU(pid)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // Floor produces n reading-sized records keyed by site with the same
@@ -190,27 +374,20 @@ func Floor(ctx context.Context, opts kafka.Options, n int) (float64, int, error)
 		return 0, 0, fmt.Errorf("partitions: %w", err)
 	}
 	var consumed atomic.Int64
-	done := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
+	cctx, ccancel := context.WithCancel(ctx)
+	defer ccancel()
 	for _, p := range parts {
 		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
 		if err != nil {
 			return 0, 0, fmt.Errorf("consume partition %d: %w", p, err)
 		}
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			defer pc.Close()
 			for {
 				select {
 				case <-pc.Messages():
-					if consumed.Add(1) == int64(n) {
-						once.Do(func() { close(done) })
-					}
-				case <-done:
-					return
-				case <-ctx.Done():
+					consumed.Add(1)
+				case <-cctx.Done():
 					return
 				}
 			}
@@ -225,72 +402,131 @@ func Floor(ctx context.Context, opts kafka.Options, n int) (float64, int, error)
 	if err != nil {
 		return 0, 0, fmt.Errorf("producer: %w", err)
 	}
-	var perr atomic.Value
+	perr := make(chan error, 1)
 	go func() {
 		for range producer.Successes() {
 		}
 	}()
 	go func() {
 		for e := range producer.Errors() {
-			perr.Store(e.Err)
+			select {
+			case perr <- e.Err:
+			default:
+			}
 		}
 	}()
 	start := time.Now()
-	for i := range n {
-		msg := &sarama.ProducerMessage{Topic: topic, Key: sarama.ByteEncoder(keys[i%len(keys)]), Value: sarama.ByteEncoder(values[i%len(values)])}
+	go func() {
+		for i := range n {
+			msg := &sarama.ProducerMessage{Topic: topic, Key: sarama.ByteEncoder(keys[i%len(keys)]), Value: sarama.ByteEncoder(values[i%len(values)])}
+			select {
+			case producer.Input() <- msg:
+			case <-cctx.Done():
+				return
+			}
+		}
+	}()
+	defer producer.AsyncClose()
+	timeout := time.After(5 * time.Minute)
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for consumed.Load() < int64(n) {
 		select {
-		case producer.Input() <- msg:
+		case <-poll.C:
+		case err := <-perr:
+			return 0, 0, fmt.Errorf("produce: %w", err)
 		case <-ctx.Done():
-			producer.AsyncClose()
 			return 0, 0, ctx.Err()
+		case <-timeout:
+			return 0, 0, fmt.Errorf("consumed %d of %d records in 5 minutes", consumed.Load(), n)
 		}
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	case <-time.After(5 * time.Minute):
-		return 0, 0, fmt.Errorf("consumed %d of %d records", consumed.Load(), n)
-	}
-	elapsed := time.Since(start)
-	wg.Wait()
-	_ = producer.Close()
-	if e, ok := perr.Load().(error); ok {
-		return 0, 0, fmt.Errorf("produce: %w", e)
-	}
-	return float64(n) / elapsed.Seconds(), size, nil
+	return float64(n) / time.Since(start).Seconds(), size, nil
 }
 
-// EndToEnd runs sim → ingest → Kafka → aggregate at the requested rate for
-// cfg.Step on fresh topics and reports what the pipeline sustained.
-func EndToEnd(ctx context.Context, cfg Config, rate float64) (Step, error) {
-	cfg.defaults()
-	st := Step{Requested: rate}
+// endToEnd runs pipeline steps: ingest and aggregate as child processes on
+// fresh topics, the simulator and the state watcher here.
+type endToEnd struct {
+	cfg     Config
+	keyFile string
+	token   sim.TokenFunc
+}
+
+func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
+	cfg := e.cfg
+	st.Requested = rate
 	o := cfg.Kafka
 	o.Prefix = cfg.Kafka.Prefix + "e2e." + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
-	pctx, pcancel := context.WithCancel(ctx)
-	defer pcancel()
-	p, err := pipeline.Start(pctx, pipeline.Config{Kafka: o, Logger: cfg.Logger})
+	if err := kafka.EnsureTopics(ctx, o); err != nil {
+		return st, err
+	}
+	common := []string{"--brokers", joinBrokers(o.Brokers), "--topic-prefix", o.Prefix,
+		"--partitions", strconv.Itoa(int(o.Partitions)), "--replication", strconv.Itoa(int(o.Replication)),
+		"--log-level", "warn"}
+	if o.Version != "" {
+		common = append(common, "--kafka-version", o.Version)
+	}
+	listen, err := freeAddr()
 	if err != nil {
+		return st, err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return st, err
+	}
+	ing, err := StartProc(ctx, "ingest", cfg.Exe, append([]string{"ingest", "--listen", listen, "--http", httpAddr,
+		"--auth-key", e.keyFile, "--status=false"}, common...)...)
+	if err != nil {
+		return st, err
+	}
+	group := o.Prefix + "aggregate"
+	aargs := append([]string{"aggregate", "--group", group, "--quiet"}, common...)
+	if cfg.FlushInterval > 0 {
+		aargs = append(aargs, "--flush-interval", cfg.FlushInterval.String())
+	}
+	agg, err := StartProc(ctx, "aggregate", cfg.Exe, aargs...)
+	if err != nil {
+		_ = ing.Stop(5 * time.Second)
 		return st, err
 	}
 	defer func() {
-		pcancel()
-		_ = p.Wait()
+		err = errors.Join(err, ing.Stop(time.Minute), agg.Stop(time.Minute))
 	}()
+	if err := waitReady(ctx, "http://"+httpAddr+"/readyz", ing); err != nil {
+		return st, err
+	}
+	if err := waitGroup(ctx, o, group, agg); err != nil {
+		return st, err
+	}
 
-	fresh := newFreshness()
-	fctx, fcancel := context.WithCancel(ctx)
-	defer fcancel()
-	go func() { _ = fresh.run(fctx, o) }()
+	period := time.Duration(float64(cfg.Devices) / rate * float64(time.Second))
+	w := newStateWatcher(period)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	ready := make(chan struct{})
+	werr := make(chan error, 1)
+	go func() { werr <- w.run(wctx, o, ready) }()
+	select {
+	case <-ready:
+	case err := <-werr:
+		return st, fmt.Errorf("state watcher: %w", err)
+	}
 
-	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: cfg.Devices, Rate: rate, Duration: cfg.Step,
-		Seed: 1, DrainTimeout: 30 * time.Second, Logger: cfg.Logger})
+	s, err := sim.New(sim.Config{URL: "ws://" + listen + "/v1/telemetry", TokenFunc: e.token, Devices: cfg.Devices,
+		Conns: cfg.Conns, Rate: rate, Duration: cfg.Step, Seed: 1, DrainTimeout: time.Minute, Logger: cfg.Logger})
 	if err != nil {
 		return st, err
 	}
-	applied0 := appliedOf(p)
-	cpu0 := cpuTime()
+	type cpus struct{ ingest, agg, broker, self time.Duration }
+	sample := func() cpus {
+		var c cpus
+		c.ingest, _ = procCPU(ing.PID())
+		c.agg, _ = procCPU(agg.PID())
+		c.broker = brokerCPU(cfg.BrokerPID)
+		c.self = selfCPU()
+		return c
+	}
+	c0 := sample()
 	simDone := make(chan error, 1)
 	go func() { simDone <- s.Run(ctx) }()
 	select {
@@ -298,132 +534,169 @@ func EndToEnd(ctx context.Context, cfg Config, rate float64) (Step, error) {
 	case <-ctx.Done():
 		return st, ctx.Err()
 	}
-	at := s.Stats()
-	st.SimRate = float64(at.Sent) / cfg.Step.Seconds()
-	applied1 := appliedOf(p)
-	st.Applied = float64(applied1-applied0) / cfg.Step.Seconds()
-	st.LagAtEnd = int64(at.Sent) - int64(applied1-applied0)
-
-	if err := <-simDone; err != nil && !errors.Is(err, sim.ErrUnacked) {
-		return st, fmt.Errorf("sim: %w", err)
+	// The simulator's generation stops at the same time (its Duration).
+	c1 := sample()
+	sent := s.Stats().Sent
+	applied := w.appliedSum()
+	st.SimRate = float64(sent) / cfg.Step.Seconds()
+	st.Applied = float64(applied) / cfg.Step.Seconds()
+	st.LagAtEnd = sent - int64(applied)
+	st.IngestRSS, _ = procRSS(ing.PID())
+	st.AggregateRSS, _ = procRSS(agg.PID())
+	if sent > 0 {
+		st.IngestCPU = (c1.ingest - c0.ingest) / time.Duration(sent)
+		st.SimCPU = (c1.self - c0.self) / time.Duration(sent)
 	}
+	if applied > 0 {
+		st.AggregateCPU = (c1.agg - c0.agg) / time.Duration(applied)
+		if cfg.BrokerPID > 0 {
+			st.BrokerCPU = (c1.broker - c0.broker) / time.Duration(applied)
+		}
+	}
+
 	drainStart := time.Now()
-	total := s.Truth().ReadingsSent
-	for appliedOf(p)-applied0 < uint64(total) {
+	for {
+		total := s.Stats().Sent
+		if w.appliedSum() >= uint64(total) {
+			break
+		}
 		if time.Since(drainStart) > time.Minute {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		if done, err := agg.Exited(); done {
+			return st, err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	st.DrainTime = time.Since(drainStart)
-	if total > 0 {
-		st.CPUPerRead = (cpuTime() - cpu0) / time.Duration(total)
+	if err := <-simDone; err != nil {
+		return st, fmt.Errorf("sim: %w", err)
 	}
-	time.Sleep(500 * time.Millisecond) // let the last state reach the freshness reader
-	st.Freshness = fresh.percentiles()
-	st.Sustained = st.SimRate >= 0.95*rate && st.Applied >= 0.95*rate && st.DrainTime < 2*time.Second
+	time.Sleep(100 * time.Millisecond) // the last site records
+	wcancel()
+	if err := <-werr; err != nil {
+		return st, fmt.Errorf("state watcher: %w", err)
+	}
+	st.Sent = s.Stats().Sent
+	st.Freshness = w.percentiles()
+	// Sustained: the simulator kept the rate, the aggregators applied it,
+	// the backlog at the end was under a second of readings and drained
+	// within two seconds.
+	st.Sustained = st.SimRate >= 0.95*rate && st.Applied >= 0.95*rate &&
+		float64(st.LagAtEnd) <= rate && st.DrainTime < 2*time.Second
 	return st, nil
 }
 
-func appliedOf(p *pipeline.Pipeline) uint64 {
-	var n uint64
-	for _, a := range p.Aggregators() {
-		n += a.Stats().Applied
+func joinBrokers(b []string) string {
+	out := ""
+	for i, s := range b {
+		if i > 0 {
+			out += ","
+		}
+		out += s
 	}
-	return n
+	return out
 }
 
-// cpuTime is this process's user + system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+// Median combines runs: every figure is the median of the runs' figures
+// (the search's steps are taken from the run with the median maximum).
+func Median(runs []*Result) *Result {
+	if len(runs) == 0 {
+		return nil
+	}
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	maxOf := func(r *Result) float64 {
+		if b := r.MaxSustained(); b != nil {
+			return b.Applied
+		}
 		return 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// freshness follows the state topic and records, for every device whose
-// last reading advanced, the time from the reading's timestamp to now.
-type freshness struct {
-	mu      sync.Mutex
-	lastSeq map[string]uint64
-	samples []time.Duration
-}
-
-func newFreshness() *freshness { return &freshness{lastSeq: map[string]uint64{}} }
-
-const maxFreshnessSamples = 2_000_000
-
-func (f *freshness) run(ctx context.Context, o kafka.Options) error {
-	cfg, err := o.SaramaConfig()
-	if err != nil {
-		return err
-	}
-	cfg.Consumer.MaxWaitTime = 20 * time.Millisecond
-	consumer, err := sarama.NewConsumer(o.Brokers, cfg)
-	if err != nil {
-		return fmt.Errorf("consumer: %w", err)
-	}
-	defer consumer.Close()
-	parts, err := consumer.Partitions(o.Topics().State())
-	if err != nil {
-		return fmt.Errorf("partitions: %w", err)
-	}
-	var wg sync.WaitGroup
-	for _, p := range parts {
-		pc, err := consumer.ConsumePartition(o.Topics().State(), p, sarama.OffsetNewest)
-		if err != nil {
-			return fmt.Errorf("consume state partition %d: %w", p, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer pc.Close()
-			var rec vppv1.StateRecord
-			for {
-				select {
-				case m := <-pc.Messages():
-					now := time.Now()
-					if proto.Unmarshal(m.Value, &rec) != nil || rec.GetSite() == nil {
-						continue
-					}
-					f.observe(rec.GetSite(), now)
-				case <-ctx.Done():
-					return
-				}
+	byMax := slices.Clone(runs)
+	slices.SortFunc(byMax, func(a, b *Result) int { return cmpFloat(maxOf(a), maxOf(b)) })
+	m := *byMax[len(byMax)/2]
+	m.FloorRate = medianOf(runs, func(r *Result) float64 { return r.FloorRate })
+	m.FloorBrokerCPU = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.FloorBrokerCPU) }))
+	m.TwinBytes = medianOf(runs, func(r *Result) float64 { return r.TwinBytes })
+	m.ReaderFold = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.ReaderFold) }))
+	m.Frame.Refresh = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.Frame.Refresh) }))
+	m.Frame.Redraw = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.Frame.Redraw) }))
+	// Steps at a fixed rate (10k, 100k): the median of each figure.
+	m.Steps = slices.Clone(m.Steps)
+	for i := range m.Steps {
+		var same []*Step
+		for _, r := range runs {
+			if s := r.At(m.Steps[i].Requested); s != nil {
+				same = append(same, s)
 			}
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
-func (f *freshness) observe(s *vppv1.SiteState, now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, d := range s.GetDevices() {
-		r := d.GetLast()
-		if r == nil || r.GetSeq() <= f.lastSeq[r.GetDeviceId()] {
-			continue
 		}
-		f.lastSeq[r.GetDeviceId()] = r.GetSeq()
-		if len(f.samples) < maxFreshnessSamples {
-			f.samples = append(f.samples, now.Sub(time.UnixMilli(r.GetTsMs())))
+		if len(same) == len(runs) {
+			m.Steps[i] = medianStep(same)
 		}
 	}
+	for _, f := range []func(r *Result) **Step{
+		func(r *Result) **Step { return &r.Half },
+		func(r *Result) **Step { return &r.Ninety },
+	} {
+		var same []*Step
+		for _, r := range runs {
+			if s := *f(r); s != nil {
+				same = append(same, s)
+			}
+		}
+		if len(same) > 0 {
+			s := medianStep(same)
+			*f(&m) = &s
+		}
+	}
+	return &m
 }
 
-func (f *freshness) percentiles() Percentiles {
-	f.mu.Lock()
-	s := slices.Clone(f.samples)
-	f.mu.Unlock()
-	if len(s) == 0 {
-		return Percentiles{}
+// medianStep is the step whose figures are each the median over steps (the
+// requested rate and the verdict of the middle one by applied rate).
+func medianStep(steps []*Step) Step {
+	byApplied := slices.Clone(steps)
+	slices.SortFunc(byApplied, func(a, b *Step) int { return cmpFloat(a.Applied, b.Applied) })
+	s := *byApplied[len(byApplied)/2]
+	md := func(f func(*Step) float64) float64 {
+		v := make([]float64, len(steps))
+		for i, st := range steps {
+			v[i] = f(st)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
 	}
-	slices.Sort(s)
-	q := func(p float64) time.Duration {
-		i := int(math.Ceil(p*float64(len(s)))) - 1
-		return s[max(0, min(i, len(s)-1))].Round(time.Millisecond)
+	dur := func(f func(*Step) time.Duration) time.Duration {
+		return time.Duration(md(func(s *Step) float64 { return float64(f(s)) }))
 	}
-	return Percentiles{N: len(s), P50: q(0.50), P99: q(0.99), Max: s[len(s)-1].Round(time.Millisecond)}
+	s.SimRate = md(func(s *Step) float64 { return s.SimRate })
+	s.Freshness.P50 = dur(func(s *Step) time.Duration { return s.Freshness.P50 })
+	s.Freshness.P99 = dur(func(s *Step) time.Duration { return s.Freshness.P99 })
+	s.Freshness.P999 = dur(func(s *Step) time.Duration { return s.Freshness.P999 })
+	s.Freshness.Max = dur(func(s *Step) time.Duration { return s.Freshness.Max })
+	s.IngestCPU = dur(func(s *Step) time.Duration { return s.IngestCPU })
+	s.AggregateCPU = dur(func(s *Step) time.Duration { return s.AggregateCPU })
+	s.BrokerCPU = dur(func(s *Step) time.Duration { return s.BrokerCPU })
+	s.SimCPU = dur(func(s *Step) time.Duration { return s.SimCPU })
+	return s
+}
+
+func medianOf(runs []*Result, f func(*Result) float64) float64 {
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

@@ -149,7 +149,8 @@ func runDevices(t *testing.T, cfg Config, n int) [][]*vppv1.Reading {
 	for _, c := range s.conns {
 		for _, d := range c.devs {
 			for range n {
-				r := s.reading(d, 0)
+				r := proto.Clone(s.next(d)).(*vppv1.Reading)
+				r.TsMs = 0
 				out[d.idx] = append(out[d.idx], r)
 			}
 		}
@@ -318,5 +319,28 @@ func TestShapePlace(t *testing.T) {
 	}
 	if d, s, sub, r := sh.Place(123); d != "dev-000123" || s != "site-0039" || sub != "sub-09" || r != "west" {
 		t.Errorf("Place(123) = %s %s %s %s", d, s, sub, r)
+	}
+}
+
+// TestTimestampIsScheduledTime checks that a reading's ts_ms is the time the
+// schedule made it due (origin + g/Rate), whenever it is generated, so
+// latency measured from it includes any delay in generating it.
+func TestTimestampIsScheduledTime(t *testing.T) {
+	s, err := New(Config{URL: "ws://127.0.0.1:1/v1/telemetry", Devices: 10, Rate: 400, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const origin = 1_700_000_000_000
+	s.t0ms.Store(origin)
+	for _, c := range s.conns {
+		for _, d := range c.devs {
+			for k := range 5 {
+				r := s.next(d)
+				g := int64(k*10 + d.idx) // the reading's place in the fleet's schedule
+				if want := origin + g*1000/400; r.GetTsMs() != want {
+					t.Fatalf("device %d reading %d: ts %d, want %d", d.idx, k+1, r.GetTsMs(), want)
+				}
+			}
+		}
 	}
 }

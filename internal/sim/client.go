@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -35,10 +37,10 @@ type device struct {
 	id, site, substation, region string
 	bat                          *battery
 
-	gen   uint64           // readings generated = seq of the last one
-	acked uint64           // highest acknowledged seq
-	queue []*vppv1.Reading // unacked readings, seq acked+1 … gen
-	last  *vppv1.Reading   // last generated reading (ground truth)
+	gen   uint64         // readings generated = seq of the last one
+	acked uint64         // highest acknowledged seq
+	queue serializedFIFO // unacked readings, serialized, seq acked+1 … gen
+	last  *vppv1.Reading // last generated reading (ground truth), reused
 
 	blocked bool // queue full with readings still due; listed in conn.blocked
 }
@@ -59,14 +61,51 @@ type conn struct {
 	log *slog.Logger
 
 	mu         sync.Mutex
-	devs       []*device        // devices id, id+Conns, id+2·Conns, …
-	outbox     []*vppv1.Reading // generated, not yet written on this connection
-	retransmit bool             // next flush resends every unacked reading first
-	ready      []*device        // blocked devices that got acks since the last tick
-	nextG      int64            // global schedule index up to which devices were visited
+	devs       []*device // devices id, id+Conns, id+2·Conns, …
+	outbox     []pending // generated, not yet written on this connection
+	retransmit bool      // next flush resends every unacked reading first
+	ready      []*device // blocked devices that got acks since the last tick
+	nextG      int64     // global schedule index up to which devices were visited
 
-	dupRng *rand.Rand // DuplicateFrames choices, deterministic per seed
-	frame  vppv1.Frame
+	dupRng  *rand.Rand // DuplicateFrames choices, deterministic per seed
+	scratch []byte     // marshal buffer of generate (under mu)
+	frame   []byte     // frame buffer of flush (run goroutine only)
+	out     []pending  // flush's batch (run goroutine only)
+}
+
+// pending is a serialized reading waiting to be written.
+type pending struct {
+	d   *device
+	seq uint64
+	b   []byte
+}
+
+// serializedFIFO holds a device's unacked readings, oldest first, reusing
+// its backing array.
+type serializedFIFO struct {
+	q    [][]byte
+	head int
+}
+
+func (f *serializedFIFO) len() int      { return len(f.q) - f.head }
+func (f *serializedFIFO) push(b []byte) { f.q = append(f.q, b) }
+
+// items returns the queued readings, oldest first (valid until the next
+// push or pop).
+func (f *serializedFIFO) items() [][]byte { return f.q[f.head:] }
+
+// pop forgets the k oldest readings.
+func (f *serializedFIFO) pop(k int) {
+	clear(f.q[f.head : f.head+k])
+	f.head += k
+	switch {
+	case f.head == len(f.q):
+		f.q, f.head = f.q[:0], 0
+	case f.head > cap(f.q)/2:
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
 }
 
 func newConn(s *Sim, id int) *conn {
@@ -285,17 +324,21 @@ func (c *conn) logLost(err error) {
 // error on errc.
 func (c *conn) read(ws *websocket.Conn, errc chan<- error) {
 	warned := false
+	var buf bytes.Buffer
 	for {
-		mt, data, err := ws.ReadMessage()
+		mt, r, err := ws.NextReader()
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			errc <- fmt.Errorf("read: %w", err)
 			return
 		}
-		var dl vppv1.Downlink
 		if mt != websocket.BinaryMessage {
 			err = fmt.Errorf("unexpected message type %d", mt)
-		} else if err = proto.Unmarshal(data, &dl); err != nil {
-			err = fmt.Errorf("decode downlink: %w", err)
+		} else {
+			err = c.applyDownlink(buf.Bytes())
 		}
 		if err != nil {
 			c.s.errs.Add(1)
@@ -303,44 +346,103 @@ func (c *conn) read(ws *websocket.Conn, errc chan<- error) {
 				c.log.Warn("bad downlink message ignored (further ones on this connection are not logged)", "err", err)
 				warned = true
 			}
-			continue
-		}
-		if ack := dl.GetAck(); ack != nil {
-			c.applyAck(ack)
 		}
 	}
 }
 
-// applyAck forgets the readings the ack covers and wakes devices that were
-// held back by backpressure.
-func (c *conn) applyAck(ack *vppv1.Ack) {
-	var n int64
+// Field numbers of the downlink contract read by applyDownlink.
+const (
+	downlinkAck  = 1 // Downlink.ack
+	ackDevices   = 1 // Ack.devices
+	deviceAckID  = 1 // DeviceAck.device_id
+	deviceAckSeq = 2 // DeviceAck.acked_seq
+)
+
+// applyDownlink applies the acks of one serialized vpp.v1.Downlink. It
+// reads the wire format directly: an ack message carries one entry per
+// device, and decoding them into messages would cost an allocation each.
+// Unknown fields (a later downlink kind) are skipped.
+func (c *conn) applyDownlink(b []byte) error {
+	return eachBytesField(b, downlinkAck, func(ack []byte) error {
+		return eachBytesField(ack, ackDevices, func(da []byte) error {
+			var id []byte
+			var seq uint64
+			for len(da) > 0 {
+				num, typ, n := protowire.ConsumeTag(da)
+				if n < 0 {
+					return fmt.Errorf("device ack: %w", protowire.ParseError(n))
+				}
+				da = da[n:]
+				switch {
+				case num == deviceAckID && typ == protowire.BytesType:
+					id, n = protowire.ConsumeBytes(da)
+				case num == deviceAckSeq && typ == protowire.VarintType:
+					seq, n = protowire.ConsumeVarint(da)
+				default:
+					n = protowire.ConsumeFieldValue(num, typ, da)
+				}
+				if n < 0 {
+					return fmt.Errorf("device ack field %d: %w", num, protowire.ParseError(n))
+				}
+				da = da[n:]
+			}
+			c.applyAck(id, seq)
+			return nil
+		})
+	})
+}
+
+// eachBytesField calls fn with the value of every length-delimited field
+// num of message b and skips the other fields.
+func eachBytesField(b []byte, num protowire.Number, fn func([]byte) error) error {
+	for len(b) > 0 {
+		n0, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("tag: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if n0 == num && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
+			}
+			if err := fn(v); err != nil {
+				return err
+			}
+			b = b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(n0, typ, b); n < 0 {
+			return fmt.Errorf("field %d: %w", n0, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// applyAck forgets device id's readings up to seq and wakes the device if
+// backpressure held it back.
+func (c *conn) applyAck(id []byte, seq uint64) {
+	i, ok := c.s.index[string(id)]
+	if !ok || i%len(c.s.conns) != c.id {
+		return
+	}
 	c.mu.Lock()
-	for _, da := range ack.GetDevices() {
-		i, ok := c.s.index[da.GetDeviceId()]
-		if !ok || i%len(c.s.conns) != c.id {
-			continue
-		}
-		d := c.devs[i/len(c.s.conns)]
-		seq := min(da.GetAckedSeq(), d.gen)
-		if seq <= d.acked {
-			continue
-		}
-		k := int(seq - d.acked)
-		clear(d.queue[:k])
-		d.queue = d.queue[k:]
-		if len(d.queue) == 0 {
-			d.queue = nil
-		}
-		d.acked = seq
-		n += int64(k)
-		if d.blocked {
-			d.blocked = false
-			c.ready = append(c.ready, d)
-		}
+	d := c.devs[i/len(c.s.conns)]
+	seq = min(seq, d.gen)
+	if seq <= d.acked {
+		c.mu.Unlock()
+		return
+	}
+	k := int(seq - d.acked)
+	d.queue.pop(k)
+	d.acked = seq
+	if d.blocked {
+		d.blocked = false
+		c.ready = append(c.ready, d)
 	}
 	c.mu.Unlock()
-	c.s.acked.Add(n)
+	c.s.acked.Add(int64(k))
 }
 
 // generate creates the readings due at now for this connection's devices:
@@ -351,7 +453,6 @@ func (c *conn) generate(now time.Time) {
 		return
 	}
 	g := c.s.scheduled(now)
-	ts := now.UnixMilli()
 	var n int64
 	c.mu.Lock()
 	defer func() {
@@ -359,7 +460,7 @@ func (c *conn) generate(now time.Time) {
 		c.s.generated.Add(n)
 	}()
 	for _, d := range c.ready {
-		n += c.catchUp(d, g, ts)
+		n += c.catchUp(d, g)
 	}
 	clear(c.ready)
 	c.ready = c.ready[:0]
@@ -377,7 +478,7 @@ func (c *conn) generate(now time.Time) {
 		if round*D+j >= g {
 			break
 		}
-		n += c.catchUp(c.devs[j/C], g, ts)
+		n += c.catchUp(c.devs[j/C], g)
 		x = round*D + j + 1
 	}
 	c.nextG = max(c.nextG, g)
@@ -386,82 +487,104 @@ func (c *conn) generate(now time.Time) {
 // catchUp generates device d's readings due when the fleet has g due, as
 // far as its queue has room; a device left behind is marked blocked until an
 // ack arrives. It returns the number of readings generated. c.mu is held.
-func (c *conn) catchUp(d *device, g int64, ts int64) int64 {
+func (c *conn) catchUp(d *device, g int64) int64 {
 	var n int64
 	due := c.s.due(d.idx, g)
 	for d.gen < due {
-		if len(d.queue) >= c.s.cfg.MaxInFlight {
+		if d.queue.len() >= c.s.cfg.MaxInFlight {
 			d.blocked = true
 			break
 		}
-		r := c.s.reading(d, ts)
-		d.queue = append(d.queue, r)
-		d.last = r
-		c.outbox = append(c.outbox, r)
+		r := c.s.next(d)
+		var err error
+		c.scratch, err = proto.MarshalOptions{}.MarshalAppend(c.scratch[:0], r)
+		if err != nil {
+			// Not reachable for a reading of numbers and valid IDs; the
+			// seq is spent, so ingest and the twin see a gap.
+			c.s.errs.Add(1)
+			c.log.Error("marshal reading", "device", d.id, "seq", r.Seq, "err", err)
+			n++
+			continue
+		}
+		b := append([]byte(nil), c.scratch...)
+		d.queue.push(b)
+		c.outbox = append(c.outbox, pending{d, r.Seq, b})
 		n++
 	}
 	return n
 }
 
-// reading generates device d's next reading with timestamp ts.
-func (s *Sim) reading(d *device, ts int64) *vppv1.Reading {
-	// This reading's place in the global schedule gives its simulated time.
+// next advances device d by one reading, written into d.last (reused: the
+// result is valid until the next call for d). Its timestamp is the time
+// the schedule made it due, not the time it was generated: a reading held
+// back by backpressure or a late tick carries its age, so latency measured
+// from ts_ms has no coordinated omission.
+func (s *Sim) next(d *device) *vppv1.Reading {
+	// This reading's place in the global schedule gives its simulated time
+	// and its due time.
 	g := int64(d.gen)*int64(s.cfg.Devices) + int64(d.idx)
+	ts := s.t0ms.Load() + int64(float64(g)*1000/s.cfg.Rate)
 	simSec := float64(g) / s.cfg.Rate * s.cfg.TimeScale
 	h := math.Mod(s.startSecOfDay+simSec, 86400) / 3600
 	d.gen++
-	r := &vppv1.Reading{
-		DeviceId:     d.id,
-		SiteId:       d.site,
-		SubstationId: d.substation,
-		RegionId:     d.region,
-		Seq:          d.gen,
-		TsMs:         ts,
+	r := d.last
+	if r == nil {
+		r = &vppv1.Reading{DeviceId: d.id, SiteId: d.site, SubstationId: d.substation, RegionId: d.region}
+		d.last = r
 	}
+	r.Seq, r.TsMs = d.gen, ts
 	d.bat.step(s.dt, h, r)
 	return r
 }
 
 // flush writes what is pending: after a reconnect every unacked reading in
-// seq order, otherwise the readings generated since the last flush.
+// seq order, otherwise the readings generated since the last flush. A
+// frame is the readings' serialized bytes, each as field 1 of vpp.v1.Frame.
 func (c *conn) flush(ws *websocket.Conn) error {
 	c.mu.Lock()
-	var out []*vppv1.Reading
+	out := c.out[:0]
 	if c.retransmit {
+		var again int
 		for _, d := range c.devs {
-			out = append(out, d.queue...)
-		}
-		// Readings generated while disconnected are in the queues too.
-		var fresh int
-		for _, r := range c.outbox {
-			if r.Seq > c.devs[c.s.index[r.DeviceId]/len(c.s.conns)].acked {
-				fresh++
+			for i, b := range d.queue.items() {
+				out = append(out, pending{d, d.acked + 1 + uint64(i), b})
 			}
 		}
-		c.s.retransmitted.Add(int64(len(out) - fresh))
-		clear(c.outbox)
-		c.outbox = c.outbox[:0]
+		// Readings generated while disconnected are in the queues too.
+		for _, p := range c.outbox {
+			if p.seq <= p.d.acked {
+				again++ // acked meanwhile: not fresh, not resent either
+			}
+		}
+		c.s.retransmitted.Add(int64(len(out) - (len(c.outbox) - again)))
 		c.retransmit = false
 	} else {
-		out = c.outbox
-		c.outbox = make([]*vppv1.Reading, 0, cap(out))
+		out = append(out, c.outbox...)
 	}
+	clear(c.outbox)
+	c.outbox = c.outbox[:0]
 	c.mu.Unlock()
+	batch := out
+	defer func() {
+		clear(batch)
+		c.out = batch[:0]
+	}()
 
-	// Readings are immutable once generated; marshal outside the lock.
+	// The bytes are immutable once generated; frame them outside the lock.
 	for len(out) > 0 {
 		k := min(len(out), MaxFrameReadings)
-		c.frame.Readings = out[:k]
-		b, err := proto.Marshal(&c.frame)
-		if err != nil {
-			return fmt.Errorf("marshal frame: %w", err)
+		f := c.frame[:0]
+		for _, p := range out[:k] {
+			f = protowire.AppendTag(f, 1, protowire.BytesType)
+			f = protowire.AppendBytes(f, p.b)
 		}
+		c.frame = f
 		copies := 1
 		if c.s.cfg.DuplicateFrames > 0 && c.dupRng.Float64() < c.s.cfg.DuplicateFrames {
 			copies = 2
 		}
 		for range copies {
-			if err := ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+			if err := ws.WriteMessage(websocket.BinaryMessage, f); err != nil {
 				return fmt.Errorf("write: %w", err)
 			}
 			c.s.frames.Add(1)
@@ -471,6 +594,5 @@ func (c *conn) flush(ws *websocket.Conn) error {
 		}
 		out = out[k:]
 	}
-	c.frame.Readings = nil
 	return nil
 }

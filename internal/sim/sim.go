@@ -185,6 +185,7 @@ type Sim struct {
 	t0    time.Time  // Run start (schedule origin)
 	end   time.Time  // Run end
 	t0Set atomic.Bool
+	t0ms  atomic.Int64 // t0 in Unix milliseconds, the due time of reading 0
 
 	generated     atomic.Int64
 	acked         atomic.Int64
@@ -325,6 +326,7 @@ func (s *Sim) Run(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.t0 = time.Now()
+	s.t0ms.Store(s.t0.UnixMilli())
 	s.mu.Unlock()
 	s.t0Set.Store(true)
 	s.log.Info("sim starting", "url", s.cfg.URL, "devices", s.cfg.Devices, "rate", s.cfg.Rate,

@@ -1,0 +1,84 @@
+package bench
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+)
+
+// TestReflectedCountsEveryReading checks the freshness bookkeeping: a
+// site record that moves a device from seq a to b adds one sample per
+// reading a+1 … b, each timed from its own due time.
+func TestReflectedCountsEveryReading(t *testing.T) {
+	w := newStateWatcher(2 * time.Second) // a device reports every 2 s
+	const now = 100_000.0                 // ms
+	w.reflected([]byte("d1"), 1, 99_900, now)
+	w.reflected([]byte("d1"), 1, 99_900, now+50) // same seq: nothing new
+	w.reflected([]byte("d1"), 4, 99_950, now+100)
+	w.reflected([]byte("d1"), 3, 99_000, now+200) // older: ignored
+	want := []int32{100_000, 150_000, 2_150_000, 4_150_000} // µs: seq 1; 4; 3 (2 s older); 2 (4 s older)
+	got := w.percentiles()
+	if got.N != len(want) {
+		t.Fatalf("%d samples, want %d", got.N, len(want))
+	}
+	if got.Max != time.Duration(want[3])*time.Microsecond || got.P50 != time.Duration(want[1])*time.Microsecond {
+		t.Fatalf("percentiles %+v, want max %v p50 %v", got, want[3], want[1])
+	}
+}
+
+// TestRun runs the whole harness at a small scale against Kafka (real in
+// CI) with child vpp processes: the plumbing, not the performance. Every
+// reading the simulator generated must be applied and counted once in the
+// freshness samples.
+func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds vpp and runs child processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "vpp")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/vppctl/vpp/cmd/vpp").CombinedOutput(); err != nil {
+		t.Fatalf("build vpp: %v\n%s", err, out)
+	}
+	o := kafkatest.Options(t, 4)
+	res, err := Run(ctx, Config{
+		Kafka: o, Exe: bin, FloorRecords: 5_000, Step: 3 * time.Second, Devices: 200, Rates: []float64{1_000},
+		ReaderDevices: 2_000, TwinDevices: 5_000, FlushInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FloorRate <= 0 || res.FloorBytes < 100 {
+		t.Errorf("floor %v records/s of %d bytes", res.FloorRate, res.FloorBytes)
+	}
+	if len(res.Steps) != 1 {
+		t.Fatalf("%d steps, want 1", len(res.Steps))
+	}
+	st := res.Steps[0]
+	if st.Sent < 2_000 {
+		t.Errorf("simulator sent %d readings in 3 s at 1000/s", st.Sent)
+	}
+	if st.Freshness.N != int(st.Sent) {
+		t.Errorf("%d freshness samples for %d readings sent", st.Freshness.N, st.Sent)
+	}
+	if st.DrainTime >= time.Minute {
+		t.Errorf("backlog did not drain: %+v", st)
+	}
+	if st.IngestCPU <= 0 || st.AggregateCPU <= 0 {
+		t.Errorf("process CPU per reading unknown: ingest %v aggregate %v", st.IngestCPU, st.AggregateCPU)
+	}
+	if res.ReaderDevices != 2_000 || res.ReaderFold <= 0 || res.Frame.Refresh <= 0 {
+		t.Errorf("reader cost %d devices in %v, frame %+v", res.ReaderDevices, res.ReaderFold, res.Frame)
+	}
+	if res.TwinBytes <= 0 || res.TwinDevices != 5_000 {
+		t.Errorf("twin memory %v at %d devices", res.TwinBytes, res.TwinDevices)
+	}
+	// The freshness steps at 50 % and 90 % run only after a sustained step.
+	if st.Sustained && (res.Half == nil || res.Ninety == nil) {
+		t.Errorf("no freshness steps at 50 %% and 90 %% of the maximum")
+	}
+}

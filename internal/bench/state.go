@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// Field numbers of the state topic's records (proto/vpp/v1/state.proto and
+// telemetry.proto) that the watcher reads without decoding whole records:
+// a site record holds every device of the site, and decoding all of them
+// would load the benchmark's process far more than the figures need.
+const (
+	recordSite      = 1 // StateRecord.site
+	recordPartition = 2 // StateRecord.partition
+	siteDevices     = 4 // SiteState.devices
+	deviceLast      = 1 // DeviceState.last
+	readingDevice   = 1 // Reading.device_id
+	readingSeq      = 5 // Reading.seq
+	readingTs       = 6 // Reading.ts_ms
+	partID          = 1 // PartitionState.partition
+	partApplied     = 4 // PartitionState.applied
+)
+
+// maxSamples bounds the freshness samples one step keeps (4 bytes each).
+const maxSamples = 32 << 20
+
+// stateWatcher follows a state topic: the readings applied per partition
+// (from the partition records) and the freshness of every reading (from
+// the site records).
+//
+// Freshness of a reading is the time from its timestamp (the simulator
+// stamps the time the schedule made it due) to the moment a site record
+// reflecting it arrives here. A site record carries each device's last
+// reading only: when a device's seq moves from a to b, readings a+1 … b
+// all became reflected now. Their timestamps follow from b's, because the
+// simulator's schedule spaces a device's readings exactly period apart, so
+// each of them is counted, not just the newest (which would hide the older
+// ones' longer wait).
+type stateWatcher struct {
+	period float64 // ms between a device's readings
+
+	mu      sync.Mutex
+	lastSeq map[string]uint64
+	applied map[int32]uint64
+	samples []int32 // µs
+	over    int64   // samples beyond maxSamples
+}
+
+func newStateWatcher(period time.Duration) *stateWatcher {
+	return &stateWatcher{
+		period:  float64(period) / float64(time.Millisecond),
+		lastSeq: map[string]uint64{},
+		applied: map[int32]uint64{},
+	}
+}
+
+// run consumes every partition of the state topic from its newest offset
+// until ctx ends. ready is closed once every partition consumer started.
+func (w *stateWatcher) run(ctx context.Context, o kafka.Options, ready chan<- struct{}) error {
+	cfg, err := o.SaramaConfig()
+	if err != nil {
+		return err
+	}
+	cfg.ClientID = "vpp-bench-state"
+	cfg.Consumer.MaxWaitTime = 10 * time.Millisecond
+	cfg.Consumer.Fetch.Default = 4 << 20
+	consumer, err := sarama.NewConsumer(o.Brokers, cfg)
+	if err != nil {
+		return fmt.Errorf("state consumer: %w", err)
+	}
+	defer consumer.Close()
+	topic := o.Topics().State()
+	parts, err := consumer.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("partitions of %s: %w", topic, err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, p := range parts {
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return fmt.Errorf("consume %s/%d: %w", topic, p, err)
+		}
+		wg.Go(func() {
+			defer pc.Close()
+			for {
+				select {
+				case m := <-pc.Messages():
+					w.observe(m.Value, time.Now())
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	close(ready)
+	return nil
+}
+
+// observe reads one state record received at now.
+func (w *stateWatcher) observe(b []byte, now time.Time) {
+	nowMs := float64(now.UnixNano()) / 1e6
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		switch num {
+		case recordSite:
+			w.site(v, nowMs)
+		case recordPartition:
+			w.partition(v)
+		}
+	}
+}
+
+func (w *stateWatcher) partition(b []byte) {
+	var id int32
+	var applied uint64
+	eachField(b, func(num protowire.Number, v uint64, _ []byte) {
+		switch num {
+		case partID:
+			id = int32(v)
+		case partApplied:
+			applied = v
+		}
+	})
+	w.mu.Lock()
+	w.applied[id] = max(w.applied[id], applied)
+	w.mu.Unlock()
+}
+
+func (w *stateWatcher) site(b []byte, nowMs float64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	eachField(b, func(num protowire.Number, _ uint64, dev []byte) {
+		if num != siteDevices {
+			return
+		}
+		eachField(dev, func(num protowire.Number, _ uint64, last []byte) {
+			if num != deviceLast {
+				return
+			}
+			var id []byte
+			var seq, ts uint64
+			eachField(last, func(num protowire.Number, v uint64, s []byte) {
+				switch num {
+				case readingDevice:
+					id = s
+				case readingSeq:
+					seq = v
+				case readingTs:
+					ts = v
+				}
+			})
+			w.reflected(id, seq, int64(ts), nowMs)
+		})
+	})
+}
+
+// reflected records that device id's readings up to seq (the last with
+// timestamp ts) are reflected at nowMs. w.mu is held.
+func (w *stateWatcher) reflected(id []byte, seq uint64, ts int64, nowMs float64) {
+	prev, ok := w.lastSeq[string(id)]
+	if ok && seq <= prev {
+		return
+	}
+	if !ok {
+		prev = 0
+	}
+	w.lastSeq[string(id)] = seq
+	for k := prev + 1; k <= seq; k++ {
+		if len(w.samples) >= maxSamples {
+			w.over += int64(seq - k + 1)
+			return
+		}
+		due := float64(ts) - float64(seq-k)*w.period
+		w.samples = append(w.samples, int32(math.Round((nowMs-due)*1000)))
+	}
+}
+
+// appliedSum is the readings applied over every partition so far.
+func (w *stateWatcher) appliedSum() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var n uint64
+	for _, v := range w.applied {
+		n += v
+	}
+	return n
+}
+
+// percentiles summarises the freshness samples.
+func (w *stateWatcher) percentiles() Percentiles {
+	w.mu.Lock()
+	s := slices.Clone(w.samples)
+	w.mu.Unlock()
+	return percentilesOf(s)
+}
+
+func percentilesOf(s []int32) Percentiles {
+	if len(s) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(s)
+	q := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return time.Duration(s[max(0, min(i, len(s)-1))]) * time.Microsecond
+	}
+	return Percentiles{N: len(s), P50: q(0.50), P99: q(0.99), P999: q(0.999), Max: q(1)}
+}
+
+// eachField calls fn for every varint and length-delimited field of the
+// message b (fixed-size fields are skipped); it stops at malformed input.
+func eachField(b []byte, fn func(num protowire.Number, v uint64, s []byte)) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return
+			}
+			fn(num, v, nil)
+			b = b[n:]
+		case protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return
+			}
+			fn(num, 0, v)
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return
+			}
+			b = b[n:]
+		}
+	}
+}
