@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,7 +26,6 @@ func newBenchCmd() *cobra.Command {
 		twinN   = units.Count{V: 1_000_000}
 		rates   string
 		runs    int
-		cpuProf string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -105,17 +103,6 @@ every request in one loop, so real Kafka is the number that counts.
 				cfg.BrokerPID = b.PID()
 				fmt.Fprintf(cmd.ErrOrStderr(), "embedded broker (vpp broker, pid %d) on %s\n", b.PID(), addr)
 			}
-			if cpuProf != "" {
-				f, err := os.Create(cpuProf)
-				if err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
-			}
 			var results []*bench.Result
 			for i := range runs {
 				if runs > 1 {
@@ -147,7 +134,7 @@ every request in one loop, so real Kafka is the number that counts.
 	f.Var(&twinN, "twin-devices", "devices of the twin-memory measurement (0: skip)")
 	f.IntVar(&cfg.BrokerPID, "broker-pid", 0, "the broker's process ID, for its CPU (default: the process listening on the first broker's port)")
 	f.IntVar(&runs, "runs", 1, "repeat the whole measurement and print the median of each figure")
-	f.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of this process (simulator and measurement) to this file")
+	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write CPU profiles of the ingest and aggregate processes of every step into this directory")
 	return cmd
 }
 

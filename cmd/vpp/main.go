@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -45,7 +46,8 @@ type usageError struct{ error }
 func (e usageError) Unwrap() error { return e.error }
 
 func newRootCmd() *cobra.Command {
-	var logLevel, logFormat, configPath string
+	var logLevel, logFormat, configPath, cpuProfile string
+	var stopProfile func()
 	root := &cobra.Command{
 		Use:   "vpp",
 		Short: "Operator toolkit for a virtual power plant of distributed batteries",
@@ -80,13 +82,27 @@ line or configuration.`,
 			default:
 				return usageError{fmt.Errorf("--log-format %q: want text or json", logFormat)}
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				stopProfile = stop
+			}
 			return nil
+		},
+		PersistentPostRun: func(*cobra.Command, []string) {
+			if stopProfile != nil {
+				stopProfile()
+			}
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&configPath, "config", "", "YAML file with flag values (top-level keys for every command, a section per command)")
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file when it ends cleanly (go tool pprof)")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.AddCommand(
 		newSimCmd(),
 		newIngestCmd(),
@@ -101,4 +117,23 @@ line or configuration.`,
 	)
 	documentEnv(root)
 	return root
+}
+
+// startCPUProfile writes a CPU profile to path until the returned function
+// is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			slog.Warn("close CPU profile", "path", path, "err", err)
+		}
+	}, nil
 }

@@ -65,6 +65,9 @@ type Config struct {
 	// TwinDevices is the fleet size of the twin-memory measurement
 	// (default 1,000,000; < 0 skips it).
 	TwinDevices int
+	// ProfileDir, when set, receives a CPU profile of the ingest and
+	// aggregate processes of every step (ingest-<rate>.pprof, …).
+	ProfileDir string
 	// Progress receives one line per measurement as it completes.
 	Progress io.Writer
 	// Logger receives the simulator's logs (default: discarded).
@@ -474,13 +477,19 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	if err != nil {
 		return st, err
 	}
-	ing, err := StartProc(ctx, "ingest", cfg.Exe, append([]string{"ingest", "--listen", listen, "--http", httpAddr,
-		"--auth-key", e.keyFile, "--status=false"}, common...)...)
+	profile := func(part string) []string {
+		if cfg.ProfileDir == "" {
+			return nil
+		}
+		return []string{"--cpuprofile", filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%.0f.pprof", part, rate))}
+	}
+	ing, err := StartProc(ctx, "ingest", cfg.Exe, slices.Concat([]string{"ingest", "--listen", listen, "--http", httpAddr,
+		"--auth-key", e.keyFile, "--status=false"}, common, profile("ingest"))...)
 	if err != nil {
 		return st, err
 	}
 	group := o.Prefix + "aggregate"
-	aargs := append([]string{"aggregate", "--group", group, "--quiet"}, common...)
+	aargs := slices.Concat([]string{"aggregate", "--group", group, "--quiet"}, common, profile("aggregate"))
 	if cfg.FlushInterval > 0 {
 		aargs = append(aargs, "--flush-interval", cfg.FlushInterval.String())
 	}

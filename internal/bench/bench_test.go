@@ -19,7 +19,7 @@ func TestReflectedCountsEveryReading(t *testing.T) {
 	w.reflected([]byte("d1"), 1, 99_900, now)
 	w.reflected([]byte("d1"), 1, 99_900, now+50) // same seq: nothing new
 	w.reflected([]byte("d1"), 4, 99_950, now+100)
-	w.reflected([]byte("d1"), 3, 99_000, now+200) // older: ignored
+	w.reflected([]byte("d1"), 3, 99_000, now+200)           // older: ignored
 	want := []int32{100_000, 150_000, 2_150_000, 4_150_000} // µs: seq 1; 4; 3 (2 s older); 2 (4 s older)
 	got := w.percentiles()
 	if got.N != len(want) {

@@ -412,7 +412,7 @@ func TestNewValidates(t *testing.T) {
 	}
 	c := s.Config()
 	if c.Conns != 256 || c.Regions != 4 || c.SubstationsPerRegion != 5 || c.SitesPerSubstation != 25 ||
-		c.TimeScale != 60 || c.MaxInFlight != 1024 || c.FrameInterval != 20*time.Millisecond || c.Start.IsZero() {
+		c.TimeScale != 60 || c.MaxInFlight != 1024 || c.FrameInterval != 50*time.Millisecond || c.Start.IsZero() {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 	if s, _ := New(Config{URL: good.URL, Devices: 3, Rate: 10, Conns: 8}); s.Config().Conns != 3 {

@@ -32,7 +32,7 @@ import (
 // Defaults for the zero values of Config.
 const (
 	DefaultTimeScale            = 60.0                  // DefaultTimeScale is Config.TimeScale's default.
-	DefaultFrameInterval        = 20 * time.Millisecond // DefaultFrameInterval is Config.FrameInterval's default.
+	DefaultFrameInterval        = 50 * time.Millisecond // DefaultFrameInterval is Config.FrameInterval's default.
 	DefaultMaxInFlight          = 1024                  // DefaultMaxInFlight is Config.MaxInFlight's largest default.
 	MaxFleetInFlight            = 1 << 20               // MaxFleetInFlight bounds the default unacked readings of the fleet.
 	DefaultDrainTimeout         = 30 * time.Second      // DefaultDrainTimeout is Config.DrainTimeout's default.
@@ -76,7 +76,7 @@ type Config struct {
 	Start     time.Time
 	TimeScale float64 // simulated seconds per wall second (default 60)
 	// FrameInterval is how often each connection flushes the readings due
-	// into one frame (default 20ms).
+	// into one frame (default 50ms).
 	FrameInterval time.Duration
 	// MaxInFlight is the number of unacked readings per device at which
 	// that device pauses generating: backpressure. The default keeps the
