@@ -61,11 +61,12 @@ type conn struct {
 	log *slog.Logger
 
 	mu         sync.Mutex
-	devs       []*device // devices id, id+Conns, id+2·Conns, …
-	outbox     []pending // generated, not yet written on this connection
-	retransmit bool      // next flush resends every unacked reading first
-	ready      []*device // blocked devices that got acks since the last tick
-	nextG      int64     // global schedule index up to which devices were visited
+	devs       []*device          // devices id, id+Conns, id+2·Conns, …
+	byID       map[string]*device // devs by ID, read-only after New
+	outbox     []pending          // generated, not yet written on this connection
+	retransmit bool               // next flush resends every unacked reading first
+	ready      []*device          // blocked devices that got acks since the last tick
+	nextG      int64              // global schedule index up to which devices were visited
 
 	dupRng  *rand.Rand // DuplicateFrames choices, deterministic per seed
 	scratch []byte     // marshal buffer of generate (under mu)
@@ -423,12 +424,11 @@ func eachBytesField(b []byte, num protowire.Number, fn func([]byte) error) error
 // applyAck forgets device id's readings up to seq and wakes the device if
 // backpressure held it back.
 func (c *conn) applyAck(id []byte, seq uint64) {
-	i, ok := c.s.index[string(id)]
-	if !ok || i%len(c.s.conns) != c.id {
+	d := c.byID[string(id)]
+	if d == nil {
 		return
 	}
 	c.mu.Lock()
-	d := c.devs[i/len(c.s.conns)]
 	seq = min(seq, d.gen)
 	if seq <= d.acked {
 		c.mu.Unlock()

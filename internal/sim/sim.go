@@ -173,7 +173,6 @@ type Sim struct {
 	log   *slog.Logger
 	shape Shape
 	conns []*conn
-	index map[string]int // device ID → device index, read-only after New
 
 	dt            float64 // simulated seconds per device step
 	startSecOfDay float64 // Start as local seconds since midnight
@@ -207,7 +206,6 @@ func New(cfg Config) (*Sim, error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		shape: Shape{cfg.Regions, cfg.SubstationsPerRegion, cfg.SitesPerSubstation},
-		index: make(map[string]int, cfg.Devices),
 		dt:    float64(cfg.Devices) / cfg.Rate * cfg.TimeScale,
 	}
 	_, off := cfg.Start.Zone()
@@ -220,9 +218,12 @@ func New(cfg Config) (*Sim, error) {
 	}
 	for i := range cfg.Devices {
 		d := newDevice(s.shape, cfg.Seed, i)
-		s.index[d.id] = i
 		c := s.conns[i%cfg.Conns]
 		c.devs = append(c.devs, d)
+		if c.byID == nil {
+			c.byID = make(map[string]*device, cfg.Devices/cfg.Conns+1)
+		}
+		c.byID[d.id] = d
 	}
 	return s, nil
 }
