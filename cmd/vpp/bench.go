@@ -165,7 +165,8 @@ func printBench(w io.Writer, r *bench.Result, runs int) {
 	}
 	row("figure", "value", "how")
 	row("floor", units.FormatCount(r.FloorRate)+" records/s",
-		"raw sarama produce → consume, %d-byte readings keyed by site, broker %s; broker CPU %s/record", r.FloorBytes, r.Broker, us(r.FloorBrokerCPU))
+		"raw sarama produce → consume, %d-byte readings keyed by site, broker %s; CPU/record: broker %s, sarama producer + consumer %s",
+		r.FloorBytes, r.Broker, us(r.FloorBrokerCPU), us(r.FloorClientCPU))
 	best := r.MaxSustained()
 	if best == nil {
 		row("end-to-end throughput", "n/a", "no step was sustained")

@@ -107,6 +107,10 @@ type Result struct {
 	// FloorBrokerCPU is the broker's CPU per record during the floor
 	// (produce and consume of each record; 0: unknown).
 	FloorBrokerCPU time.Duration
+	// FloorClientCPU is the sarama producer's and consumer's CPU per record
+	// during the floor, in this process: the least a process that
+	// produces or consumes each reading with sarama can spend.
+	FloorClientCPU time.Duration
 	Steps          []Step // the search, in the order run
 	Half, Ninety   *Step  // at 50 % and 90 % of the maximum
 	TwinBytes      float64
@@ -194,17 +198,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Broker: fmt.Sprint(cfg.Kafka.Brokers)}
-	b0 := brokerCPU(cfg.BrokerPID)
+	b0, s0 := brokerCPU(cfg.BrokerPID), selfCPU()
 	rate, size, err := Floor(ctx, cfg.Kafka, cfg.FloorRecords)
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
+	res.FloorClientCPU = (selfCPU() - s0) / time.Duration(cfg.FloorRecords)
 	if cfg.BrokerPID > 0 {
 		res.FloorBrokerCPU = (brokerCPU(cfg.BrokerPID) - b0) / time.Duration(cfg.FloorRecords)
 	}
 	res.FloorRate, res.FloorBytes = rate, size
-	fmt.Fprintf(cfg.Progress, "floor: %.0f records/s (%d records of ~%d bytes, produce → consume), broker CPU %v/record\n",
-		rate, cfg.FloorRecords, size, res.FloorBrokerCPU)
+	fmt.Fprintf(cfg.Progress, "floor: %.0f records/s (%d records of ~%d bytes, produce → consume), CPU/record broker %v, sarama client %v\n",
+		rate, cfg.FloorRecords, size, res.FloorBrokerCPU, res.FloorClientCPU)
 
 	dir, err := os.MkdirTemp("", "vpp-bench-")
 	if err != nil {
@@ -627,6 +632,7 @@ func Median(runs []*Result) *Result {
 	m := *byMax[len(byMax)/2]
 	m.FloorRate = medianOf(runs, func(r *Result) float64 { return r.FloorRate })
 	m.FloorBrokerCPU = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.FloorBrokerCPU) }))
+	m.FloorClientCPU = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.FloorClientCPU) }))
 	m.TwinBytes = medianOf(runs, func(r *Result) float64 { return r.TwinBytes })
 	m.ReaderFold = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.ReaderFold) }))
 	m.Frame.Refresh = time.Duration(medianOf(runs, func(r *Result) float64 { return float64(r.Frame.Refresh) }))
