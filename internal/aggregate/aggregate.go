@@ -30,7 +30,7 @@ const (
 	DefaultOfflineAfter    = 30 * time.Second
 	DefaultReserveSoCPct   = 10
 	DefaultHeadroomHorizon = 15 * time.Minute
-	DefaultFlushInterval   = 250 * time.Millisecond
+	DefaultFlushInterval   = 100 * time.Millisecond
 )
 
 const (
@@ -67,7 +67,7 @@ type Config struct {
 	// stored energy (default 15m).
 	HeadroomHorizon time.Duration
 	// FlushInterval is how often dirty sites are published and offsets
-	// marked (default 250ms).
+	// marked (default 100ms).
 	FlushInterval time.Duration
 	// HistoryInterval is how often every owned, restored partition
 	// publishes a PartitionSample to the history topic (default 1s; a

@@ -22,19 +22,29 @@ import (
 // no headroom. Headroom knows nothing of offline devices: callers give an
 // offline device 0, 0 themselves.
 func Headroom(r *vppv1.Reading, reserveSoCPct float64, horizon time.Duration) (dischargeKW, chargeKW float64) {
-	if r == nil || !dispatchable(r.GetMode()) {
+	if r == nil {
 		return 0, 0
 	}
-	soc := clamp(r.GetSocPct(), 0, 100)
+	return headroom(r.GetMode(), r.GetSocPct(), r.GetCapacityKwh(), r.GetMaxDischargeKw(), r.GetMaxChargeKw(), r.GetPowerKw(),
+		reserveSoCPct, horizon)
+}
+
+// headroom is Headroom on the values of a reading.
+func headroom(mode vppv1.Mode, socPct, capacityKWh, maxDischargeKW, maxChargeKW, powerKW, reserveSoCPct float64,
+	horizon time.Duration) (dischargeKW, chargeKW float64) {
+	if !dispatchable(mode) {
+		return 0, 0
+	}
+	soc := clamp(socPct, 0, 100)
 	reserve := clamp(reserveSoCPct, 0, 100)
-	capacity := math.Max(0, r.GetCapacityKwh())
+	capacity := math.Max(0, capacityKWh)
 	hours := horizon.Hours()
 
 	aboveReserve := math.Max(0, (soc-reserve)/100*capacity)
 	belowFull := (100 - soc) / 100 * capacity
 
-	dischargeKW = math.Max(0, math.Min(math.Max(0, r.GetMaxDischargeKw()), sustainable(aboveReserve, hours))-r.GetPowerKw())
-	chargeKW = math.Max(0, math.Min(math.Max(0, r.GetMaxChargeKw()), sustainable(belowFull, hours))+r.GetPowerKw())
+	dischargeKW = math.Max(0, math.Min(math.Max(0, maxDischargeKW), sustainable(aboveReserve, hours))-powerKW)
+	chargeKW = math.Max(0, math.Min(math.Max(0, maxChargeKW), sustainable(belowFull, hours))+powerKW)
 	return dischargeKW, chargeKW
 }
 

@@ -39,7 +39,7 @@ func TestSampleSumsSubstations(t *testing.T) {
 	// Expected: the sum of the sites' contributions per substation.
 	want := map[string]*vppfleet.Rollup{}
 	for _, site := range ps.sites {
-		c := vppfleet.SiteContribution(&vppv1.SiteState{Devices: site.states()})
+		c := vppfleet.SiteContribution(&vppv1.SiteState{Devices: site.states(nil)})
 		if want[site.substation] == nil {
 			want[site.substation] = &vppfleet.Rollup{}
 		}

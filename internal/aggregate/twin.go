@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/wire"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -59,16 +60,39 @@ type twin struct {
 
 // find returns the index of device id in s.devices, or where to insert it.
 func (s *siteTwin) find(id string) (int, bool) {
-	return slices.BinarySearchFunc(s.devices, id, func(d twin, id string) int { return strings.Compare(d.id, id) })
+	lo, hi := 0, len(s.devices)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s.devices[m].id < id {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(s.devices) && s.devices[lo].id == id
 }
 
-// setReading copies r's values into d.
-func (d *twin) setReading(r *vppv1.Reading) {
-	d.seq, d.tsMs = r.GetSeq(), r.GetTsMs()
-	d.soc, d.soh, d.power = r.GetSocPct(), r.GetSohPct(), r.GetPowerKw()
-	d.voltage, d.current, d.temp = r.GetVoltageV(), r.GetCurrentA(), r.GetTemperatureC()
-	d.capacity, d.maxCharge, d.maxDischarge = r.GetCapacityKwh(), r.GetMaxChargeKw(), r.GetMaxDischargeKw()
-	d.alarms, d.mode = r.GetAlarms(), r.GetMode()
+// findBytes is find for an ID as bytes (the comparisons do not allocate).
+func (s *siteTwin) findBytes(id []byte) (int, bool) {
+	lo, hi := 0, len(s.devices)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s.devices[m].id < string(id) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(s.devices) && s.devices[lo].id == string(id)
+}
+
+// setReading copies r's values (not its IDs) into d.
+func (d *twin) setReading(r *wire.Reading) {
+	d.seq, d.tsMs = r.Seq, r.TsMs
+	d.soc, d.soh, d.power = r.SocPct, r.SohPct, r.PowerKw
+	d.voltage, d.current, d.temp = r.VoltageV, r.CurrentA, r.TemperatureC
+	d.capacity, d.maxCharge, d.maxDischarge = r.CapacityKwh, r.MaxChargeKw, r.MaxDischargeKw
+	d.alarms, d.mode = r.Alarms, r.Mode
 }
 
 // fill writes d as a DeviceState of site s into st, reusing st and its
@@ -99,15 +123,20 @@ func twinOf(st *vppv1.DeviceState) twin {
 		applied: st.GetApplied(), duplicates: st.GetDuplicates(), gaps: st.GetGaps(),
 		headroomDischarge: st.GetHeadroomDischargeKw(), headroomCharge: st.GetHeadroomChargeKw(),
 	}
-	d.setReading(st.GetLast())
+	var v wire.Reading
+	v.SetValues(st.GetLast())
+	d.setReading(&v)
 	return d
 }
 
-// states returns the site's devices as DeviceState protos, sorted by ID.
-func (s *siteTwin) states() []*vppv1.DeviceState {
-	out := make([]*vppv1.DeviceState, len(s.devices))
+// states returns the site's devices as DeviceState protos, sorted by ID,
+// in buf (grown as needed, its elements and their readings reused).
+func (s *siteTwin) states(buf []*vppv1.DeviceState) []*vppv1.DeviceState {
+	for len(buf) < len(s.devices) {
+		buf = append(buf, &vppv1.DeviceState{})
+	}
+	out := buf[:len(s.devices)]
 	for i := range s.devices {
-		out[i] = &vppv1.DeviceState{}
 		s.devices[i].fill(out[i], s)
 	}
 	return out
@@ -127,7 +156,22 @@ type partState struct {
 	devices  int
 	restored bool
 	done     chan struct{} // closed when the owning ConsumeClaim returned
+	enc      stateEncoder
 }
+
+// stateEncoder is the scratch space of flushRecords, reused from flush to
+// flush.
+type stateEncoder struct {
+	site   *vppv1.SiteState
+	rec    *vppv1.StateRecord // rec's body is site
+	states []*vppv1.DeviceState
+	buf    []byte // the serialized records
+	out    []stateRecord
+}
+
+// maxKeptEncodeBuffer bounds the encoding buffer a partition keeps between
+// flushes; a flush that needs more allocates it.
+const maxKeptEncodeBuffer = 8 << 20
 
 func newPartState(p int32, cfg twinConfig) *partState {
 	return &partState{
@@ -148,8 +192,7 @@ const (
 )
 
 // apply folds one reading into the twin of its device. The caller holds mu
-// (or owns the state exclusively). The twin keeps r: callers must not reuse
-// it.
+// (or owns the state exclusively). The twin keeps r's ID strings, not r.
 func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 	s := ps.sites[r.GetSiteId()]
 	if s == nil {
@@ -158,6 +201,37 @@ func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 	}
 	s.substation, s.region = r.GetSubstationId(), r.GetRegionId()
 	i, found := s.find(r.GetDeviceId())
+	var v wire.Reading
+	v.SetValues(r)
+	return ps.applyAt(s, i, found, r.GetDeviceId(), &v, nowMs)
+}
+
+// applyWire is apply for a reading decoded by wire.Parse. It allocates only
+// for what the twins did not hold yet: a new site, a new device, a site's
+// changed substation or region. It keeps nothing of r's bytes.
+func (ps *partState) applyWire(r *wire.Reading, nowMs int64) outcome {
+	s := ps.sites[string(r.SiteID)]
+	if s == nil {
+		s = &siteTwin{id: string(r.SiteID)}
+		ps.sites[s.id] = s
+	}
+	if s.substation != string(r.SubstationID) {
+		s.substation = string(r.SubstationID)
+	}
+	if s.region != string(r.RegionID) {
+		s.region = string(r.RegionID)
+	}
+	i, found := s.findBytes(r.DeviceID)
+	id := ""
+	if !found {
+		id = string(r.DeviceID)
+	}
+	return ps.applyAt(s, i, found, id, r, nowMs)
+}
+
+// applyAt folds the values of a reading into device i of site s (found
+// there, or to be inserted at i with ID id).
+func (ps *partState) applyAt(s *siteTwin, i int, found bool, id string, r *wire.Reading, nowMs int64) outcome {
 	if !found {
 		if len(s.devices) == cap(s.devices) {
 			// Grow by an eighth, not append's doubling: twins are most of
@@ -166,17 +240,17 @@ func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 			copy(grown, s.devices)
 			s.devices = grown
 		}
-		s.devices = slices.Insert(s.devices, i, twin{id: r.GetDeviceId()})
+		s.devices = slices.Insert(s.devices, i, twin{id: id})
 		ps.devices++
 	}
 	d := &s.devices[i]
 	ps.markDirty(s)
-	if found && r.GetSeq() <= d.seq {
+	if found && r.Seq <= d.seq {
 		d.duplicates++
 		ps.acct.Duplicates++
 		return outcomeDuplicate
 	}
-	if seq := r.GetSeq(); seq > d.seq+1 {
+	if seq := r.Seq; seq > d.seq+1 {
 		d.gaps += seq - d.seq - 1
 		ps.acct.Gaps += seq - d.seq - 1
 	}
@@ -184,7 +258,8 @@ func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 	d.appliedMs = nowMs
 	d.offline = false
 	d.applied++
-	d.headroomDischarge, d.headroomCharge = Headroom(r, ps.cfg.reserve, ps.cfg.horizon)
+	d.headroomDischarge, d.headroomCharge = headroom(r.Mode, r.SocPct, r.CapacityKwh, r.MaxDischargeKw, r.MaxChargeKw, r.PowerKw,
+		ps.cfg.reserve, ps.cfg.horizon)
 	ps.acct.Applied++
 	return outcomeApplied
 }
@@ -192,17 +267,19 @@ func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 // record accounts for the telemetry record at offset with value, decoding and
 // applying it; it returns the reading's timestamp when the reading was
 // applied (not a duplicate, not undecodable). The caller holds mu and has
-// already skipped offsets below acct.NextOffset.
+// already skipped offsets below acct.NextOffset. Nothing of value is kept.
 func (ps *partState) record(offset int64, value []byte, nowMs int64) (tsMs int64, applied bool) {
 	ps.acct.Consumed++
 	ps.acct.NextOffset = offset + 1
 	ps.acctDirt = true
-	r := &vppv1.Reading{}
-	if err := proto.Unmarshal(value, r); err != nil || r.GetDeviceId() == "" || r.GetSiteId() == "" {
+	// wire.Parse fails exactly where proto.Unmarshal into a vppv1.Reading
+	// fails (invalid UTF-8 included).
+	var r wire.Reading
+	if err := r.Parse(value); err != nil || len(r.DeviceID) == 0 || len(r.SiteID) == 0 {
 		ps.acct.Undecodable++
 		return 0, false
 	}
-	return r.GetTsMs(), ps.apply(r, nowMs) == outcomeApplied
+	return r.TsMs, ps.applyWire(&r, nowMs) == outcomeApplied
 }
 
 func (ps *partState) markDirty(s *siteTwin) {
@@ -245,33 +322,50 @@ type stateRecord struct {
 
 // flushRecords returns the records to publish: every dirty site, then the
 // partition record. The dirty set stays until flushed is called, so a failed
-// publish is retried with the newer state on the next flush.
+// publish is retried with the newer state on the next flush. The records
+// (their values included) are valid until the next call.
 func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
-	out := make([]stateRecord, 0, len(ps.dirty)+1)
+	e := &ps.enc
+	if e.rec == nil {
+		e.site = &vppv1.SiteState{}
+		e.rec = &vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: e.site}}
+	}
+	out := e.out[:0]
+	buf := e.buf[:0]
+	var opts proto.MarshalOptions
 	for _, s := range ps.dirty {
-		rec := &vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: &vppv1.SiteState{
+		e.states = s.states(e.states)
+		*e.site = vppv1.SiteState{
 			SiteId:       s.id,
 			SubstationId: s.substation,
 			RegionId:     s.region,
-			Devices:      s.states(),
+			Devices:      e.states[:len(s.devices)],
 			UpdatedMs:    nowMs,
 			Partition:    ps.id,
-		}}}
-		b, err := proto.Marshal(rec)
-		if err != nil {
+		}
+		start := len(buf)
+		var err error
+		if buf, err = opts.MarshalAppend(buf, e.rec); err != nil {
 			return nil, fmt.Errorf("marshal site %s: %w", s.id, err)
 		}
-		out = append(out, stateRecord{key: SiteKey(s.id), value: b})
+		out = append(out, stateRecord{key: SiteKey(s.id), value: buf[start:len(buf):len(buf)]})
 	}
+	e.site.Devices = nil
 	if hwm > ps.acct.HighWaterMark {
 		ps.acct.HighWaterMark = hwm
 	}
 	ps.acct.UpdatedMs = nowMs
-	b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Partition{Partition: ps.acct}})
+	start := len(buf)
+	buf, err := opts.MarshalAppend(buf, &vppv1.StateRecord{Body: &vppv1.StateRecord_Partition{Partition: ps.acct}})
 	if err != nil {
 		return nil, fmt.Errorf("marshal partition %d: %w", ps.id, err)
 	}
-	return append(out, stateRecord{key: PartitionKey(ps.id), value: b}), nil
+	out = append(out, stateRecord{key: PartitionKey(ps.id), value: buf[start:len(buf):len(buf)]})
+	e.out, e.buf = out, buf
+	if cap(buf) > maxKeptEncodeBuffer {
+		e.out, e.buf = nil, nil // let both go once the caller is done
+	}
+	return out, nil
 }
 
 // flushed clears the dirty set after a successful publish.

@@ -1,10 +1,12 @@
 package aggregate
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -251,4 +253,260 @@ func BenchmarkApply(b *testing.B) {
 	if got := ps.acct.Applied - before; got != uint64(b.N) {
 		b.Fatalf("applied %d of %d readings", got, b.N)
 	}
+}
+
+// refRecord is how record worked before it parsed readings itself:
+// proto.Unmarshal, then apply.
+func refRecord(ps *partState, offset int64, value []byte, nowMs int64) (tsMs int64, applied bool) {
+	ps.acct.Consumed++
+	ps.acct.NextOffset = offset + 1
+	ps.acctDirt = true
+	r := &vppv1.Reading{}
+	if err := proto.Unmarshal(value, r); err != nil || r.GetDeviceId() == "" || r.GetSiteId() == "" {
+		ps.acct.Undecodable++
+		return 0, false
+	}
+	return r.GetTsMs(), ps.apply(r, nowMs) == outcomeApplied
+}
+
+// sameState reports how a and b differ ("" when they hold the same twins
+// and accounting).
+func sameState(a, b *partState) string {
+	if !proto.Equal(a.acct, b.acct) || a.devices != b.devices || len(a.sites) != len(b.sites) || len(a.dirty) != len(b.dirty) {
+		return fmt.Sprintf("acct %v / %v, devices %d / %d, sites %d / %d", a.acct, b.acct, a.devices, b.devices, len(a.sites), len(b.sites))
+	}
+	for id, sa := range a.sites {
+		sb := b.sites[id]
+		if sb == nil || sa.id != sb.id || sa.substation != sb.substation || sa.region != sb.region || len(sa.devices) != len(sb.devices) {
+			return fmt.Sprintf("site %q differs", id)
+		}
+		for i := range sa.devices {
+			da, db := sa.devices[i], sb.devices[i]
+			if da != db && !(da.id == db.id && fmt.Sprint(da) == fmt.Sprint(db)) { // NaN != NaN
+				return fmt.Sprintf("site %q device %d: %+v / %+v", id, i, da, db)
+			}
+		}
+	}
+	return ""
+}
+
+func TestRecordMatchesUnmarshalApply(t *testing.T) {
+	got, want := newPartState(0, testTwin), newPartState(0, testTwin)
+	var values [][]byte
+	for i, seq := range []uint64{1, 2, 2, 5, 3, 6} {
+		for _, dev := range []string{"d2", "d1", "d3"} {
+			r := reading(fmt.Sprintf("s%d", i%2), dev, seq, float64(seq))
+			r.SubstationId = fmt.Sprintf("sub-%d", i%3) // a site's substation changes
+			values = append(values, mustMarshal(t, r))
+		}
+	}
+	values = append(values, nil, []byte{0xff}, []byte{0x0a, 0x01, 0xff}, mustMarshal(t, &vppv1.Reading{DeviceId: "x"}))
+	for i, v := range values {
+		ts1, ok1 := got.record(int64(i), v, int64(i)*100)
+		ts2, ok2 := refRecord(want, int64(i), v, int64(i)*100)
+		if ts1 != ts2 || ok1 != ok2 {
+			t.Fatalf("record %d: (%d, %v), reference (%d, %v)", i, ts1, ok1, ts2, ok2)
+		}
+		if d := sameState(got, want); d != "" {
+			t.Fatalf("after record %d: %s", i, d)
+		}
+	}
+}
+
+// FuzzRecord: record on any bytes does what proto.Unmarshal and apply did.
+func FuzzRecord(f *testing.F) {
+	f.Add(mustMarshal(f, reading("s1", "d1", 1, 1)))
+	f.Add([]byte{})
+	f.Add([]byte{0x0a, 0x01, 0xff})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		got, want := newPartState(0, testTwin), newPartState(0, testTwin)
+		for _, ps := range []*partState{got, want} {
+			ps.apply(reading("s1", "d1", 1, 1), 0)
+		}
+		ts1, ok1 := got.record(1, v, 1000)
+		ts2, ok2 := refRecord(want, 1, v, 1000)
+		if ts1 != ts2 || ok1 != ok2 {
+			t.Fatalf("record: (%d, %v), reference (%d, %v)", ts1, ok1, ts2, ok2)
+		}
+		if d := sameState(got, want); d != "" {
+			t.Fatal(d)
+		}
+	})
+}
+
+func mustMarshal(t testing.TB, r *vppv1.Reading) []byte {
+	t.Helper()
+	b, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestRecordAllocs: a reading of a known device allocates nothing, and
+// record keeps nothing of the bytes it was given.
+func TestRecordAllocs(t *testing.T) {
+	ps := newPartState(0, testTwin)
+	r := reading("site-1", "dev-1", 1, 1)
+	v := mustMarshal(t, r)
+	ps.record(0, v, 0)
+	seq := uint64(1)
+	n := testing.AllocsPerRun(100, func() {
+		seq++
+		r.Seq = seq
+		v, _ = proto.MarshalOptions{}.MarshalAppend(v[:0], r)
+		if _, ok := ps.record(int64(seq), v, 0); !ok {
+			t.Fatal("not applied")
+		}
+	})
+	if n != 0 {
+		t.Fatalf("record allocates %v times per known device", n)
+	}
+	for i := range v {
+		v[i] = 'x' // the twin must not change
+	}
+	if s := ps.sites["site-1"]; s == nil || s.devices[0].id != "dev-1" || s.substation != "sub-1" || s.region != "north" {
+		t.Fatalf("twin kept the record's bytes: %+v", s)
+	}
+}
+
+// refFlushRecords is how flushRecords built the records before it reused
+// its messages and buffer.
+func refFlushRecords(ps *partState, nowMs, hwm int64) [][]byte {
+	var out [][]byte
+	for _, s := range ps.dirty {
+		states := make([]*vppv1.DeviceState, len(s.devices))
+		for i := range s.devices {
+			states[i] = &vppv1.DeviceState{}
+			s.devices[i].fill(states[i], s)
+		}
+		b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: &vppv1.SiteState{
+			SiteId: s.id, SubstationId: s.substation, RegionId: s.region,
+			Devices: states, UpdatedMs: nowMs, Partition: ps.id,
+		}}})
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, b)
+	}
+	if hwm > ps.acct.HighWaterMark {
+		ps.acct.HighWaterMark = hwm
+	}
+	ps.acct.UpdatedMs = nowMs
+	b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Partition{Partition: ps.acct}})
+	if err != nil {
+		panic(err)
+	}
+	return append(out, b)
+}
+
+// TestFlushRecordsFormat: the state records are byte for byte what
+// proto.Marshal made of freshly built messages, flush after flush, with
+// sites of different sizes (the reused messages and buffer carry nothing
+// over).
+func TestFlushRecordsFormat(t *testing.T) {
+	ps := newPartState(2, testTwin)
+	for round := range 4 {
+		for site := range 5 {
+			for dev := range (site*7+round*3)%11 + 1 {
+				r := reading(fmt.Sprintf("s%d", site), fmt.Sprintf("d%02d", dev), uint64(round+1), float64(dev)-2.5)
+				r.Alarms = uint32(round * dev)
+				r.RegionId = fmt.Sprintf("r%d", round%2)
+				ps.apply(r, int64(round*1000+dev))
+			}
+		}
+		if round == 2 {
+			ps.markOffline(1_000_000)
+		}
+		nowMs := int64(10_000 + round)
+		want := refFlushRecords(ps, nowMs, int64(99+round))
+		recs, err := ps.flushRecords(nowMs, int64(99+round))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != len(want) {
+			t.Fatalf("round %d: %d records, want %d", round, len(recs), len(want))
+		}
+		for i, r := range recs {
+			if !bytes.Equal(r.value, want[i]) {
+				t.Fatalf("round %d: record %s differs from proto.Marshal", round, r.key)
+			}
+		}
+		if round%2 == 0 {
+			ps.flushed()
+		}
+	}
+}
+
+// BenchmarkRecord measures record on serialized readings: decode, twin
+// update, accounting. Like BenchmarkApply: 10,000 devices, 10 per site,
+// each reading one seq above the device's last.
+func BenchmarkRecord(b *testing.B) {
+	const devices = 10_000
+	ps := newPartState(0, testTwin)
+	// The bytes of each device's reading without its seq; the seq is
+	// appended per record (field order does not matter on the wire).
+	prefix := make([][]byte, devices)
+	for i := range prefix {
+		r := reading(fmt.Sprintf("site-%04d", i/10), fmt.Sprintf("dev-%05d", i), 1, 1)
+		r.TemperatureC, r.VoltageV, r.CurrentA = 25, 400, 2.5
+		ps.apply(r, 0)
+		r.Seq = 0
+		m := mustMarshal(b, r)
+		prefix[i] = append(make([]byte, 0, len(m)+16), m...)
+	}
+	seq := make([]uint64, devices)
+	for i := range seq {
+		seq[i] = 1
+	}
+	before := ps.acct.Applied
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d := i % devices
+		seq[d]++
+		v := protowire.AppendVarint(append(prefix[d], 5<<3), seq[d])
+		if _, ok := ps.record(int64(i), v, int64(i)); !ok {
+			b.Fatal("not applied")
+		}
+		if len(ps.dirty) > 1000 {
+			ps.flushed()
+		}
+	}
+	b.StopTimer()
+	if got := ps.acct.Applied - before; got != uint64(b.N) {
+		b.Fatalf("applied %d of %d readings", got, b.N)
+	}
+}
+
+// BenchmarkStateEncode measures flushRecords for 100 dirty sites of 40
+// devices: building and serializing their SiteState records, per device.
+func BenchmarkStateEncode(b *testing.B) {
+	const sites, perSite = 100, 40
+	ps := newPartState(0, testTwin)
+	for i := range sites * perSite {
+		r := reading(fmt.Sprintf("site-%04d", i/perSite), fmt.Sprintf("dev-%05d", i), 7, float64(i%11)-5)
+		r.TemperatureC, r.VoltageV, r.CurrentA, r.Alarms = 25, 400, 2.5, uint32(i%3)
+		ps.apply(r, 1000)
+	}
+	if len(ps.dirty) != sites {
+		b.Fatalf("%d dirty sites", len(ps.dirty))
+	}
+	var bytes int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		recs, err := ps.flushRecords(int64(i), 0) // the dirty set stays
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytes = 0
+		for _, r := range recs {
+			bytes += len(r.value)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N) * sites * perSite
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/device")
+	b.ReportMetric(float64(bytes)/(sites*perSite), "B/device-encoded")
 }

@@ -56,17 +56,40 @@ type Options struct {
 }
 
 // Topics returns the topic names for the options' prefix.
-func (o Options) Topics() Topics { return Topics{Prefix: o.Prefix} }
+func (o Options) Topics() Topics {
+	return Topics{Prefix: o.Prefix, telemetry: o.Prefix + telemetrySuffix, rejected: o.Prefix + rejectedSuffix}
+}
 
 // Topics names the topics of one vpp deployment.
-type Topics struct{ Prefix string }
+type Topics struct {
+	Prefix string
+	// telemetry and rejected are the names of the topics every reading
+	// goes to, built once by Options.Topics so the hot path does not
+	// concatenate ("" in a Topics built without it).
+	telemetry, rejected string
+}
+
+const (
+	telemetrySuffix = "telemetry"
+	rejectedSuffix  = "telemetry.rejected"
+)
 
 // Telemetry is the topic of valid readings, keyed by site ID.
-func (t Topics) Telemetry() string { return t.Prefix + "telemetry" }
+func (t Topics) Telemetry() string {
+	if t.telemetry != "" {
+		return t.telemetry
+	}
+	return t.Prefix + telemetrySuffix
+}
 
 // Rejected is the topic of invalid readings and frames, raw bytes with the
 // reason in the headers.
-func (t Topics) Rejected() string { return t.Prefix + "telemetry.rejected" }
+func (t Topics) Rejected() string {
+	if t.rejected != "" {
+		return t.rejected
+	}
+	return t.Prefix + rejectedSuffix
+}
 
 // State is the compacted topic of site and partition state, written to the
 // same partition number as the telemetry it came from.
