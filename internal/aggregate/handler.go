@@ -93,7 +93,24 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		sampleC = st.C
 		h.sample(ps, claim)
 	}
+	// State is published in the background, one publication at a time per
+	// partition, while telemetry keeps being applied: a tick that finds the
+	// previous publication still in flight leaves the dirty sites for the
+	// next one.
+	published := make(chan publication, 1)
+	inFlight := false
 	failing := false
+	settle := func(pub publication) {
+		inFlight = false
+		err := h.settle(sess, claim, ps, pub)
+		switch {
+		case err != nil && !failing:
+			log.Warn("publish partition state, will retry", "err", err)
+		case err == nil && failing:
+			log.Info("publish partition state recovered")
+		}
+		failing = err != nil
+	}
 loop:
 	for {
 		select {
@@ -103,19 +120,32 @@ loop:
 			}
 			h.consume(ps, msg, claim.HighWaterMarkOffset())
 		case <-ticker.C:
-			err := h.flush(sess, claim, ps)
-			switch {
-			case err != nil && !failing:
-				log.Warn("publish partition state, will retry", "err", err)
-			case err == nil && failing:
-				log.Info("publish partition state recovered")
+			if inFlight {
+				continue
 			}
-			failing = err != nil
+			pub, err := h.capture(claim, ps)
+			if err != nil {
+				settle(publication{err: err})
+				continue
+			}
+			if pub.msgs == nil {
+				continue
+			}
+			inFlight = true
+			go func() {
+				pub.err = h.producer.SendMessages(pub.msgs)
+				published <- pub
+			}()
+		case pub := <-published:
+			settle(pub)
 		case <-sampleC:
 			h.sample(ps, claim)
 		case <-ctx.Done():
 			break loop
 		}
+	}
+	if inFlight {
+		settle(<-published)
 	}
 
 	reason := "revoked"
@@ -170,27 +200,36 @@ func (h *handler) sample(ps *partState, claim sarama.ConsumerGroupClaim) {
 	h.hist.publish(s)
 }
 
-// flush marks silent devices offline, publishes the dirty sites and the
-// partition record in one batch to state partition p and, once that is
-// durable, marks the telemetry offset behind it.
-func (h *handler) flush(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, ps *partState) error {
+// publication is one batch of state records on its way to the state
+// topic: the dirty sites and the partition record as captured, and the
+// telemetry offset they reflect.
+type publication struct {
+	msgs  []*sarama.ProducerMessage // nil: nothing to publish
+	next  int64                     // telemetry offset behind the state
+	start time.Time
+	err   error
+}
+
+// capture marks silent devices offline and encodes the dirty sites and the
+// partition record for partition ps.id, taking them out of the dirty set
+// (settle puts them back if publishing fails).
+func (h *handler) capture(claim sarama.ConsumerGroupClaim, ps *partState) (publication, error) {
 	nowMs := h.a.now().UnixMilli()
 	hwm := claim.HighWaterMarkOffset()
 	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	if hwm > ps.acct.HighWaterMark {
 		ps.acct.HighWaterMark = hwm // for Stats; published with the next change
 	}
 	ps.markOffline(nowMs)
 	if !ps.pending() {
-		ps.mu.Unlock()
-		return nil
+		return publication{}, nil
 	}
 	recs, err := ps.flushRecords(nowMs, hwm)
-	next := ps.acct.NextOffset
-	ps.mu.Unlock()
 	if err != nil {
-		return err
+		return publication{}, err
 	}
+	ps.take()
 	msgs := make([]*sarama.ProducerMessage, len(recs))
 	for i, r := range recs {
 		msgs[i] = &sarama.ProducerMessage{
@@ -200,23 +239,44 @@ func (h *handler) flush(sess sarama.ConsumerGroupSession, claim sarama.ConsumerG
 			Value:     sarama.ByteEncoder(r.value),
 		}
 	}
-	start := time.Now()
-	err = h.producer.SendMessages(msgs)
-	h.a.publishLatency.Observe(time.Since(start))
+	return publication{msgs: msgs, next: ps.acct.NextOffset, start: time.Now()}, nil
+}
+
+// settle ends a publication: on success the telemetry offset behind it is
+// marked (state before offsets); on failure its sites stay dirty for the
+// next flush. It returns the publication's error, with context.
+func (h *handler) settle(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, ps *partState, pub publication) error {
+	err := pub.err
+	if pub.msgs != nil {
+		h.a.publishLatency.Observe(time.Since(pub.start))
+		ps.mu.Lock()
+		ps.settle(err == nil)
+		ps.mu.Unlock()
+	}
 	if err != nil {
 		var perrs sarama.ProducerErrors
 		if errors.As(err, &perrs) && len(perrs) > 0 {
-			err = fmt.Errorf("%d of %d records: %w", len(perrs), len(msgs), perrs[0].Err)
+			err = fmt.Errorf("%d of %d records: %w", len(perrs), len(pub.msgs), perrs[0].Err)
 		}
 		return fmt.Errorf("publish state of partition %d: %w", ps.id, err)
 	}
-	ps.mu.Lock()
-	ps.flushed()
-	ps.mu.Unlock()
-	if next > 0 {
-		sess.MarkOffset(claim.Topic(), ps.id, next, "")
+	if pub.next > 0 {
+		sess.MarkOffset(claim.Topic(), ps.id, pub.next, "")
 	}
 	return nil
+}
+
+// flush publishes the partition's state synchronously: capture, send,
+// settle.
+func (h *handler) flush(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, ps *partState) error {
+	pub, err := h.capture(claim, ps)
+	if err != nil {
+		return h.settle(sess, claim, ps, publication{err: err})
+	}
+	if pub.msgs != nil {
+		pub.err = h.producer.SendMessages(pub.msgs)
+	}
+	return h.settle(sess, claim, ps, pub)
 }
 
 // restore rebuilds ps from state partition ps.id: every record from the

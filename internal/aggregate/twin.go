@@ -151,6 +151,7 @@ type partState struct {
 	cfg      twinConfig
 	sites    map[string]*siteTwin
 	dirty    []*siteTwin
+	taken    []*siteTwin           // dirty sites whose state is being published
 	acct     *vppv1.PartitionState // counters and next_offset
 	acctDirt bool
 	devices  int
@@ -366,6 +367,33 @@ func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
 		e.out, e.buf = nil, nil // let both go once the caller is done
 	}
 	return out, nil
+}
+
+// take marks the state flushRecords just encoded as being published: the
+// dirty set empties, so changes from now on make their sites dirty again
+// and are published by a later flush. settle ends the publication.
+func (ps *partState) take() {
+	for _, s := range ps.dirty {
+		s.dirty = false
+	}
+	ps.taken = append(ps.taken[:0], ps.dirty...)
+	clear(ps.dirty)
+	ps.dirty = ps.dirty[:0]
+	ps.acctDirt = false
+}
+
+// settle ends the publication that take started: after a failure its sites
+// and the partition record are dirty again, so the next flush publishes
+// them (with whatever changed since).
+func (ps *partState) settle(ok bool) {
+	if !ok {
+		for _, s := range ps.taken {
+			ps.markDirty(s)
+		}
+		ps.acctDirt = true
+	}
+	clear(ps.taken)
+	ps.taken = ps.taken[:0]
 }
 
 // flushed clears the dirty set after a successful publish.

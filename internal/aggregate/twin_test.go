@@ -3,6 +3,7 @@ package aggregate
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -509,4 +510,44 @@ func BenchmarkStateEncode(b *testing.B) {
 	n := float64(b.N) * sites * perSite
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/device")
 	b.ReportMetric(float64(bytes)/(sites*perSite), "B/device-encoded")
+}
+
+// TestTakeSettle checks the bookkeeping of a publication in flight: a site
+// changed while its previous state is being published is published again,
+// a site whose publication failed is dirty again, and a published site
+// that did not change is not.
+func TestTakeSettle(t *testing.T) {
+	dirtyIDs := func(ps *partState) []string {
+		var ids []string
+		for _, s := range ps.dirty {
+			ids = append(ids, s.id)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	ps := newPartState(0, testTwin)
+	ps.apply(reading("s1", "d1", 1, 1), 1000)
+	ps.apply(reading("s2", "d2", 1, 1), 1000)
+	if _, err := ps.flushRecords(1000, 0); err != nil {
+		t.Fatal(err)
+	}
+	ps.take()
+	if ps.pending() {
+		t.Fatalf("pending after take: dirty %v", dirtyIDs(ps))
+	}
+	ps.apply(reading("s1", "d1", 2, 2), 1100) // while the publication is in flight
+	ps.settle(true)
+	if got := dirtyIDs(ps); !slices.Equal(got, []string{"s1"}) || !ps.pending() {
+		t.Fatalf("after success: dirty %v, want [s1]", got)
+	}
+
+	if _, err := ps.flushRecords(1200, 0); err != nil {
+		t.Fatal(err)
+	}
+	ps.take()
+	ps.apply(reading("s2", "d2", 2, 2), 1300)
+	ps.settle(false)
+	if got := dirtyIDs(ps); !slices.Equal(got, []string{"s1", "s2"}) || !ps.acctDirt {
+		t.Fatalf("after failure: dirty %v (partition record dirty %v), want [s1 s2] and true", got, ps.acctDirt)
+	}
 }
