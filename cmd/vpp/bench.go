@@ -135,6 +135,7 @@ every request in one loop, so real Kafka is the number that counts.
 	f.IntVar(&cfg.BrokerPID, "broker-pid", 0, "the broker's process ID, for its CPU (default: the process listening on the first broker's port)")
 	f.IntVar(&runs, "runs", 1, "repeat the whole measurement and print the median of each figure")
 	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write CPU profiles of the ingest and aggregate processes of every step into this directory")
+	cmd.AddCommand(newBenchConnsCmd())
 	return cmd
 }
 

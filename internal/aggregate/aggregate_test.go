@@ -567,7 +567,7 @@ func TestRestoreSkipsReflectedRecords(t *testing.T) {
 func TestRunRejectsMismatchedTopics(t *testing.T) {
 	t.Parallel()
 	o := startKafka(t, "ok.")[0]
-	o.Prefix = "mm."
+	o.Prefix += "mm."
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V3_6_0_0
 	admin, err := sarama.NewClusterAdmin(o.Brokers, cfg)

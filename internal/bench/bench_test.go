@@ -47,7 +47,7 @@ func TestRun(t *testing.T) {
 	o := kafkatest.Options(t, 4)
 	res, err := Run(ctx, Config{
 		Kafka: o, Exe: bin, FloorRecords: 5_000, Step: 3 * time.Second, Devices: 200, Rates: []float64{1_000},
-		ReaderDevices: 2_000, TwinDevices: 5_000, FlushInterval: 100 * time.Millisecond,
+		ReaderDevices: 2_000, TwinDevices: 100_000, FlushInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestRun(t *testing.T) {
 	if res.ReaderDevices != 2_000 || res.ReaderFold <= 0 || res.Frame.Refresh <= 0 {
 		t.Errorf("reader cost %d devices in %v, frame %+v", res.ReaderDevices, res.ReaderFold, res.Frame)
 	}
-	if res.TwinBytes <= 0 || res.TwinDevices != 5_000 {
+	if res.TwinBytes <= 0 || res.TwinDevices != 100_000 {
 		t.Errorf("twin memory %v at %d devices", res.TwinBytes, res.TwinDevices)
 	}
 	// The freshness steps at 50 % and 90 % run only after a sustained step.

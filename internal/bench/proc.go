@@ -66,15 +66,6 @@ func procRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("rss of process %d: no VmRSS", pid)
 }
 
-// selfCPU is this process's user + system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // ListenerPID returns the process on this machine that listens on the TCP
 // address addr (host:port), from /proc/net/tcp{,6} and the processes' open
 // sockets, or 0 when none is found (another host, or no permission).

@@ -29,6 +29,9 @@ type ackTracker struct {
 	entries int
 	limit   int
 	room    qutil.Notifier
+	// advanced, when set, is called (with mu held) whenever an ack
+	// advances: the connection queues itself for the next flush.
+	advanced func()
 }
 
 // deviceAcks is the ack state of one device on one connection.
@@ -42,8 +45,10 @@ type deviceAcks struct {
 	isDirty bool
 }
 
+// newAckTracker returns an empty tracker. Its device map is made by the
+// first add and dropped by trim once empty.
 func newAckTracker(limit int) *ackTracker {
-	return &ackTracker{devices: make(map[string]*deviceAcks), limit: max(limit, 1)}
+	return &ackTracker{limit: max(limit, 1)}
 }
 
 // waitRoom blocks until n more entries fit (or the tracker is empty).
@@ -71,6 +76,9 @@ func (t *ackTracker) add(device string, seq uint64) {
 	defer t.mu.Unlock()
 	d := t.devices[device]
 	if d == nil {
+		if t.devices == nil {
+			t.devices = make(map[string]*deviceAcks)
+		}
 		d = &deviceAcks{id: device}
 		t.devices[device] = d
 	}
@@ -105,6 +113,9 @@ func (t *ackTracker) complete(device string, seq uint64) {
 			d.isDirty = true
 			t.dirty = append(t.dirty, d)
 		}
+		if t.advanced != nil {
+			t.advanced()
+		}
 	}
 }
 
@@ -138,6 +149,17 @@ func (t *ackTracker) collect() (msgs []*vppv1.Downlink, readings uint64) {
 	clear(t.dirty)
 	t.dirty = t.dirty[:0]
 	return msgs, readings
+}
+
+// trim drops the device map and the dirty list when they are empty. It is
+// called at every ping: a connection idle for a ping interval holds
+// neither, one busy in between keeps reusing them.
+func (t *ackTracker) trim() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.devices) == 0 && len(t.dirty) == 0 {
+		t.devices, t.dirty = nil, nil
+	}
 }
 
 // size is the number of entries held.

@@ -34,13 +34,51 @@ type Record struct {
 	// for MemoryBuffer when Kafka acknowledged it; for a durable spool when
 	// it is synced to disk (the spool then publishes it later without
 	// calling Done again). Done must be quick and must not block: it runs
-	// on the producer's result path.
+	// on the producer's result path. Buffers call it through Completion,
+	// which covers ingest's own records too.
 	Done func()
+	// ack, when set, is what ingest's own records do instead of Done: tell
+	// the connection's ack tracker that the reading is durable, without a
+	// closure per record.
+	ack ackRef
 
 	size      int64
 	attempts  int
 	notBefore time.Time
 	done      bool
+}
+
+// ackRef names a reading in its connection's ack tracker.
+type ackRef struct {
+	acks   *ackTracker
+	device string
+	seq    uint64
+}
+
+// Completion is what to do once a record is durable: call its Done, or
+// complete its reading in ingest's ack tracker. A buffer that lets go of a
+// record before it is durable (a spool that keeps only the disk copy) takes
+// its Completion first. The zero Completion does nothing.
+type Completion struct {
+	done func()
+	ack  ackRef
+}
+
+// Completion returns what completes r once it is durable.
+func (r *Record) Completion() Completion { return Completion{done: r.Done, ack: r.ack} }
+
+// Empty reports whether Run does nothing.
+func (c Completion) Empty() bool { return c.done == nil && c.ack.acks == nil }
+
+// Run completes the record: the buffer calls it exactly once per record,
+// as it would call Done.
+func (c Completion) Run() {
+	if c.ack.acks != nil {
+		c.ack.acks.complete(c.ack.device, c.ack.seq)
+	}
+	if c.done != nil {
+		c.done()
+	}
 }
 
 // recordOverhead approximates the per-record bookkeeping bytes counted
@@ -214,9 +252,7 @@ func (b *MemoryBuffer) Ack(r *Record) {
 	b.failures = 0
 	b.space.Broadcast()
 	b.mu.Unlock()
-	if r.Done != nil {
-		r.Done()
-	}
+	r.Completion().Run()
 }
 
 // Nack implements Buffer: the record is retried after an exponential

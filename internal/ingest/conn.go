@@ -1,13 +1,18 @@
 package ingest
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -66,7 +71,7 @@ type conn struct {
 	ws     *websocket.Conn
 	id     string
 	remote string
-	log    *slog.Logger
+	log    connLog
 	acks   *ackTracker
 	dec    *decoder
 	// grant is what the connection's token covers (nil: insecure).
@@ -80,32 +85,94 @@ type conn struct {
 	// expires is when the token expires (zero: never).
 	expires time.Time
 
-	stopWriter chan struct{}
-	writerDone chan struct{}
+	// br is gorilla's read buffer (see hijackReader) and rc the raw
+	// socket (nil with TLS): between messages the read loop waits for
+	// bytes with them (waitReadable).
+	br *bufio.Reader
+	rc syscall.RawConn
+	// step carries a read worker's outcome to the connection's goroutine.
+	step chan readStep
+
+	// The connection has no writer goroutine: the server's write loop
+	// flushes its acks and pings it (see writes.go). wmu serializes those
+	// writes with the final acks and the close frame; wstopped (guarded by
+	// wmu) ends them.
+	wmu      sync.Mutex
+	wstopped bool
+	// queued is set while the connection waits in the write loop's queue.
+	queued atomic.Bool
+	// nextPing is when the connection is pinged next (Unix nanoseconds).
+	nextPing atomic.Int64
 }
 
 func newConn(s *Server, ws *websocket.Conn, remote string, grant *auth.Grant) *conn {
 	id := s.cfg.Instance + "/" + strconv.FormatUint(s.connSeq.Add(1), 10)
+	now := time.Now()
 	c := &conn{
-		s:          s,
-		ws:         ws,
-		id:         id,
-		remote:     remote,
-		log:        s.log.With("conn", id, "remote", remote),
-		acks:       newAckTracker(s.cfg.BufferRecords),
-		dec:        newDecoder(s.cfg.MaxReadingsPerFrame, s.lim),
-		stopWriter: make(chan struct{}),
-		writerDone: make(chan struct{}),
-		grant:      grant,
-		idleUntil:  time.Now().Add(s.cfg.ReadIdleTimeout),
+		s:         s,
+		ws:        ws,
+		id:        id,
+		remote:    remote,
+		acks:      newAckTracker(s.cfg.BufferRecords),
+		grant:     grant,
+		idleUntil: now.Add(s.cfg.ReadIdleTimeout),
 	}
+	c.log = connLog{c}
+	c.nextPing.Store(now.Add(s.cfg.PingInterval).UnixNano())
+	c.acks.advanced = func() { s.queueWrite(c) }
 	if grant != nil {
 		c.expires = grant.Expires
 	}
-	if grant != nil || s.limiter != nil {
-		c.dec.admit = c.admit
-	}
+	c.decoder()
 	return c
+}
+
+// decoder returns the connection's decoder, making it if the connection
+// let go of it (pong).
+func (c *conn) decoder() *decoder {
+	if c.dec == nil {
+		c.dec = newDecoder(c.s.cfg.MaxReadingsPerFrame, c.s.lim)
+		if c.grant != nil || c.s.limiter != nil {
+			c.dec.admit = c.admit
+		}
+	}
+	return c.dec
+}
+
+// pong handles a pong, on the goroutine reading the connection: the peer
+// is alive, the read deadline moves on. A connection that sent no message
+// for a ping interval also lets go of its decoder and the IDs it interned;
+// its next message makes a new one.
+func (c *conn) pong() {
+	c.armRead()
+	c.dlMu.Lock()
+	last := c.idleUntil.Add(-c.s.cfg.ReadIdleTimeout) // the last message
+	c.dlMu.Unlock()
+	if time.Since(last) >= c.s.cfg.PingInterval {
+		c.dec = nil
+	}
+}
+
+// connLog logs with the connection's ID and remote address, added to a
+// record only when one is logged: a slog.Logger.With per connection would
+// hold them, formatted, for the connection's whole life.
+type connLog struct{ c *conn }
+
+// Debug logs at slog.LevelDebug.
+func (l connLog) Debug(msg string, args ...any) { l.log(slog.LevelDebug, msg, args) }
+
+// Info logs at slog.LevelInfo.
+func (l connLog) Info(msg string, args ...any) { l.log(slog.LevelInfo, msg, args) }
+
+// Warn logs at slog.LevelWarn.
+func (l connLog) Warn(msg string, args ...any) { l.log(slog.LevelWarn, msg, args) }
+
+func (l connLog) log(level slog.Level, msg string, args []any) {
+	lg, ctx := l.c.s.log, context.Background()
+	if !lg.Enabled(ctx, level) {
+		return
+	}
+	lg.Log(ctx, level, msg, append([]any{"conn", l.c.id, "remote", l.c.remote}, args...)...)
 }
 
 // admit applies the token's grant and the device rate limit to a reading
@@ -181,15 +248,28 @@ func (c *conn) stopReading() {
 	_ = c.ws.SetReadDeadline(time.Unix(1, 0))
 }
 
-// run serves the connection until it ends.
-func (c *conn) run() {
+// start prepares the connection for run, on the HTTP handler's goroutine:
+// run's loop allocates nothing and calls little (see reads.go).
+func (c *conn) start() {
 	c.log.Debug("connection open")
+	c.rc = rawConnOf(c.ws.NetConn())
+	c.step = make(chan readStep)
 	c.ws.SetPongHandler(func(string) error {
-		c.armRead()
+		c.pong()
 		return nil
 	})
-	go c.writer()
-	end := c.readLoop()
+	c.armRead()
+}
+
+// run serves the connection, in its own goroutine, until it ends.
+func (c *conn) run() {
+	c.end(c.readLoop())
+}
+
+// end finishes a connection whose read loop ended: final acks and the
+// close frame as the end requires; then the server lets go of it.
+func (c *conn) end(end readEnd) {
+	defer c.s.unregister(c)
 	c.s.readers.Done()
 
 	switch end.kind {
@@ -213,10 +293,12 @@ func (c *conn) run() {
 	}
 }
 
-// stopWrites stops the writer goroutine and waits for it.
+// stopWrites ends the write loop's writes to the connection, waiting for
+// one in progress (at most writeWait).
 func (c *conn) stopWrites() {
-	close(c.stopWriter)
-	<-c.writerDone
+	c.wmu.Lock()
+	c.wstopped = true
+	c.wmu.Unlock()
 }
 
 // close sends a close frame with code and reason, waits briefly for the
@@ -262,35 +344,9 @@ func lingerDiscard(nc net.Conn) {
 	}
 }
 
-// writer flushes acks every AckInterval and pings every PingInterval. It
-// is the connection's only data writer (WriteControl may run beside it).
-func (c *conn) writer() {
-	defer close(c.writerDone)
-	acks := time.NewTicker(c.s.cfg.AckInterval)
-	defer acks.Stop()
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.stopWriter:
-			return
-		case <-acks.C:
-			if err := c.flushAcks(); err != nil {
-				c.log.Debug("write acks", "err", err)
-				_ = c.ws.Close() // the read loop notices
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				c.log.Debug("write ping", "err", err)
-				_ = c.ws.Close()
-				return
-			}
-		}
-	}
-}
-
-// flushAcks sends the acks that advanced since the last flush.
+// flushAcks sends the acks that advanced since the last flush. Its
+// callers hold wmu, or stopped the write loop's writes: it is the
+// connection's only data writer (WriteControl may run beside it).
 func (c *conn) flushAcks() error {
 	msgs, readings := c.acks.collect()
 	for _, m := range msgs {
@@ -307,36 +363,88 @@ func (c *conn) flushAcks() error {
 	return nil
 }
 
-// readLoop reads frames until the connection ends.
+// readLoop reads frames until the connection ends. Between messages it
+// waits in waitReadable and has a read worker read them (see reads.go);
+// its stack stays at the runtime's minimum, so it does little else: the
+// worker re-arms the read deadline.
 func (c *conn) readLoop() readEnd {
-	maxBytes := c.s.cfg.MaxFrameBytes
+	if c.rc == nil {
+		return c.readLoopTLS()
+	}
+	for {
+		if c.s.readCtx.Err() != nil {
+			return readEnd{kind: endShutdown}
+		}
+		if err := c.waitReadable(); err != nil {
+			return c.readErr(err)
+		}
+		if st := c.handOff(); st.stop {
+			return st.end
+		}
+	}
+}
+
+// readLoopTLS is readLoop for a connection without a raw socket (TLS): it
+// reads in its own goroutine.
+func (c *conn) readLoopTLS() readEnd {
 	for {
 		if !c.armRead() || c.s.readCtx.Err() != nil {
 			return readEnd{kind: endShutdown}
 		}
-		mt, r, err := c.ws.NextReader()
-		if err != nil {
-			return c.readErr(err)
-		}
-		if mt != websocket.BinaryMessage {
-			return readEnd{kind: endProtocol, code: websocket.CloseUnsupportedData,
-				reason: "text messages are not supported: send binary vpp.v1.Frame"}
-		}
-		// The size limit is enforced here rather than with SetReadLimit:
-		// gorilla answers its own limit with a 1009 without a reason.
-		data, err := io.ReadAll(io.LimitReader(r, maxBytes+1))
-		if err != nil {
-			return c.readErr(err)
-		}
-		if int64(len(data)) > maxBytes {
-			return c.tooBig()
-		}
-		c.s.ctr.frames.Add(1)
-		c.touch()
-		if end, stop := c.handleFrame(data); stop {
+		if end, stop := c.readMessage(); stop {
 			return end
 		}
 	}
+}
+
+// waitReadable returns once a read would not block: gorilla's buffer
+// holds bytes, or the socket does (or has an end or error to report), or
+// the read deadline passed. An idle connection waits here, a few frames
+// deep, rather than deep in gorilla's frame reader, so that its goroutine's
+// stack stays at the runtime's minimum (2 KiB; see reads.go).
+func (c *conn) waitReadable() error {
+	if c.rc == nil || c.br == nil || c.br.Buffered() > 0 {
+		return nil
+	}
+	return c.rc.Read(readable)
+}
+
+// readPayload reads a message of up to maxBytes+1 bytes into a scratch
+// buffer of the server's pool and returns a copy of exactly its size: the
+// frame's records keep sub-slices of it until they are durable, so it
+// cannot go back to a pool, while the scratch buffer (and whatever it grew
+// to for a large message) does, instead of io.ReadAll's doublings per
+// message.
+func (s *Server) readPayload(r io.Reader, maxBytes int64) ([]byte, error) {
+	bp, _ := s.frames.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+		*bp = make([]byte, 0, frameScratch)
+	}
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= maxPooledScratch {
+			*bp = buf[:0]
+			s.frames.Put(bp)
+		}
+	}()
+	limit := int(min(maxBytes+1, int64(math.MaxInt)))
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	data := make([]byte, len(buf))
+	copy(data, buf)
+	return data, nil
 }
 
 func (c *conn) tooBig() readEnd {
@@ -380,9 +488,17 @@ func (c *conn) handleFrame(data []byte) (end readEnd, stop bool) {
 	if err := c.acks.waitRoom(s.readCtx, len(items)); err != nil {
 		return readEnd{kind: endShutdown, err: err}, true
 	}
-	stamp := []byte(now.UTC().Format(time.RFC3339Nano))
+	// The frame's records are allocated together: they hold sub-slices of
+	// the frame, which stays in memory until the last of them is released
+	// anyway.
+	recs := make([]Record, len(items))
+	var stamp []byte // formatted once a reading of the frame is rejected
 	for i := range items {
-		rec := c.record(&items[i], stamp)
+		if items[i].reason != reasonOK && stamp == nil {
+			stamp = timeStamp(now)
+		}
+		rec := &recs[i]
+		c.record(rec, &items[i], stamp)
 		if err := s.buf.Put(s.readCtx, rec); err != nil {
 			return readEnd{kind: endShutdown, err: err}, true
 		}
@@ -390,42 +506,40 @@ func (c *conn) handleFrame(data []byte) (end readEnd, stop bool) {
 	return readEnd{}, false
 }
 
-// record turns a decoded reading into a buffer record: valid readings go to
-// the telemetry topic keyed by site, invalid ones to the rejected topic
-// keyed by device (or connection) with the reason in the headers. Its Done
-// (the record is durable: in Kafka, or fsync'd in a spool) lets the
-// reading's ack advance; the server counts publications when Kafka
-// acknowledges them.
-func (c *conn) record(it *decodedReading, stamp []byte) *Record {
-	s := c.s
-	track := it.device != "" && it.seq > 0 && len(it.device) <= maxTrackedID
-	device, seq := it.device, it.seq
-	if track {
-		c.acks.add(device, seq)
-	}
-	if it.reason == reasonOK {
-		return &Record{
-			Message: Message{Topic: s.topics.Telemetry(), Key: []byte(it.site), Value: it.raw},
-			Done:    func() { c.acks.complete(device, seq) },
-		}
-	}
-	s.ctr.rejected[it.reason].Add(1)
-	key := c.id
-	if it.device != "" && len(it.device) <= s.cfg.MaxIDLength {
-		key = it.device
-	}
-	rec := &Record{
-		Message: c.rejected(it.raw, it.reason, stamp, it.rawDevice),
-	}
-	rec.Key = []byte(key)
-	if track {
-		rec.Done = func() { c.acks.complete(device, seq) }
-	}
-	return rec
+// timeStamp is the HeaderTime value of a rejected record received at now.
+func timeStamp(now time.Time) []byte {
+	return now.UTC().AppendFormat(make([]byte, 0, len(time.RFC3339Nano)), time.RFC3339Nano)
 }
 
-// rejected builds a rejected-topic message with its headers.
-func (c *conn) rejected(raw []byte, rs reason, stamp, device []byte) Message {
+// record makes rec (a zero Record) the buffer record of a decoded reading:
+// valid readings go to the telemetry topic keyed by site, invalid ones to
+// the rejected topic keyed by device (or connection) with the reason in the
+// headers (stamp is their time). Completing the record (it is durable: in
+// Kafka, or fsync'd in a spool) lets the reading's ack advance; the server
+// counts publications when Kafka acknowledges them.
+func (c *conn) record(rec *Record, it *decodedReading, stamp []byte) {
+	s := c.s
+	if it.device != "" && it.seq > 0 && len(it.device) <= maxTrackedID {
+		c.acks.add(it.device, it.seq)
+		rec.ack = ackRef{acks: c.acks, device: it.device, seq: it.seq}
+	}
+	if it.reason == reasonOK {
+		// The key is the site ID as sent: a sub-slice of the frame, like
+		// the value.
+		rec.Message = Message{Topic: s.topics.Telemetry(), Key: it.siteKey, Value: it.raw}
+		return
+	}
+	s.ctr.rejected[it.reason].Add(1)
+	var key []byte // the connection's ID, unless the device's is usable
+	if it.device != "" && len(it.device) <= s.cfg.MaxIDLength {
+		key = it.rawDevice // the device ID as sent (it.device's bytes)
+	}
+	rec.Message = c.rejected(it.raw, it.reason, stamp, it.rawDevice, key)
+}
+
+// rejected builds a rejected-topic message with its headers, keyed by key
+// (nil: the connection's ID).
+func (c *conn) rejected(raw []byte, rs reason, stamp, device, key []byte) Message {
 	hs := make([]Header, 0, 5)
 	hs = append(hs,
 		Header{Key: kafka.HeaderReason, Value: []byte(rs.String())},
@@ -439,13 +553,16 @@ func (c *conn) rejected(raw []byte, rs reason, stamp, device []byte) Message {
 		hs = append(hs, Header{Key: HeaderTruncated, Value: []byte(strconv.Itoa(len(raw)))})
 		raw = raw[:maxRejectedValue]
 	}
-	return Message{Topic: c.s.topics.Rejected(), Key: []byte(c.id), Value: raw, Headers: hs}
+	if key == nil {
+		key = []byte(c.id)
+	}
+	return Message{Topic: c.s.topics.Rejected(), Key: key, Value: raw, Headers: hs}
 }
 
 // rejectFrame writes a whole rejected frame to the rejected topic (best
 // effort on shutdown: the frame was never acked).
 func (c *conn) rejectFrame(data []byte, rs reason, now time.Time) {
-	m := c.rejected(data, rs, []byte(now.UTC().Format(time.RFC3339Nano)), nil)
+	m := c.rejected(data, rs, timeStamp(now), nil, nil)
 	if err := c.s.buf.Put(c.s.readCtx, &Record{Message: m}); err != nil {
 		c.log.Debug("rejected frame not buffered", "reason", rs.String(), "err", err)
 	}

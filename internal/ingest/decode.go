@@ -6,22 +6,16 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/vppctl/vpp/proto/vppv1"
+	"github.com/vppctl/vpp/internal/wire"
 )
 
 // errTooManyReadings is returned by splitFrame when a frame holds more
 // readings than allowed.
 var errTooManyReadings = errors.New("too many readings in frame")
 
-// Field numbers of the wire contract that the decoder reads directly.
-const (
-	frameReadingsField = 1 // Frame.readings
-	readingDeviceField = 1 // Reading.device_id
-	readingRegionField = 4 // Reading.region_id (fields 1..4 are the IDs)
-	readingSeqField    = 5 // Reading.seq
-)
+// frameReadingsField is the field number of Frame.readings.
+const frameReadingsField = 1
 
 // splitFrame appends to dst the serialized readings of a serialized Frame,
 // as sub-slices of frame (no copy), and returns it. Unknown fields are
@@ -58,56 +52,16 @@ func splitFrame(dst [][]byte, frame []byte, maxReadings int) ([][]byte, error) {
 	return dst, nil
 }
 
-// scanReading reads the device ID and seq of a serialized Reading without
-// decoding it, and reports whether any of its four IDs is invalid UTF-8
-// (proto.Unmarshal refuses such a message, but the contract wants it
-// rejected with a reason, not the whole frame). The last occurrence of a
-// field wins, as in protobuf.
-func scanReading(b []byte) (device []byte, seq uint64, badUTF8 bool, err error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, 0, false, fmt.Errorf("reading tag: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		switch {
-		case num >= readingDeviceField && num <= readingRegionField && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, 0, false, fmt.Errorf("reading field %d: %w", num, protowire.ParseError(n))
-			}
-			if !utf8.Valid(v) {
-				badUTF8 = true
-			}
-			if num == readingDeviceField {
-				device = v
-			}
-			b = b[n:]
-		case num == readingSeqField && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return nil, 0, false, fmt.Errorf("reading seq: %w", protowire.ParseError(n))
-			}
-			seq = v
-			b = b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return nil, 0, false, fmt.Errorf("reading field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
-		}
-	}
-	return device, seq, badUTF8, nil
-}
-
 // decodedReading is the outcome of decoding and validating one reading.
 type decodedReading struct {
 	raw    []byte // the serialized reading, a sub-slice of the frame
 	device string // device ID ("" when missing or not valid UTF-8)
-	site   string // site ID (valid readings only)
-	seq    uint64
-	reason reason // reasonOK when valid
+	site   string // site ID ("" when missing or any ID is not valid UTF-8)
+	// siteKey is the site ID as sent, a sub-slice of the frame: the key of
+	// a valid reading's record.
+	siteKey []byte
+	seq     uint64
+	reason  reason // reasonOK when valid
 	// rawDevice is the device ID as sent, for the rejected record's header.
 	rawDevice []byte
 }
@@ -117,6 +71,12 @@ type decodedReading struct {
 // rate limited by device.
 func idReason(rs reason) bool { return rs >= rDeviceIDMissing && rs <= rIDInvalidUTF8 }
 
+// maxInterned bounds the IDs a decoder interns. A connection that sends
+// more distinct ones (a large gateway) gets the first maxInterned from the
+// table and allocates the others; after maxInterned such misses the table
+// starts over, so that it follows the IDs the connection sends now.
+const maxInterned = 4096
+
 // decoder decodes and validates frames. It reuses its scratch space, so it
 // belongs to one goroutine (one connection).
 type decoder struct {
@@ -124,8 +84,12 @@ type decoder struct {
 	limits      Limits
 	raws        [][]byte
 	out         []decodedReading
-	scratch     vppv1.Reading
-	unmarshal   proto.UnmarshalOptions
+	scratch     wire.Reading
+	// ids interns the device and site IDs of the connection, so that a
+	// reading of a known device costs no allocation; misses counts the
+	// IDs not interned since the table filled up.
+	ids    map[string]string
+	misses int
 	// admit, when set, decides on every reading whose IDs are valid:
 	// reasonOK, or a reason (not authorized, rate limited) that overrides
 	// the content checks.
@@ -134,6 +98,34 @@ type decoder struct {
 
 func newDecoder(maxReadings int, lim Limits) *decoder {
 	return &decoder{maxReadings: maxReadings, limits: lim}
+}
+
+// intern returns b as a string, from the table when it is there. IDs
+// longer than the limit (rejected anyway) are not interned.
+func (d *decoder) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := d.ids[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) > d.limits.MaxIDLength {
+		return s
+	}
+	switch {
+	case d.ids == nil:
+		d.ids = make(map[string]string)
+	case len(d.ids) >= maxInterned:
+		d.misses++
+		if d.misses < maxInterned {
+			return s
+		}
+		clear(d.ids)
+		d.misses = 0
+	}
+	d.ids[s] = s
+	return s
 }
 
 // decode splits a frame into readings and validates each one. The result
@@ -146,24 +138,26 @@ func (d *decoder) decode(frame []byte, nowMS int64) ([]decodedReading, error) {
 		return nil, err
 	}
 	d.out = d.out[:0]
+	w := &d.scratch
 	for _, raw := range d.raws {
-		dev, seq, badUTF8, err := scanReading(raw)
-		if err != nil {
+		err := w.Parse(raw)
+		// An ID that is not UTF-8 rejects the reading (with a reason), not
+		// the frame: proto.Unmarshal would refuse it.
+		badUTF8 := errors.Is(err, wire.ErrInvalidUTF8)
+		if err != nil && !badUTF8 {
 			return nil, err
 		}
-		dr := decodedReading{raw: raw, seq: seq, rawDevice: dev}
+		dr := decodedReading{raw: raw, seq: w.Seq, rawDevice: w.DeviceID}
 		if badUTF8 {
 			dr.reason = rIDInvalidUTF8
-			if utf8.Valid(dev) {
-				dr.device = string(dev)
+			if utf8.Valid(w.DeviceID) {
+				dr.device = d.intern(w.DeviceID)
 			}
 		} else {
-			if err := d.unmarshal.Unmarshal(raw, &d.scratch); err != nil {
-				return nil, fmt.Errorf("reading: %w", err)
-			}
-			dr.reason = validate(&d.scratch, nowMS, d.limits)
-			dr.device = d.scratch.GetDeviceId()
-			dr.site = d.scratch.GetSiteId()
+			dr.reason = validateWire(w, nowMS, d.limits)
+			dr.device = d.intern(w.DeviceID)
+			dr.site = d.intern(w.SiteID)
+			dr.siteKey = w.SiteID
 			if d.admit != nil && !idReason(dr.reason) {
 				if rs := d.admit(dr.device, dr.site, nowMS); rs != reasonOK {
 					dr.reason = rs

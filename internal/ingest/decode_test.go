@@ -3,8 +3,11 @@ package ingest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
+	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -71,29 +74,165 @@ func TestDecodeFrameErrors(t *testing.T) {
 	}
 }
 
+// refDecode is how the decoder worked before it parsed readings itself:
+// each reading scanned for its device, seq and UTF-8 validity, then
+// proto.Unmarshal'ed and validated as a vppv1.Reading. The decoder must give
+// the same outcome for any input.
+func refDecode(frame []byte, maxReadings int, nowMS int64, lim Limits) ([]decodedReading, error) {
+	raws, err := splitFrame(nil, frame, maxReadings)
+	if err != nil {
+		return nil, err
+	}
+	var out []decodedReading
+	for _, raw := range raws {
+		dev, seq, badUTF8, err := refScanReading(raw)
+		if err != nil {
+			return nil, err
+		}
+		dr := decodedReading{raw: raw, seq: seq, rawDevice: dev}
+		if badUTF8 {
+			dr.reason = rIDInvalidUTF8
+			if utf8.Valid(dev) {
+				dr.device = string(dev)
+			}
+		} else {
+			var r vppv1.Reading
+			if err := proto.Unmarshal(raw, &r); err != nil {
+				return nil, fmt.Errorf("reading: %w", err)
+			}
+			dr.reason = validate(&r, nowMS, lim)
+			dr.device = r.GetDeviceId()
+			dr.site = r.GetSiteId()
+		}
+		out = append(out, dr)
+	}
+	return out, nil
+}
+
+func refScanReading(b []byte) (device []byte, seq uint64, badUTF8 bool, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, 0, false, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num >= 1 && num <= 4 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, 0, false, protowire.ParseError(n)
+			}
+			if !utf8.Valid(v) {
+				badUTF8 = true
+			}
+			if num == 1 {
+				device = v
+			}
+			b = b[n:]
+		case num == 5 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, 0, false, protowire.ParseError(n)
+			}
+			seq = v
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, 0, false, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return device, seq, badUTF8, nil
+}
+
+// checkDecode compares the decoder with refDecode on one frame.
+func checkDecode(t *testing.T, d *decoder, data []byte, nowMS int64) {
+	t.Helper()
+	out, err := d.decode(data, nowMS)
+	want, werr := refDecode(data, d.maxReadings, nowMS, d.limits)
+	if (err == nil) != (werr == nil) || errors.Is(err, errTooManyReadings) != errors.Is(werr, errTooManyReadings) {
+		t.Fatalf("decode(%x): err %v, reference %v", data, err, werr)
+	}
+	if err != nil {
+		return
+	}
+	if len(out) != len(want) {
+		t.Fatalf("decode(%x): %d readings, reference %d", data, len(out), len(want))
+	}
+	for i, r := range out {
+		w := want[i]
+		if r.reason >= numReasons {
+			t.Fatalf("reason %d out of range", r.reason)
+		}
+		if r.reason == reasonOK && (r.device == "" || r.site == "" || r.seq == 0) {
+			t.Fatalf("valid reading without IDs or seq: %+v", r)
+		}
+		if r.reason != w.reason || r.device != w.device || r.site != w.site || r.seq != w.seq ||
+			!bytes.Equal(r.raw, w.raw) || !bytes.Equal(r.rawDevice, w.rawDevice) {
+			t.Fatalf("decode(%x) reading %d = %+v, reference %+v", data, i, r, w)
+		}
+		if r.reason == reasonOK && string(r.siteKey) != r.site {
+			t.Fatalf("site key %q, site %q", r.siteKey, r.site)
+		}
+	}
+}
+
 // FuzzDecodeValidate: decoding and validating any bytes must never panic,
-// and a frame that decodes yields readings whose raw bytes decode again.
+// and must give what the decoder gave when it used proto.Unmarshal
+// (refDecode): the same frame errors, and per reading the same reason,
+// IDs and seq.
 func FuzzDecodeValidate(f *testing.F) {
 	f.Add(marshalFrame(f, validReading()))
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff})
 	f.Add([]byte{0x0a, 0x02, 0x28, 0xff})
+	for _, r := range validateCases() {
+		f.Add(frameOf(r))
+	}
+	lim := DefaultLimits()
+	lim.MaxIDLength = 8 // so that the fuzzer finds IDs too long
+	d := newDecoder(100, lim)
+	now := testNow.UnixMilli()
+	f.Fuzz(func(t *testing.T, data []byte) { checkDecode(t, d, data, now) })
+}
+
+func TestDecodeMatchesReference(t *testing.T) {
 	d := newDecoder(100, DefaultLimits())
 	now := testNow.UnixMilli()
-	f.Fuzz(func(t *testing.T, data []byte) {
-		out, err := d.decode(data, now)
-		if err != nil {
-			return
+	var all []byte
+	for _, r := range validateCases() {
+		checkDecode(t, d, frameOf(r), now)
+		all = append(all, frameOf(r)...)
+	}
+	checkDecode(t, d, all, now)
+}
+
+// TestDecodeInterns: the IDs of known devices and sites cost no
+// allocation, and the intern table stays bounded.
+func TestDecodeInterns(t *testing.T) {
+	d := newDecoder(10, DefaultLimits())
+	frame := marshalFrame(t, validReading())
+	now := testNow.UnixMilli()
+	if n := testing.AllocsPerRun(100, func() {
+		if out, err := d.decode(frame, now); err != nil || out[0].reason != reasonOK {
+			t.Fatalf("decode: %v", err)
 		}
-		for _, r := range out {
-			if r.reason >= numReasons {
-				t.Fatalf("reason %d out of range", r.reason)
-			}
-			if r.reason == reasonOK && (r.device == "" || r.site == "" || r.seq == 0) {
-				t.Fatalf("valid reading without IDs or seq: %+v", r)
-			}
+	}); n != 0 {
+		t.Fatalf("decode of a known device allocates %v times, want 0", n)
+	}
+	for i := range 3 * maxInterned {
+		r := validReading()
+		r.DeviceId = fmt.Sprintf("dev-%d", i)
+		out, err := d.decode(marshalFrame(t, r), now)
+		if err != nil || out[0].device != r.DeviceId {
+			t.Fatalf("decode %s: %v %+v", r.DeviceId, err, out)
 		}
-	})
+		if len(d.ids) > maxInterned {
+			t.Fatalf("%d IDs interned, limit %d", len(d.ids), maxInterned)
+		}
+	}
 }
 
 // BenchmarkDecodeValidate measures decode and validation per reading.

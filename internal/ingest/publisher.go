@@ -32,16 +32,85 @@ type Publisher interface {
 
 // SaramaPublisher is a Publisher on a sarama AsyncProducer configured by
 // kafka.Options.ProducerConfig: idempotent, WaitForAll, LZ4, batching. It
-// always drains both Successes and Errors; every message carries its done
-// callback as Metadata.
+// always drains both Successes and Errors; every message carries its
+// *pending (with the done callback) as Metadata.
 type SaramaPublisher struct {
 	producer sarama.AsyncProducer
 	log      *slog.Logger
 	wg       sync.WaitGroup
 	once     sync.Once
+	// free holds *pending whose message sarama gave back, for reuse.
+	free sync.Pool
 
 	latency hist.Histogram // Publish → Kafka's verdict
 	errors  atomic.Uint64  // records Kafka failed (each retried by the buffer)
+}
+
+// pending is one message handed to sarama, with what its verdict needs.
+// Sarama is done with a message once it returns it on Successes or Errors,
+// so the whole pending is reused then: publishing allocates nothing of its
+// own in steady state.
+type pending struct {
+	msg      sarama.ProducerMessage
+	key, val bytesEncoder
+	headers  []sarama.RecordHeader
+	start    time.Time
+	done     func(error)
+}
+
+// bytesEncoder is sarama.ByteEncoder behind a pointer, so that setting a
+// message's Key or Value to one does not allocate.
+type bytesEncoder struct{ b []byte }
+
+// Encode implements sarama.Encoder.
+func (e *bytesEncoder) Encode() ([]byte, error) { return e.b, nil }
+
+// Length implements sarama.Encoder.
+func (e *bytesEncoder) Length() int { return len(e.b) }
+
+// get returns a pending for m and done, its message ready to send.
+func (p *SaramaPublisher) get(m *Message, done func(error)) *pending {
+	pd, _ := p.free.Get().(*pending)
+	if pd == nil {
+		pd = &pending{}
+	}
+	pd.msg = sarama.ProducerMessage{Topic: m.Topic, Metadata: pd}
+	pd.val.b = m.Value
+	pd.msg.Value = &pd.val
+	if m.Key != nil {
+		pd.key.b = m.Key
+		pd.msg.Key = &pd.key
+	}
+	if len(m.Headers) > 0 {
+		hs := pd.headers[:0]
+		for _, h := range m.Headers {
+			hs = append(hs, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+		}
+		pd.headers = hs
+		pd.msg.Headers = hs
+	}
+	pd.start, pd.done = time.Now(), done
+	return pd
+}
+
+// finish reports Kafka's verdict on pd's message and recycles pd.
+func (p *SaramaPublisher) finish(pd *pending, err error) {
+	p.latency.Observe(time.Since(pd.start))
+	if err != nil {
+		p.errors.Add(1)
+	}
+	done := pd.done
+	p.put(pd)
+	if done != nil {
+		done(err)
+	}
+}
+
+// put recycles pd, dropping its references to the caller's bytes.
+func (p *SaramaPublisher) put(pd *pending) {
+	clear(pd.headers)
+	*pd = pending{headers: pd.headers[:0]}
+	p.free.Put(pd)
 }
 
 // NewSaramaPublisher makes sure the deployment's topics exist (retrying
@@ -73,57 +142,43 @@ func newSaramaPublisher(ctx context.Context, opts kafka.Options, log *slog.Logge
 		case <-time.After(time.Second):
 		}
 	}
+	sp := startPublisher(p, log)
+	log.Info("kafka producer started", "brokers", opts.Brokers)
+	return sp, nil
+}
+
+// startPublisher returns a SaramaPublisher on p, draining its Successes and
+// Errors.
+func startPublisher(p sarama.AsyncProducer, log *slog.Logger) *SaramaPublisher {
 	sp := &SaramaPublisher{producer: p, log: log}
 	sp.wg.Add(2)
 	go func() {
 		defer sp.wg.Done()
 		for m := range p.Successes() {
-			if done, ok := m.Metadata.(func(error)); ok && done != nil {
-				done(nil)
+			if pd, ok := m.Metadata.(*pending); ok {
+				sp.finish(pd, nil)
 			}
 		}
 	}()
 	go func() {
 		defer sp.wg.Done()
 		for pe := range p.Errors() {
-			if done, ok := pe.Msg.Metadata.(func(error)); ok && done != nil {
-				done(fmt.Errorf("produce to %s: %w", pe.Msg.Topic, pe.Err))
+			if pd, ok := pe.Msg.Metadata.(*pending); ok {
+				sp.finish(pd, fmt.Errorf("produce to %s: %w", pe.Msg.Topic, pe.Err))
 			}
 		}
 	}()
-	log.Info("kafka producer started", "brokers", opts.Brokers)
-	return sp, nil
+	return sp
 }
 
 // Publish implements Publisher.
 func (p *SaramaPublisher) Publish(ctx context.Context, m *Message, done func(error)) error {
-	start := time.Now()
-	pm := &sarama.ProducerMessage{
-		Topic: m.Topic,
-		Value: sarama.ByteEncoder(m.Value),
-		Metadata: func(err error) {
-			p.latency.Observe(time.Since(start))
-			if err != nil {
-				p.errors.Add(1)
-			}
-			if done != nil {
-				done(err)
-			}
-		},
-	}
-	if m.Key != nil {
-		pm.Key = sarama.ByteEncoder(m.Key)
-	}
-	if len(m.Headers) > 0 {
-		pm.Headers = make([]sarama.RecordHeader, len(m.Headers))
-		for i, h := range m.Headers {
-			pm.Headers[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
-		}
-	}
+	pd := p.get(m, done)
 	select {
-	case p.producer.Input() <- pm:
+	case p.producer.Input() <- &pd.msg:
 		return nil
 	case <-ctx.Done():
+		p.put(pd) // sarama never saw it
 		return fmt.Errorf("publish: %w", ctx.Err())
 	}
 }

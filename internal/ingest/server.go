@@ -11,6 +11,7 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -32,6 +33,27 @@ import (
 
 // TelemetryPath is the WebSocket endpoint devices connect to.
 const TelemetryPath = "/v1/telemetry"
+
+// Per-connection memory. An open connection holds one goroutine on a
+// minimum (2 KiB) stack waiting for bytes (see reads.go), gorilla's read
+// buffer and its own small state; messages are read by pooled workers into
+// pooled scratch space, write buffers come from a pool, and acks and pings
+// are written by the server's write loop (see writes.go).
+const (
+	// readBufferSize is gorilla's per-connection read buffer: frame headers,
+	// control frames and a device's small messages are read through it,
+	// larger payloads straight into the message's scratch buffer. The
+	// server makes it (see hijackReader); gorilla reuses it only above 256
+	// bytes, and 288 is the next allocation size class.
+	readBufferSize = 288
+	// writeBufferSize is the size of the pooled write buffers, held only
+	// while a message is being written.
+	writeBufferSize = 4 << 10
+	// frameScratch is the initial size of a pooled message scratch buffer;
+	// maxPooledScratch is the largest that goes back to the pool.
+	frameScratch     = 16 << 10
+	maxPooledScratch = 256 << 10
+)
 
 // Server is the ingest WebSocket server.
 type Server struct {
@@ -63,11 +85,28 @@ type Server struct {
 	// drain timed out): connections then send their final acks.
 	drained chan struct{}
 
+	// frames holds the scratch buffers messages are read into.
+	frames sync.Pool
+	// readq hands connections with bytes to read to the read workers;
+	// idleReaders counts the workers waiting on it (see reads.go).
+	readq       chan *conn
+	idleReaders atomic.Int32
+	// stopReadWorkers is closed when Serve returns: the idle read workers
+	// exit (read loops hand off to them until shutdown ends them).
+	stopReadWorkers chan struct{}
+
+	// wqueue holds the connections whose acks advanced (and which were
+	// busy writing) for the write loop's next tick; guarded by wmu.
+	wmu    sync.Mutex
+	wqueue []*conn
+	// writers counts the write loop's writer goroutines.
+	writers sync.WaitGroup
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	stopping bool
 	readers  sync.WaitGroup // read loops
-	handlers sync.WaitGroup // connection handlers
+	running  sync.WaitGroup // connection goroutines (conn.run)
 }
 
 // New returns a server for cfg. pub nil means a SaramaPublisher for
@@ -91,20 +130,24 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 		pub:    pub,
 		buf:    buf,
 		upgrader: websocket.Upgrader{
-			ReadBufferSize:  4 << 10,
-			WriteBufferSize: 4 << 10,
+			// 0: gorilla reads through the hijacked reader, which
+			// hijackReader makes readBufferSize bytes.
+			ReadBufferSize:  0,
+			WriteBufferSize: writeBufferSize,
 			WriteBufferPool: &sync.Pool{},
 			// Devices and gateways are not browsers: there is no
 			// cross-site request to guard against.
 			CheckOrigin:      func(*http.Request) bool { return true },
 			HandshakeTimeout: cfg.HandshakeTimeout,
 		},
-		adm:        newAdmission(cfg.MaxConns, cfg.MaxConnsPerIP),
-		started:    time.Now(),
-		readCtx:    readCtx,
-		cancelRead: cancel,
-		drained:    make(chan struct{}),
-		conns:      make(map[*conn]struct{}),
+		adm:             newAdmission(cfg.MaxConns, cfg.MaxConnsPerIP),
+		started:         time.Now(),
+		readCtx:         readCtx,
+		cancelRead:      cancel,
+		drained:         make(chan struct{}),
+		readq:           make(chan *conn),
+		stopReadWorkers: make(chan struct{}),
+		conns:           make(map[*conn]struct{}),
 	}
 	if !math.IsInf(cfg.DeviceRate, 1) {
 		s.limiter = newRateLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable)
@@ -191,6 +234,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer close(statsDone)
 		s.statsLoop(statsCtx)
 	}()
+	s.startReadWorker()
+	defer close(s.stopReadWorkers)
+	writeCtx, stopWrites := context.WithCancel(context.Background())
+	defer stopWrites()
+	writesDone := make(chan struct{})
+	go func() {
+		defer close(writesDone)
+		s.writeLoop(writeCtx)
+	}()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc(TelemetryPath, s.handleTelemetry)
@@ -213,12 +265,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-serveErr:
 		err = fmt.Errorf("serve: %w", err)
 	}
-	s.shutdown(hs, stopStats, statsDone, stopPump, pumpDone)
+	s.shutdown(hs, stopWrites, writesDone, stopStats, statsDone, stopPump, pumpDone)
 	return err
 }
 
 // shutdown runs the graceful shutdown described at Serve.
-func (s *Server) shutdown(hs *http.Server, stopStats func(), statsDone <-chan struct{}, stopPump func(), pumpDone <-chan struct{}) {
+func (s *Server) shutdown(hs *http.Server, stopWrites func(), writesDone <-chan struct{}, stopStats func(), statsDone <-chan struct{}, stopPump func(), pumpDone <-chan struct{}) {
 	start := time.Now()
 	deadline := start.Add(s.cfg.ShutdownTimeout)
 	s.log.Info("ingest shutting down", "buffered", s.buf.Len(), "timeout", s.cfg.ShutdownTimeout)
@@ -251,9 +303,12 @@ func (s *Server) shutdown(hs *http.Server, stopStats func(), statsDone <-chan st
 		s.log.Warn("shutdown timeout: records not yet in Kafka (a durable spool replays them on the next start; from a memory buffer they are lost and, never acked, resent by devices)", "records", n)
 	}
 
-	// Final acks and close 1001 on every connection.
+	// Final acks and close 1001 on every connection; the write loop kept
+	// flushing acks until now.
 	close(s.drained)
-	waitTimeout(&s.handlers, time.Until(deadline)+2*closeLinger+writeWait)
+	waitTimeout(&s.running, time.Until(deadline)+2*closeLinger+writeWait)
+	stopWrites()
+	<-writesDone
 
 	stopStats()
 	<-statsDone
@@ -385,47 +440,66 @@ func (s *Server) publishFinalStats(d time.Duration) {
 }
 
 // handleTelemetry admits the handshake (connection limits: 503; the
-// bearer token: 401), upgrades to WebSocket and runs the connection.
+// bearer token: 401), upgrades to WebSocket and starts the connection's
+// goroutine. It returns right after, so that net/http's goroutine and its
+// buffers for the request are gone while the connection lives.
 func (s *Server) handleTelemetry(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r.RemoteAddr)
 	if ref, ok := s.adm.acquire(ip); !ok {
 		s.refuseBusy(w, r, ref)
 		return
 	}
-	// The slot is given back before the connection count drops, so a client
-	// that sees one connection fewer can connect again.
-	released := false
-	release := func() {
-		if !released {
-			released = true
+	// Once the connection runs, it gives the slot back (unregister).
+	running := false
+	defer func() {
+		if !running {
 			s.adm.release(ip)
 		}
-	}
-	defer release()
+	}()
 	var grant *auth.Grant
 	if s.cfg.Auth != nil {
 		if grant = s.authenticate(w, r); grant == nil {
 			return
 		}
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	hw := &hijackReader{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	c := newConn(s, ws, r.RemoteAddr, grant)
+	c.br = hw.br
 	if !s.register(c) {
 		c.close(websocket.CloseGoingAway, "server shutting down")
 		return
 	}
-	defer func() {
-		release()
-		s.unregister(c)
-	}()
-	c.run()
+	running = true
+	c.start()
+	go c.run()
 }
 
-// register adds a connection unless the server is stopping.
+// hijackReader hands the upgrader, on Hijack, a read buffer of
+// readBufferSize bytes that the server keeps a hold of, so that the
+// connection can see what gorilla buffered (waitReadable).
+type hijackReader struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+// Hijack implements http.Hijacker.
+func (h *hijackReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return nc, brw, err // the upgrader refuses a client that sent data early
+	}
+	h.br = bufio.NewReaderSize(nc, readBufferSize)
+	brw.Reader = h.br
+	return nc, brw, nil
+}
+
+// register adds a connection unless the server is stopping; shutdown then
+// waits for its goroutine (running).
 func (s *Server) register(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -434,15 +508,19 @@ func (s *Server) register(c *conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.readers.Add(1)
-	s.handlers.Add(1)
+	s.running.Add(1)
 	s.ctr.connections.Add(1)
 	return true
 }
 
+// unregister lets go of a connection that ended. Its admission slot is
+// given back before the connection count drops, so a client that sees one
+// connection fewer can connect again.
 func (s *Server) unregister(c *conn) {
+	s.adm.release(remoteIP(c.remote))
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.ctr.connections.Add(-1)
-	s.handlers.Done()
+	s.running.Done()
 }

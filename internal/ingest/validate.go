@@ -5,6 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/vppctl/vpp/internal/wire"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -177,19 +178,28 @@ func Validate(r *vppv1.Reading, now time.Time, lim Limits) (reason string, ok bo
 }
 
 func checkID(s string, maxLen int, missing, tooLong reason) reason {
-	switch {
-	case s == "":
-		return missing
-	case len(s) > maxLen:
-		return tooLong
-	case !utf8.ValidString(s):
+	if rs := checkIDLen(len(s), maxLen, missing, tooLong); rs != reasonOK {
+		return rs
+	}
+	if !utf8.ValidString(s) {
 		return rIDInvalidUTF8
+	}
+	return reasonOK
+}
+
+func checkIDLen(n, maxLen int, missing, tooLong reason) reason {
+	switch {
+	case n == 0:
+		return missing
+	case n > maxLen:
+		return tooLong
 	}
 	return reasonOK
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
+// validate applies the rules to a decoded reading.
 func validate(r *vppv1.Reading, nowMS int64, lim Limits) reason {
 	if rs := checkID(r.GetDeviceId(), lim.MaxIDLength, rDeviceIDMissing, rDeviceIDTooLong); rs != reasonOK {
 		return rs
@@ -203,48 +213,74 @@ func validate(r *vppv1.Reading, nowMS int64, lim Limits) reason {
 	if rs := checkID(r.GetRegionId(), lim.MaxIDLength, rRegionIDMissing, rRegionIDTooLong); rs != reasonOK {
 		return rs
 	}
-	if r.GetSeq() == 0 {
+	var w wire.Reading
+	w.SetValues(r)
+	return validateValues(&w, nowMS, lim)
+}
+
+// validateWire applies the rules to a reading parsed by wire.Parse without
+// error, so every ID is valid UTF-8. It is validate for the wire form: the
+// same rules in the same order.
+func validateWire(r *wire.Reading, nowMS int64, lim Limits) reason {
+	if rs := checkIDLen(len(r.DeviceID), lim.MaxIDLength, rDeviceIDMissing, rDeviceIDTooLong); rs != reasonOK {
+		return rs
+	}
+	if rs := checkIDLen(len(r.SiteID), lim.MaxIDLength, rSiteIDMissing, rSiteIDTooLong); rs != reasonOK {
+		return rs
+	}
+	if rs := checkIDLen(len(r.SubstationID), lim.MaxIDLength, rSubstationIDMissing, rSubstationIDTooLong); rs != reasonOK {
+		return rs
+	}
+	if rs := checkIDLen(len(r.RegionID), lim.MaxIDLength, rRegionIDMissing, rRegionIDTooLong); rs != reasonOK {
+		return rs
+	}
+	return validateValues(r, nowMS, lim)
+}
+
+// validateValues applies the rules after the IDs' (r's IDs are not read).
+func validateValues(r *wire.Reading, nowMS int64, lim Limits) reason {
+	if r.Seq == 0 {
 		return rSeqZero
 	}
-	ts := r.GetTsMs()
+	ts := r.TsMs
 	if ts > nowMS+lim.MaxClockSkew.Milliseconds() {
 		return rTSTooFarAhead
 	}
 	if ts < nowMS-lim.MaxAge.Milliseconds() {
 		return rTSTooOld
 	}
-	if !finite(r.GetSocPct()) || !finite(r.GetSohPct()) || !finite(r.GetPowerKw()) ||
-		!finite(r.GetVoltageV()) || !finite(r.GetCurrentA()) || !finite(r.GetTemperatureC()) ||
-		!finite(r.GetCapacityKwh()) || !finite(r.GetMaxChargeKw()) || !finite(r.GetMaxDischargeKw()) {
+	if !finite(r.SocPct) || !finite(r.SohPct) || !finite(r.PowerKw) ||
+		!finite(r.VoltageV) || !finite(r.CurrentA) || !finite(r.TemperatureC) ||
+		!finite(r.CapacityKwh) || !finite(r.MaxChargeKw) || !finite(r.MaxDischargeKw) {
 		return rNotFinite
 	}
-	if soc := r.GetSocPct(); soc < 0 || soc > 100 {
+	if soc := r.SocPct; soc < 0 || soc > 100 {
 		return rSoCOutOfRange
 	}
-	if soh := r.GetSohPct(); soh < 0 || soh > 100 {
+	if soh := r.SohPct; soh < 0 || soh > 100 {
 		return rSoHOutOfRange
 	}
-	if r.GetCapacityKwh() <= 0 {
+	if r.CapacityKwh <= 0 {
 		return rCapacityNotPositive
 	}
-	if r.GetMaxChargeKw() < 0 || r.GetMaxDischargeKw() < 0 {
+	if r.MaxChargeKw < 0 || r.MaxDischargeKw < 0 {
 		return rLimitNegative
 	}
 	tol := 1 + lim.PowerTolerance
-	p := r.GetPowerKw()
-	if p > r.GetMaxDischargeKw()*tol+powerSlackKW {
+	p := r.PowerKw
+	if p > r.MaxDischargeKw*tol+powerSlackKW {
 		return rPowerAboveDischarge
 	}
-	if p < -(r.GetMaxChargeKw()*tol + powerSlackKW) {
+	if p < -(r.MaxChargeKw*tol + powerSlackKW) {
 		return rPowerAboveCharge
 	}
-	if r.GetVoltageV() < 0 {
+	if r.VoltageV < 0 {
 		return rVoltageNegative
 	}
-	if t := r.GetTemperatureC(); t < minTemperatureC || t > maxTemperatureC {
+	if t := r.TemperatureC; t < minTemperatureC || t > maxTemperatureC {
 		return rTemperatureOutOfRange
 	}
-	if m := r.GetMode(); m < vppv1.Mode_MODE_IDLE || m > vppv1.Mode_MODE_FAULT {
+	if m := r.Mode; m < vppv1.Mode_MODE_IDLE || m > vppv1.Mode_MODE_FAULT {
 		return rModeUnknown
 	}
 	return reasonOK

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -21,13 +23,16 @@ func validReading() *vppv1.Reading {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	lim := DefaultLimits()
-	tests := []struct {
-		name string
-		mut  func(r *vppv1.Reading)
-		want string // "" = valid
-	}{
+// validateTest is a rule of the wire contract: a change to a valid reading
+// and the reason it is rejected for ("" = still valid).
+type validateTest struct {
+	name string
+	mut  func(r *vppv1.Reading)
+	want string
+}
+
+func validateTests() []validateTest {
+	return []validateTest{
 		{"valid", func(*vppv1.Reading) {}, ""},
 		{"valid charging at limit", func(r *vppv1.Reading) { r.PowerKw = -5; r.Mode = vppv1.Mode_MODE_CHARGING }, ""},
 		{"valid idle zero limits", func(r *vppv1.Reading) { r.PowerKw = 0; r.MaxChargeKw = 0; r.MaxDischargeKw = 0 }, ""},
@@ -81,11 +86,79 @@ func TestValidate(t *testing.T) {
 		{"mode unknown value", func(r *vppv1.Reading) { r.Mode = vppv1.Mode(42) }, ReasonModeUnknown},
 		{"mode negative", func(r *vppv1.Reading) { r.Mode = vppv1.Mode(-1) }, ReasonModeUnknown},
 	}
+}
+
+// validateCases are the readings of validateTests.
+func validateCases() []*vppv1.Reading {
+	var rs []*vppv1.Reading
+	for _, tt := range validateTests() {
+		r := validReading()
+		tt.mut(r)
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// appendReading appends r in the wire format, as proto.Marshal would, but
+// without refusing IDs that are not UTF-8.
+func appendReading(b []byte, r *vppv1.Reading) []byte {
+	for i, id := range []string{r.DeviceId, r.SiteId, r.SubstationId, r.RegionId} {
+		if id != "" {
+			b = protowire.AppendString(protowire.AppendTag(b, protowire.Number(i+1), protowire.BytesType), id)
+		}
+	}
+	for i, v := range []uint64{r.Seq, uint64(r.TsMs)} {
+		if v != 0 {
+			b = protowire.AppendVarint(protowire.AppendTag(b, protowire.Number(i+5), protowire.VarintType), v)
+		}
+	}
+	for i, f := range []float64{r.SocPct, r.SohPct, r.PowerKw, r.VoltageV, r.CurrentA, r.TemperatureC, r.CapacityKwh, r.MaxChargeKw, r.MaxDischargeKw} {
+		if f != 0 || math.Signbit(f) {
+			b = protowire.AppendFixed64(protowire.AppendTag(b, protowire.Number(i+7), protowire.Fixed64Type), math.Float64bits(f))
+		}
+	}
+	if r.Mode != 0 {
+		b = protowire.AppendVarint(protowire.AppendTag(b, 16, protowire.VarintType), uint64(int64(r.Mode)))
+	}
+	if r.Alarms != 0 {
+		b = protowire.AppendVarint(protowire.AppendTag(b, 17, protowire.VarintType), uint64(r.Alarms))
+	}
+	return b
+}
+
+// frameOf is a serialized Frame of the readings rs.
+func frameOf(rs ...*vppv1.Reading) []byte {
+	var b []byte
+	for _, r := range rs {
+		b = protowire.AppendBytes(protowire.AppendTag(b, frameReadingsField, protowire.BytesType), appendReading(nil, r))
+	}
+	return b
+}
+
+// validateBoth validates r with Validate and through the decoder (the wire
+// form, as ingest validates), which must agree.
+func validateBoth(t *testing.T, r *vppv1.Reading, lim Limits) (reason string, ok bool) {
+	t.Helper()
+	reason, ok = Validate(r, testNow, lim)
+	d := newDecoder(1, lim)
+	out, err := d.decode(frameOf(r), testNow.UnixMilli())
+	if err != nil || len(out) != 1 {
+		t.Fatalf("decode: %v, %d readings", err, len(out))
+	}
+	if got := out[0].reason.String(); got != reason {
+		t.Fatalf("Validate says %q, the decoder %q", reason, got)
+	}
+	return reason, ok
+}
+
+func TestValidate(t *testing.T) {
+	lim := DefaultLimits()
+	tests := validateTests()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := validReading()
 			tt.mut(r)
-			reason, ok := Validate(r, testNow, lim)
+			reason, ok := validateBoth(t, r, lim)
 			if tt.want == "" {
 				if !ok || reason != "" {
 					t.Fatalf("Validate = (%q, %v), want valid", reason, ok)
@@ -102,21 +175,21 @@ func TestValidate(t *testing.T) {
 func TestValidateCustomLimits(t *testing.T) {
 	lim := Limits{MaxClockSkew: time.Second, MaxAge: time.Minute, PowerTolerance: 0, MaxIDLength: 3}
 	r := validReading()
-	if reason, _ := Validate(r, testNow, lim); reason != ReasonDeviceIDTooLong {
+	if reason, _ := validateBoth(t, r, lim); reason != ReasonDeviceIDTooLong {
 		t.Fatalf("device id of 5 bytes with MaxIDLength 3: got %q", reason)
 	}
 	r = validReading()
 	r.DeviceId, r.SiteId, r.SubstationId, r.RegionId = "d", "s", "b", "r"
 	r.PowerKw = 5.0011
-	if reason, _ := Validate(r, testNow, lim); reason != ReasonPowerAboveDischarge {
+	if reason, _ := validateBoth(t, r, lim); reason != ReasonPowerAboveDischarge {
 		t.Fatalf("power 5.0011 with zero tolerance: got %q", reason)
 	}
 	r.PowerKw = 5.0009
-	if reason, ok := Validate(r, testNow, lim); !ok {
+	if reason, ok := validateBoth(t, r, lim); !ok {
 		t.Fatalf("power 5.0009 within absolute slack: got %q", reason)
 	}
 	r.TsMs = testNow.Add(2 * time.Second).UnixMilli()
-	if reason, _ := Validate(r, testNow, lim); reason != ReasonTSTooFarAhead {
+	if reason, _ := validateBoth(t, r, lim); reason != ReasonTSTooFarAhead {
 		t.Fatalf("ts 2s ahead with 1s skew: got %q", reason)
 	}
 }

@@ -124,15 +124,17 @@ type entry struct {
 	seq   uint64
 	mem   int64 // rec.Size(), counted in held
 	frame int64 // bytes on disk
-	done  func()
+	// done completes the record (its Done): kept apart from rec, which
+	// is dropped once only the disk has the record.
+	done  ingest.Completion
 	fired atomic.Bool
 }
 
 // finish calls the record's Done, once, whoever gets there first: the
 // syncer after the fsync or Ack after Kafka.
 func (e *entry) finish() {
-	if e.done != nil && e.fired.CompareAndSwap(false, true) {
-		e.done()
+	if !e.done.Empty() && e.fired.CompareAndSwap(false, true) {
+		e.done.Run()
 	}
 }
 
@@ -243,7 +245,7 @@ func (s *Spool) append(r *ingest.Record, flen, size int64) error {
 	if s.disk > s.ctr.peakDisk.Load() {
 		s.ctr.peakDisk.Store(s.disk)
 	}
-	e := &entry{rec: r, seq: seq, mem: size, frame: flen, done: r.Done}
+	e := &entry{rec: r, seq: seq, mem: size, frame: flen, done: r.Completion()}
 	if s.opts.Fsync != FsyncNever {
 		c.entries = append(c.entries, e)
 	}
