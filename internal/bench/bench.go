@@ -358,6 +358,7 @@ func Floor(ctx context.Context, opts kafka.Options, n int) (float64, int, error)
 	if err := kafka.EnsureTopics(ctx, o); err != nil {
 		return 0, 0, err
 	}
+	defer func() { _ = dropTopics(o) }()
 	topic := o.Topics().Telemetry()
 	const distinct = 100_000
 	keys, values := sampleReadings(min(n, distinct), 20_000)
@@ -505,6 +506,9 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	}
 	defer func() {
 		err = errors.Join(err, ing.Stop(time.Minute), agg.Stop(time.Minute))
+		if derr := dropTopics(o); derr != nil {
+			fmt.Fprintf(cfg.Progress, "warning: %v\n", derr)
+		}
 	}()
 	if err := waitReady(ctx, "http://"+httpAddr+"/readyz", ing); err != nil {
 		return st, err

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -151,6 +152,7 @@ func readerCost(ctx context.Context, cfg Config, res *Result) error {
 	if err := kafka.EnsureTopics(ctx, o); err != nil {
 		return err
 	}
+	defer func() { _ = dropTopics(o) }()
 	pcfg, err := o.ProducerConfig()
 	if err != nil {
 		return err
@@ -223,4 +225,26 @@ func readerCost(ctx context.Context, cfg Config, res *Result) error {
 	cancel()
 	<-done
 	return nil
+}
+
+// dropTopics deletes the topics of a finished measurement, so the broker's
+// log cleaner and retention do not keep working on them while the next
+// one runs (a deployment has one set of topics, not one per step).
+func dropTopics(o kafka.Options) error {
+	cfg, err := o.SaramaConfig()
+	if err != nil {
+		return err
+	}
+	admin, err := sarama.NewClusterAdmin(o.Brokers, cfg)
+	if err != nil {
+		return fmt.Errorf("cluster admin: %w", err)
+	}
+	defer admin.Close()
+	var errs []error
+	for _, s := range o.Specs() {
+		if err := admin.DeleteTopic(s.Name); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("delete topic %s: %w", s.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
