@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +16,7 @@ func TestConns(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "vpp")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/vppctl/vpp/cmd/vpp").CombinedOutput(); err != nil {
-		t.Fatalf("build vpp: %v\n%s", err, out)
-	}
+	bin := buildVPP(ctx, t)
 	const n = 500
 	res, err := Conns(ctx, ConnsConfig{Exe: bin, Conns: n, Settle: 2 * time.Second, Progress: testWriter{t}})
 	if err != nil {

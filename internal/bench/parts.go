@@ -84,13 +84,9 @@ func waitReady(ctx context.Context, url string, p *Proc) error {
 // waitGroup waits until consumer group has a stable membership with every
 // partition of the telemetry topic assigned, p exits or a minute passes.
 func waitGroup(ctx context.Context, o kafka.Options, group string, p *Proc) error {
-	cfg, err := o.SaramaConfig()
+	admin, err := newAdmin(o)
 	if err != nil {
 		return err
-	}
-	admin, err := sarama.NewClusterAdmin(o.Brokers, cfg)
-	if err != nil {
-		return fmt.Errorf("cluster admin: %w", err)
 	}
 	defer admin.Close()
 	deadline := time.Now().Add(time.Minute)
@@ -231,13 +227,9 @@ func readerCost(ctx context.Context, cfg Config, res *Result) error {
 // log cleaner and retention do not keep working on them while the next
 // one runs (a deployment has one set of topics, not one per step).
 func dropTopics(o kafka.Options) error {
-	cfg, err := o.SaramaConfig()
+	admin, err := newAdmin(o)
 	if err != nil {
 		return err
-	}
-	admin, err := sarama.NewClusterAdmin(o.Brokers, cfg)
-	if err != nil {
-		return fmt.Errorf("cluster admin: %w", err)
 	}
 	defer admin.Close()
 	var errs []error
@@ -247,4 +239,17 @@ func dropTopics(o kafka.Options) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// newAdmin connects a cluster admin to o's brokers.
+func newAdmin(o kafka.Options) (sarama.ClusterAdmin, error) {
+	cfg, err := o.SaramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := sarama.NewClusterAdmin(o.Brokers, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster admin: %w", err)
+	}
+	return admin, nil
 }
