@@ -21,11 +21,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/sim"
@@ -263,7 +265,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	if cfg.TwinDevices > 0 {
-		if res.TwinBytes, err = twinMemory(cfg.TwinDevices); err != nil {
+		if res.TwinBytes, err = aggregate.TwinMemory(cfg.TwinDevices); err != nil {
 			return res, err
 		}
 		res.TwinDevices = cfg.TwinDevices
@@ -469,7 +471,7 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	if err := kafka.EnsureTopics(ctx, o); err != nil {
 		return st, err
 	}
-	common := []string{"--brokers", joinBrokers(o.Brokers), "--topic-prefix", o.Prefix,
+	common := []string{"--brokers", strings.Join(o.Brokers, ","), "--topic-prefix", o.Prefix,
 		"--partitions", strconv.Itoa(int(o.Partitions)), "--replication", strconv.Itoa(int(o.Replication)),
 		"--log-level", "warn"}
 	if o.Version != "" {
@@ -603,17 +605,6 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	st.Sustained = st.SimRate >= 0.95*rate && st.Applied >= 0.95*rate &&
 		float64(st.LagAtEnd) <= rate && st.DrainTime < 2*time.Second
 	return st, nil
-}
-
-func joinBrokers(b []string) string {
-	out := ""
-	for i, s := range b {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
 }
 
 // Median combines runs: every figure is the median of the runs' figures

@@ -13,7 +13,6 @@ import (
 	"github.com/IBM/sarama"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/history"
 	"github.com/vppctl/vpp/internal/kafka"
@@ -115,15 +114,6 @@ func waitGroup(ctx context.Context, o kafka.Options, group string, p *Proc) erro
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// twinMemory is the twin memory per device at n devices.
-func twinMemory(n int) (float64, error) {
-	v, err := aggregate.TwinMemory(n)
-	if err != nil {
-		return 0, err
-	}
-	return v, nil
 }
 
 // flatSeries is a history source with no history (the frame cost of the

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/wire"
 )
 
 // Field numbers of the state topic's records (proto/vpp/v1/state.proto and
@@ -23,9 +24,6 @@ const (
 	recordPartition = 2 // StateRecord.partition
 	siteDevices     = 4 // SiteState.devices
 	deviceLast      = 1 // DeviceState.last
-	readingDevice   = 1 // Reading.device_id
-	readingSeq      = 5 // Reading.seq
-	readingTs       = 6 // Reading.ts_ms
 	partID          = 1 // PartitionState.partition
 	partApplied     = 4 // PartitionState.applied
 )
@@ -109,43 +107,29 @@ func (w *stateWatcher) run(ctx context.Context, o kafka.Options, ready chan<- st
 // observe reads one state record received at now.
 func (w *stateWatcher) observe(b []byte, now time.Time) {
 	nowMs := float64(now.UnixNano()) / 1e6
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
-		switch num {
-		case recordSite:
+	_ = wire.Fields(b, func(num protowire.Number, typ protowire.Type, _ uint64, v []byte) error {
+		switch {
+		case typ != protowire.BytesType:
+		case num == recordSite:
 			w.site(v, nowMs)
-		case recordPartition:
+		case num == recordPartition:
 			w.partition(v)
 		}
-	}
+		return nil
+	})
 }
 
 func (w *stateWatcher) partition(b []byte) {
 	var id int32
 	var applied uint64
-	eachField(b, func(num protowire.Number, v uint64, _ []byte) {
+	_ = wire.Fields(b, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {
 		switch num {
 		case partID:
 			id = int32(v)
 		case partApplied:
 			applied = v
 		}
+		return nil
 	})
 	w.mu.Lock()
 	w.applied[id] = max(w.applied[id], applied)
@@ -155,27 +139,21 @@ func (w *stateWatcher) partition(b []byte) {
 func (w *stateWatcher) site(b []byte, nowMs float64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	eachField(b, func(num protowire.Number, _ uint64, dev []byte) {
+	// Malformed records are skipped: the aggregator wrote them.
+	_ = wire.Fields(b, func(num protowire.Number, _ protowire.Type, _ uint64, dev []byte) error {
 		if num != siteDevices {
-			return
+			return nil
 		}
-		eachField(dev, func(num protowire.Number, _ uint64, last []byte) {
+		return wire.Fields(dev, func(num protowire.Number, _ protowire.Type, _ uint64, last []byte) error {
 			if num != deviceLast {
-				return
+				return nil
 			}
-			var id []byte
-			var seq, ts uint64
-			eachField(last, func(num protowire.Number, v uint64, s []byte) {
-				switch num {
-				case readingDevice:
-					id = s
-				case readingSeq:
-					seq = v
-				case readingTs:
-					ts = v
-				}
-			})
-			w.reflected(id, seq, int64(ts), nowMs)
+			var r wire.Reading
+			if err := r.Parse(last); err != nil {
+				return err
+			}
+			w.reflected(r.DeviceID, r.Seq, r.TsMs, nowMs)
+			return nil
 		})
 	})
 }
@@ -230,38 +208,4 @@ func percentilesOf(s []int32) Percentiles {
 		return time.Duration(s[max(0, min(i, len(s)-1))]) * time.Microsecond
 	}
 	return Percentiles{N: len(s), P50: q(0.50), P99: q(0.99), P999: q(0.999), Max: q(1)}
-}
-
-// eachField calls fn for every varint and length-delimited field of the
-// message b (fixed-size fields are skipped); it stops at malformed input.
-func eachField(b []byte, fn func(num protowire.Number, v uint64, s []byte)) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return
-		}
-		b = b[n:]
-		switch typ {
-		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return
-			}
-			fn(num, v, nil)
-			b = b[n:]
-		case protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return
-			}
-			fn(num, 0, v)
-			b = b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return
-			}
-			b = b[n:]
-		}
-	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/wire"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -364,61 +365,32 @@ const (
 // device, and decoding them into messages would cost an allocation each.
 // Unknown fields (a later downlink kind) are skipped.
 func (c *conn) applyDownlink(b []byte) error {
-	return eachBytesField(b, downlinkAck, func(ack []byte) error {
-		return eachBytesField(ack, ackDevices, func(da []byte) error {
+	return wire.Fields(b, func(num protowire.Number, typ protowire.Type, _ uint64, ack []byte) error {
+		if num != downlinkAck || typ != protowire.BytesType {
+			return nil
+		}
+		return wire.Fields(ack, func(num protowire.Number, typ protowire.Type, _ uint64, da []byte) error {
+			if num != ackDevices || typ != protowire.BytesType {
+				return nil
+			}
 			var id []byte
 			var seq uint64
-			for len(da) > 0 {
-				num, typ, n := protowire.ConsumeTag(da)
-				if n < 0 {
-					return fmt.Errorf("device ack: %w", protowire.ParseError(n))
-				}
-				da = da[n:]
+			err := wire.Fields(da, func(num protowire.Number, typ protowire.Type, v uint64, s []byte) error {
 				switch {
 				case num == deviceAckID && typ == protowire.BytesType:
-					id, n = protowire.ConsumeBytes(da)
+					id = s
 				case num == deviceAckSeq && typ == protowire.VarintType:
-					seq, n = protowire.ConsumeVarint(da)
-				default:
-					n = protowire.ConsumeFieldValue(num, typ, da)
+					seq = v
 				}
-				if n < 0 {
-					return fmt.Errorf("device ack field %d: %w", num, protowire.ParseError(n))
-				}
-				da = da[n:]
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("device ack: %w", err)
 			}
 			c.applyAck(id, seq)
 			return nil
 		})
 	})
-}
-
-// eachBytesField calls fn with the value of every length-delimited field
-// num of message b and skips the other fields.
-func eachBytesField(b []byte, num protowire.Number, fn func([]byte) error) error {
-	for len(b) > 0 {
-		n0, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("tag: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		if n0 == num && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
-			}
-			if err := fn(v); err != nil {
-				return err
-			}
-			b = b[n:]
-			continue
-		}
-		if n = protowire.ConsumeFieldValue(n0, typ, b); n < 0 {
-			return fmt.Errorf("field %d: %w", n0, protowire.ParseError(n))
-		}
-		b = b[n:]
-	}
-	return nil
 }
 
 // applyAck forgets device id's readings up to seq and wakes the device if
