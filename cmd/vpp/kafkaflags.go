@@ -17,6 +17,7 @@ type kafkaFlags struct {
 	partitions  int32
 	replication int16
 	history     time.Duration
+	compression string
 }
 
 // register adds the shared Kafka flags to fs, with the kafka package's
@@ -27,6 +28,7 @@ func (f *kafkaFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.version, "kafka-version", kafka.DefaultVersion, "Kafka protocol version to speak (not higher than the broker's)")
 	fs.Int32Var(&f.partitions, "partitions", kafka.DefaultPartitions, "partitions of the telemetry and state topics when vpp creates them")
 	fs.Int16Var(&f.replication, "replication", kafka.DefaultReplication, "replication factor of topics vpp creates")
+	fs.StringVar(&f.compression, "compression", kafka.DefaultCompression, "codec of the record batches vpp produces: none, gzip, snappy, lz4 or zstd")
 	fs.DurationVar(&f.history, "history-retention", kafka.DefaultHistoryRetention, "retention of the history topic (sparkline backfill) when vpp creates it")
 }
 
@@ -48,5 +50,6 @@ func (f *kafkaFlags) options(clientID string) kafka.Options {
 		ClientID:    clientID,
 
 		HistoryRetention: f.history,
+		Compression:      f.compression,
 	}
 }

@@ -477,6 +477,9 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	if o.Version != "" {
 		common = append(common, "--kafka-version", o.Version)
 	}
+	if o.Compression != "" {
+		common = append(common, "--compression", o.Compression)
+	}
 	listen, err := freeAddr()
 	if err != nil {
 		return st, err

@@ -25,6 +25,9 @@ const (
 	// DefaultHistoryRetention is how long the history topic keeps samples
 	// when Options.HistoryRetention is zero.
 	DefaultHistoryRetention = 15 * time.Minute
+	// DefaultCompression is the producers' codec when Options.Compression
+	// is empty.
+	DefaultCompression = "lz4"
 )
 
 // ErrTopicMismatch is returned when an existing topic differs from what vpp
@@ -53,6 +56,9 @@ type Options struct {
 	// HistoryRetention bounds the history topic by age when vpp creates it
 	// (default 15m): how far back a reader can backfill its sparklines.
 	HistoryRetention time.Duration
+	// Compression is the codec of every record batch vpp produces: none,
+	// gzip, snappy, lz4 or zstd (default lz4).
+	Compression string
 }
 
 // Topics returns the topic names for the options' prefix.
@@ -140,7 +146,11 @@ func (o Options) ProducerConfig() (*sarama.Config, error) {
 	cfg.Net.MaxOpenRequests = 1
 	cfg.Producer.Retry.Max = 10
 	cfg.Producer.Retry.Backoff = 100 * time.Millisecond
-	cfg.Producer.Compression = sarama.CompressionLZ4
+	codec, err := o.codec()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Producer.Compression = codec
 	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
 	cfg.Producer.Flush.Bytes = 512 << 10
 	cfg.Producer.Flush.MaxMessages = 0
@@ -150,6 +160,19 @@ func (o Options) ProducerConfig() (*sarama.Config, error) {
 	cfg.Producer.Retry.MaxBufferLength = 100_000
 	cfg.Producer.Retry.MaxBufferBytes = 64 << 20
 	return cfg, nil
+}
+
+// codec parses Options.Compression.
+func (o Options) codec() (sarama.CompressionCodec, error) {
+	name := o.Compression
+	if name == "" {
+		name = DefaultCompression
+	}
+	var c sarama.CompressionCodec
+	if err := c.UnmarshalText([]byte(name)); err != nil {
+		return 0, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd: %w", name, err)
+	}
+	return c, nil
 }
 
 // TopicSpec describes a topic vpp needs.
