@@ -67,6 +67,9 @@ type Config struct {
 	// TwinDevices is the fleet size of the twin-memory measurement
 	// (default 1,000,000; < 0 skips it).
 	TwinDevices int
+	// FreshnessSample k reads the freshness of 1 site in k (by a hash of
+	// its ID), every reading of those sites (default 4; 1 reads all).
+	FreshnessSample int
 	// ProfileDir, when set, receives a CPU profile of the ingest and
 	// aggregate processes of every step (ingest-<rate>.pprof, …).
 	ProfileDir string
@@ -118,8 +121,10 @@ type Result struct {
 	TwinBytes      float64
 	TwinDevices    int
 	ReaderDevices  int
-	ReaderFold     time.Duration
-	Frame          FrameCost
+	// FreshnessSample k: freshness was read from 1 site in k.
+	FreshnessSample int
+	ReaderFold      time.Duration
+	Frame           FrameCost
 }
 
 // FrameCost is the time of one dashboard frame on the fleet screen.
@@ -178,6 +183,9 @@ func (c *Config) defaults() error {
 	if c.TwinDevices == 0 {
 		c.TwinDevices = 1_000_000
 	}
+	if c.FreshnessSample <= 0 {
+		c.FreshnessSample = 4
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -199,7 +207,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	res := &Result{Broker: fmt.Sprint(cfg.Kafka.Brokers)}
+	res := &Result{Broker: fmt.Sprint(cfg.Kafka.Brokers), FreshnessSample: cfg.FreshnessSample}
 	b0, s0 := brokerCPU(cfg.BrokerPID), selfCPU()
 	rate, size, err := Floor(ctx, cfg.Kafka, cfg.FloorRecords)
 	if err != nil {
@@ -523,7 +531,7 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	}
 
 	period := time.Duration(float64(cfg.Devices) / rate * float64(time.Second))
-	w := newStateWatcher(period)
+	w := newStateWatcher(period, cfg.FreshnessSample)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	ready := make(chan struct{})

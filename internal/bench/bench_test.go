@@ -2,20 +2,24 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // TestReflectedCountsEveryReading checks the freshness bookkeeping: a
 // site record that moves a device from seq a to b adds one sample per
 // reading a+1 … b, each timed from its own due time.
 func TestReflectedCountsEveryReading(t *testing.T) {
-	w := newStateWatcher(2 * time.Second) // a device reports every 2 s
-	const now = 100_000.0                 // ms
+	w := newStateWatcher(2*time.Second, 1) // a device reports every 2 s
+	const now = 100_000.0                  // ms
 	w.reflected([]byte("d1"), 1, 99_900, now)
 	w.reflected([]byte("d1"), 1, 99_900, now+50) // same seq: nothing new
 	w.reflected([]byte("d1"), 4, 99_950, now+100)
@@ -44,7 +48,7 @@ func TestRun(t *testing.T) {
 	o := kafkatest.Options(t, 4)
 	res, err := Run(ctx, Config{
 		Kafka: o, Exe: bin, FloorRecords: 5_000, Step: 3 * time.Second, Devices: 200, Rates: []float64{1_000},
-		ReaderDevices: 2_000, TwinDevices: 100_000, FlushInterval: 100 * time.Millisecond,
+		ReaderDevices: 2_000, TwinDevices: 100_000, FlushInterval: 100 * time.Millisecond, FreshnessSample: 1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,4 +93,36 @@ func buildVPP(ctx context.Context, t *testing.T) string {
 		t.Fatalf("build vpp: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// TestSampledSites checks that a watcher sampling 1 site in 4 counts every
+// reading of the sampled sites and none of the others, and that about a
+// quarter of the sites are sampled.
+func TestSampledSites(t *testing.T) {
+	const sites, perSite = 400, 3
+	w := newStateWatcher(time.Second, 4)
+	want, inSample := 0, 0
+	for i := range sites {
+		id := fmt.Sprintf("site-%04d", i)
+		st := &vppv1.SiteState{SiteId: id}
+		for d := range perSite {
+			st.Devices = append(st.Devices, &vppv1.DeviceState{Last: &vppv1.Reading{
+				DeviceId: fmt.Sprintf("%s-d%d", id, d), SiteId: id, Seq: 2, TsMs: 1_000}})
+		}
+		b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: st}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.observe(b, time.UnixMilli(2_000))
+		if sampled([]byte(id), 4) {
+			inSample++
+			want += perSite * 2 // seq 1 and 2 of each device
+		}
+	}
+	if got := w.percentiles().N; got != want {
+		t.Fatalf("%d samples, want %d (%d sampled sites)", got, want, inSample)
+	}
+	if inSample < sites/4-40 || inSample > sites/4+40 {
+		t.Fatalf("%d of %d sites sampled, want about a quarter", inSample, sites)
+	}
 }
