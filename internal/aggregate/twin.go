@@ -37,6 +37,7 @@ type twinConfig struct {
 // The site's own IDs are held once here, not per device.
 type siteTwin struct {
 	id, substation, region string
+	key                    string // SiteKey(id), made by the first flush
 	devices                []twin // sorted by device ID
 	dirty                  bool
 }
@@ -102,17 +103,22 @@ func (d *twin) fill(st *vppv1.DeviceState, s *siteTwin) {
 	if r == nil {
 		r = &vppv1.Reading{}
 	}
+	d.reading(r, s)
+	*st = vppv1.DeviceState{
+		Last: r, AppliedMs: d.appliedMs, Offline: d.offline,
+		Applied: d.applied, Duplicates: d.duplicates, Gaps: d.gaps,
+		HeadroomDischargeKw: d.headroomDischarge, HeadroomChargeKw: d.headroomCharge,
+	}
+}
+
+// reading writes d's last reading, of site s, into r.
+func (d *twin) reading(r *vppv1.Reading, s *siteTwin) {
 	*r = vppv1.Reading{
 		DeviceId: d.id, SiteId: s.id, SubstationId: s.substation, RegionId: s.region,
 		Seq: d.seq, TsMs: d.tsMs, SocPct: d.soc, SohPct: d.soh, PowerKw: d.power,
 		VoltageV: d.voltage, CurrentA: d.current, TemperatureC: d.temp,
 		CapacityKwh: d.capacity, MaxChargeKw: d.maxCharge, MaxDischargeKw: d.maxDischarge,
 		Mode: d.mode, Alarms: d.alarms,
-	}
-	*st = vppv1.DeviceState{
-		Last: r, AppliedMs: d.appliedMs, Offline: d.offline,
-		Applied: d.applied, Duplicates: d.duplicates, Gaps: d.gaps,
-		HeadroomDischargeKw: d.headroomDischarge, HeadroomChargeKw: d.headroomCharge,
 	}
 }
 
@@ -127,19 +133,6 @@ func twinOf(st *vppv1.DeviceState) twin {
 	v.SetValues(st.GetLast())
 	d.setReading(&v)
 	return d
-}
-
-// states returns the site's devices as DeviceState protos, sorted by ID,
-// in buf (grown as needed, its elements and their readings reused).
-func (s *siteTwin) states(buf []*vppv1.DeviceState) []*vppv1.DeviceState {
-	for len(buf) < len(s.devices) {
-		buf = append(buf, &vppv1.DeviceState{})
-	}
-	out := buf[:len(s.devices)]
-	for i := range s.devices {
-		s.devices[i].fill(out[i], s)
-	}
-	return out
 }
 
 // partState is the twin state of one telemetry partition: its sites and its
@@ -163,11 +156,9 @@ type partState struct {
 // stateEncoder is the scratch space of flushRecords, reused from flush to
 // flush.
 type stateEncoder struct {
-	site   *vppv1.SiteState
-	rec    *vppv1.StateRecord // rec's body is site
-	states []*vppv1.DeviceState
-	buf    []byte // the serialized records
-	out    []stateRecord
+	reading *vppv1.Reading // one device's, while its site is encoded
+	buf     []byte         // the serialized records
+	out     []stateRecord
 }
 
 // maxKeptEncodeBuffer bounds the encoding buffer a partition keeps between
@@ -327,31 +318,20 @@ type stateRecord struct {
 // (their values included) are valid until the next call.
 func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
 	e := &ps.enc
-	if e.rec == nil {
-		e.site = &vppv1.SiteState{}
-		e.rec = &vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: e.site}}
+	if e.reading == nil {
+		e.reading = &vppv1.Reading{}
 	}
 	out := e.out[:0]
 	buf := e.buf[:0]
 	var opts proto.MarshalOptions
 	for _, s := range ps.dirty {
-		e.states = s.states(e.states)
-		*e.site = vppv1.SiteState{
-			SiteId:       s.id,
-			SubstationId: s.substation,
-			RegionId:     s.region,
-			Devices:      e.states[:len(s.devices)],
-			UpdatedMs:    nowMs,
-			Partition:    ps.id,
-		}
 		start := len(buf)
-		var err error
-		if buf, err = opts.MarshalAppend(buf, e.rec); err != nil {
-			return nil, fmt.Errorf("marshal site %s: %w", s.id, err)
+		buf = appendSiteRecord(buf, s, nowMs, ps.id, e.reading)
+		if s.key == "" {
+			s.key = SiteKey(s.id)
 		}
-		out = append(out, stateRecord{key: SiteKey(s.id), value: buf[start:len(buf):len(buf)]})
+		out = append(out, stateRecord{key: s.key, value: buf[start:len(buf):len(buf)]})
 	}
-	e.site.Devices = nil
 	if hwm > ps.acct.HighWaterMark {
 		ps.acct.HighWaterMark = hwm
 	}

@@ -68,6 +68,80 @@ type battery struct {
 	tempC      float64
 	faultLeft  float64 // simulated seconds of fault remaining; > 0 means faulted
 	faultAlarm uint32  // the alarm bit of the current fault
+
+	coef stepCoeffs // of the last step length
+}
+
+// stepCoeffs are the factors of a step of dt seconds that depend on dt
+// alone. A fleet steps every battery by the same dt, so they are computed
+// once per battery, not per reading.
+type stepCoeffs struct {
+	ok          bool
+	dt          float64
+	noiseRho    float64 // exp(-dt/noiseTau)
+	noiseGain   float64 // sqrt(1 - noiseRho²)
+	faultP      float64 // probability that a fault starts within the step
+	thermalGain float64 // fraction of the way to the target temperature
+}
+
+// coeffs returns the coefficients of a step of dt seconds.
+func (b *battery) coeffs(dt float64) *stepCoeffs {
+	c := &b.coef
+	if !c.ok || c.dt != dt {
+		rho := math.Exp(-dt / noiseTau)
+		*c = stepCoeffs{
+			ok:          true,
+			dt:          dt,
+			noiseRho:    rho,
+			noiseGain:   math.Sqrt(1 - rho*rho),
+			faultP:      1 - math.Exp(-dt/meanTimeBetweenFaults),
+			thermalGain: 1 - math.Exp(-dt/thermalTau),
+		}
+	}
+	return c
+}
+
+// fmax returns math.Max(x, y), the same bits, and is inlined (math.Max is
+// a call to assembly): when one operand is greater than the other, which
+// rules out NaNs and signed zeros, it is the result; ties and NaNs take
+// math.Max.
+func fmax(x, y float64) float64 {
+	if x > y {
+		return x
+	}
+	if y > x {
+		return y
+	}
+	return math.Max(x, y)
+}
+
+// fmin returns math.Min(x, y), the same bits, and is inlined (see fmax).
+func fmin(x, y float64) float64 {
+	if x < y {
+		return x
+	}
+	if y < x {
+		return y
+	}
+	return math.Min(x, y)
+}
+
+// mod returns math.Mod(x, y), the same bits, for a positive integer y,
+// without math.Mod's bit-by-bit loop when 0 < x < 2^52. There
+// n = trunc(x/y) is ⌊x/y⌋, or one more when x/y rounds up to an integer;
+// n·y is an integer below 2^53, so exact, and x − n·y is exact too (both
+// are multiples of x's ulp, and the difference is at most x in
+// magnitude), as is adding y back when n was one too many: the result is
+// the exact remainder, which is what math.Mod returns.
+func mod(x, y float64) float64 {
+	if !(x > 0 && x < 1<<52) {
+		return math.Mod(x, y)
+	}
+	r := x - float64(int64(x/y))*y
+	if r < 0 {
+		r += y
+	}
+	return r
 }
 
 // newBattery builds the battery of device index with the given seed. The same
@@ -120,7 +194,7 @@ func (b *battery) ambientC(h float64) float64 {
 // fraction of the limits: negative charges from midday solar surplus,
 // positive discharges into the evening peak, zero at night.
 func (b *battery) scheduleFrac(h float64) float64 {
-	h = math.Mod(h-b.phaseH+48, 24)
+	h = mod(h-b.phaseH+48, 24)
 	switch {
 	case h >= 9 && h < 16:
 		return -b.solarFrac * math.Sin(math.Pi*(h-9)/7)
@@ -138,16 +212,16 @@ func (b *battery) scheduleFrac(h float64) float64 {
 // empty and full, and never more than the energy the step can move without
 // leaving 0..100 % SoC.
 func (b *battery) limits(dt float64) (chargeKW, dischargeKW float64) {
-	chargeKW = b.maxChargeKW * math.Min(1, (100-b.socPct)/taperPct)
-	dischargeKW = b.maxDischargeKW * math.Min(1, b.socPct/taperPct)
+	chargeKW = b.maxChargeKW * fmin(1, (100-b.socPct)/taperPct)
+	dischargeKW = b.maxDischargeKW * fmin(1, b.socPct/taperPct)
 	if dt > 0 {
 		stored := b.socPct / 100 * b.capKWh
 		room := b.capKWh - stored
 		hours := dt / 3600
-		chargeKW = math.Min(chargeKW, room/(effCharge*hours))
-		dischargeKW = math.Min(dischargeKW, stored*effDischarge/hours)
+		chargeKW = fmin(chargeKW, room/(effCharge*hours))
+		dischargeKW = fmin(dischargeKW, stored*effDischarge/hours)
 	}
-	return math.Max(chargeKW, 0), math.Max(dischargeKW, 0)
+	return fmax(chargeKW, 0), fmax(dischargeKW, 0)
 }
 
 // apply holds the grid power setpointKW (> 0 discharging) for dt seconds:
@@ -156,8 +230,8 @@ func (b *battery) limits(dt float64) (chargeKW, dischargeKW float64) {
 // heating, and returns the power actually delivered.
 func (b *battery) apply(setpointKW, dt, ambientC float64) float64 {
 	chargeKW, dischargeKW := b.limits(dt)
-	p := math.Max(-chargeKW, math.Min(dischargeKW, setpointKW))
-	if math.Abs(p) < deadbandFrac*math.Max(b.maxChargeKW, b.maxDischargeKW) {
+	p := fmax(-chargeKW, fmin(dischargeKW, setpointKW))
+	if math.Abs(p) < deadbandFrac*fmax(b.maxChargeKW, b.maxDischargeKW) {
 		p = 0
 	}
 	var dKWh float64 // energy into the cells
@@ -167,10 +241,10 @@ func (b *battery) apply(setpointKW, dt, ambientC float64) float64 {
 		dKWh = -p * effCharge * dt / 3600
 	}
 	b.socPct += dKWh / b.capKWh * 100
-	b.socPct = math.Max(0, math.Min(100, b.socPct))
+	b.socPct = fmax(0, fmin(100, b.socPct))
 
 	target := ambientC + b.thermalK*math.Abs(p)
-	b.tempC += (target - b.tempC) * (1 - math.Exp(-dt/thermalTau))
+	b.tempC += (target - b.tempC) * b.coeffs(dt).thermalGain
 	return p
 }
 
@@ -179,8 +253,8 @@ func (b *battery) apply(setpointKW, dt, ambientC float64) float64 {
 // field; the caller sets the IDs, seq and ts_ms.
 func (b *battery) step(dt, h float64, r *vppv1.Reading) {
 	// Correlated noise: an AR(1) process with unit variance.
-	rho := math.Exp(-dt / noiseTau)
-	b.noise = rho*b.noise + math.Sqrt(1-rho*rho)*b.rng.NormFloat64()
+	c := b.coeffs(dt)
+	b.noise = c.noiseRho*b.noise + c.noiseGain*b.rng.NormFloat64()
 
 	// Faults: a Poisson process in simulated time.
 	if b.faultLeft > 0 {
@@ -188,7 +262,7 @@ func (b *battery) step(dt, h float64, r *vppv1.Reading) {
 		if b.faultLeft <= 0 {
 			b.faultLeft, b.faultAlarm = 0, 0
 		}
-	} else if b.rng.Float64() < 1-math.Exp(-dt/meanTimeBetweenFaults) {
+	} else if b.rng.Float64() < c.faultP {
 		b.faultLeft = faultMin + b.rng.Float64()*(faultMax-faultMin)
 		b.faultAlarm = uint32(vppv1.Alarm_ALARM_BMS_FAULT)
 		if b.rng.IntN(2) == 0 {
@@ -201,19 +275,19 @@ func (b *battery) step(dt, h float64, r *vppv1.Reading) {
 	if b.faultLeft <= 0 {
 		// Clouds and household loads modulate the schedule by about ±20 %;
 		// at night the unit stays idle.
-		f := b.scheduleFrac(h) * math.Max(0, 1+0.2*b.noise)
+		f := b.scheduleFrac(h) * fmax(0, 1+0.2*b.noise)
 		// The controller keeps a backup reserve and a top margin, tapering
 		// next to them, and never plans to cross them within one step.
 		hours := dt / 3600
 		switch {
 		case f > 0:
 			setpoint = f * b.maxDischargeKW
-			setpoint *= math.Max(0, math.Min(1, (b.socPct-b.reservePct)/taperPct))
-			setpoint = math.Min(setpoint, math.Max(0, (b.socPct-b.reservePct)/100*b.capKWh*effDischarge/hours))
+			setpoint *= fmax(0, fmin(1, (b.socPct-b.reservePct)/taperPct))
+			setpoint = fmin(setpoint, fmax(0, (b.socPct-b.reservePct)/100*b.capKWh*effDischarge/hours))
 		case f < 0:
 			setpoint = f * b.maxChargeKW
-			setpoint *= math.Max(0, math.Min(1, (b.topPct-b.socPct)/taperPct))
-			setpoint = math.Max(setpoint, -math.Max(0, (b.topPct-b.socPct)/100*b.capKWh/effCharge/hours))
+			setpoint *= fmax(0, fmin(1, (b.topPct-b.socPct)/taperPct))
+			setpoint = fmax(setpoint, -fmax(0, (b.topPct-b.socPct)/100*b.capKWh/effCharge/hours))
 		}
 	}
 	p := b.apply(setpoint, dt, amb)

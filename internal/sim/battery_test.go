@@ -344,3 +344,77 @@ func TestTimestampIsScheduledTime(t *testing.T) {
 		}
 	}
 }
+
+// specials are the float64 values at the edges of the helpers' fast paths.
+var specials = []float64{0, math.Copysign(0, -1), math.NaN(), math.Inf(1), math.Inf(-1),
+	math.SmallestNonzeroFloat64, -math.SmallestNonzeroFloat64, math.MaxFloat64, -math.MaxFloat64,
+	1, -1, 24, 86400, 1 << 52, 1<<52 - 0.5, 1<<53 + 2, math.Nextafter(86400, 0), math.Nextafter(24, 100)}
+
+// TestModMatchesMathMod compares mod with math.Mod bit for bit.
+func TestModMatchesMathMod(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, y := range []float64{24, 86400, 1, 7, 3600} {
+		xs := append([]float64(nil), specials...)
+		for range 200000 {
+			var x float64
+			switch rng.IntN(6) {
+			case 0: // next to a multiple of y, where x/y rounds to an integer
+				k := float64(rng.IntN(1 << 20))
+				x = k * y
+				for range rng.IntN(4) {
+					x = math.Nextafter(x, math.Inf(2*rng.IntN(2)-1))
+				}
+			case 1:
+				x = rng.Float64() * y
+			case 2:
+				x = rng.Float64() * 1e7
+			case 3:
+				x = math.Ldexp(rng.Float64(), rng.IntN(120)-60)
+			case 4:
+				x = math.Float64frombits(rng.Uint64())
+			default:
+				x = -rng.Float64() * 1e5
+			}
+			xs = append(xs, x)
+		}
+		for _, x := range xs {
+			if got, want := mod(x, y), math.Mod(x, y); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("mod(%v, %v) = %v, math.Mod = %v", x, y, got, want)
+			}
+		}
+	}
+}
+
+// TestMinMaxMatchMath compares fmin and fmax with math.Min and math.Max
+// bit for bit.
+func TestMinMaxMatchMath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	xs := append([]float64(nil), specials...)
+	for range 1000 {
+		xs = append(xs, rng.NormFloat64()*100, math.Float64frombits(rng.Uint64()))
+	}
+	for _, x := range xs {
+		for _, y := range xs {
+			if got, want := fmin(x, y), math.Min(x, y); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("fmin(%v, %v) = %v, math.Min = %v", x, y, got, want)
+			}
+			if got, want := fmax(x, y), math.Max(x, y); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("fmax(%v, %v) = %v, math.Max = %v", x, y, got, want)
+			}
+		}
+	}
+}
+
+// TestStepCoeffsFollowDt checks that the coefficients cached per battery
+// are those of the step length asked for, when it changes too.
+func TestStepCoeffsFollowDt(t *testing.T) {
+	b := newBattery(1, 1)
+	for _, dt := range []float64{60, 60, 1, 3600, 60, 1e-9} {
+		c := b.coeffs(dt)
+		rho := math.Exp(-dt / noiseTau)
+		if c.noiseRho != rho || c.noiseGain != math.Sqrt(1-rho*rho) ||
+			c.faultP != 1-math.Exp(-dt/meanTimeBetweenFaults) || c.thermalGain != 1-math.Exp(-dt/thermalTau) {
+			t.Fatalf("coefficients for dt %v: %+v", dt, *c)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/wire"
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -29,6 +27,10 @@ const (
 	handshakeTimeout = 10 * time.Second
 	closeWait        = time.Second
 	maxDownlinkBytes = 16 << 20
+	// writeBufferBytes holds a full frame (MaxFrameReadings readings of
+	// about 140 bytes each): the WebSocket library writes a message that
+	// does not fit its buffer as several fragments, one write call each.
+	writeBufferBytes = MaxFrameReadings * 160
 )
 
 // device is one simulated battery and its unacked readings. It belongs to
@@ -40,7 +42,7 @@ type device struct {
 
 	gen   uint64         // readings generated = seq of the last one
 	acked uint64         // highest acknowledged seq
-	queue serializedFIFO // unacked readings, serialized, seq acked+1 … gen
+	queue readingQueue   // unacked readings, serialized, seq acked+1 … gen
 	last  *vppv1.Reading // last generated reading (ground truth), reused
 
 	blocked bool // queue full with readings still due; listed in conn.blocked
@@ -61,61 +63,47 @@ type conn struct {
 	id  int
 	log *slog.Logger
 
-	mu         sync.Mutex
-	devs       []*device          // devices id, id+Conns, id+2·Conns, …
-	byID       map[string]*device // devs by ID, read-only after New
-	outbox     []pending          // generated, not yet written on this connection
-	retransmit bool               // next flush resends every unacked reading first
-	ready      []*device          // blocked devices that got acks since the last tick
-	nextG      int64              // global schedule index up to which devices were visited
+	mu     sync.Mutex
+	devs   []*device          // devices id, id+Conns, id+2·Conns, …
+	byID   map[string]*device // devs by ID, read-only after New
+	outbox []pending          // generated, not yet written on this connection
+	// outbuf holds the outbox's frame entries, back to back, unless
+	// retransmit is set: then flush resends the queues instead, and
+	// copying the readings here would be wasted.
+	outbuf     []byte
+	retransmit bool      // next flush resends every unacked reading first
+	ready      []*device // blocked devices that got acks since the last tick
+	nextG      int64     // global schedule index up to which devices were visited
 
-	dupRng  *rand.Rand // DuplicateFrames choices, deterministic per seed
-	scratch []byte     // marshal buffer of generate (under mu)
-	frame   []byte     // frame buffer of flush (run goroutine only)
-	out     []pending  // flush's batch (run goroutine only)
+	dupRng *rand.Rand // DuplicateFrames choices, deterministic per seed
+	frame  []byte     // flush's frame entries (run goroutine only)
+	cuts   []int      // flush's frame boundaries in frame (run goroutine only)
 }
 
-// pending is a serialized reading waiting to be written.
+// pending is a generated reading waiting to be written.
 type pending struct {
 	d   *device
 	seq uint64
-	b   []byte
+	end int // end of its entry in conn.outbuf (when it is there)
 }
 
-// serializedFIFO holds a device's unacked readings, oldest first, reusing
-// its backing array.
-type serializedFIFO struct {
-	q    [][]byte
-	head int
+// devAck is one parsed DeviceAck.
+type devAck struct {
+	d   *device
+	seq uint64
 }
 
-func (f *serializedFIFO) len() int      { return len(f.q) - f.head }
-func (f *serializedFIFO) push(b []byte) { f.q = append(f.q, b) }
-
-// items returns the queued readings, oldest first (valid until the next
-// push or pop).
-func (f *serializedFIFO) items() [][]byte { return f.q[f.head:] }
-
-// pop forgets the k oldest readings.
-func (f *serializedFIFO) pop(k int) {
-	clear(f.q[f.head : f.head+k])
-	f.head += k
-	switch {
-	case f.head == len(f.q):
-		f.q, f.head = f.q[:0], 0
-	case f.head > cap(f.q)/2:
-		n := copy(f.q, f.q[f.head:])
-		clear(f.q[n:])
-		f.q, f.head = f.q[:n], 0
-	}
-}
+// maxKeptFrameBytes is the largest frame buffer flush keeps for the next
+// one: a retransmit of a long backlog is not held on to.
+const maxKeptFrameBytes = 1 << 20
 
 func newConn(s *Sim, id int) *conn {
 	return &conn{
-		s:      s,
-		id:     id,
-		log:    s.log.With("conn", id),
-		dupRng: rand.New(rand.NewPCG(uint64(s.cfg.Seed), 1<<63|uint64(id))),
+		s:          s,
+		id:         id,
+		log:        s.log.With("conn", id),
+		dupRng:     rand.New(rand.NewPCG(uint64(s.cfg.Seed), 1<<63|uint64(id))),
+		retransmit: true, // the first connection sends what is queued by then
 	}
 }
 
@@ -151,6 +139,11 @@ func (c *conn) run(ctx context.Context) {
 		stopWatch()
 		_ = ws.Close()
 		ws, readErr = nil, nil
+		// The next connection resends the queues; readings generated
+		// until then need not be copied for a flush of their own.
+		c.mu.Lock()
+		c.retransmit = true
+		c.mu.Unlock()
 		c.s.errs.Add(1)
 		c.logLost(err)
 		failures++
@@ -230,6 +223,10 @@ func (c *conn) dial(ctx context.Context) (*websocket.Conn, error) {
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: handshakeTimeout,
 		TLSClientConfig:  c.s.cfg.TLS,
+		WriteBufferSize:  writeBufferBytes,
+		// The connections share the buffers: one is held only while a
+		// message is written.
+		WriteBufferPool: &c.s.writeBufs,
 	}
 	var hdr http.Header
 	tok := c.s.cfg.Token
@@ -327,6 +324,7 @@ func (c *conn) logLost(err error) {
 func (c *conn) read(ws *websocket.Conn, errc chan<- error) {
 	warned := false
 	var buf bytes.Buffer
+	var acks []devAck // applyDownlink's scratch
 	for {
 		mt, r, err := ws.NextReader()
 		if err == nil {
@@ -340,7 +338,7 @@ func (c *conn) read(ws *websocket.Conn, errc chan<- error) {
 		if mt != websocket.BinaryMessage {
 			err = fmt.Errorf("unexpected message type %d", mt)
 		} else {
-			err = c.applyDownlink(buf.Bytes())
+			acks, err = c.applyDownlink(buf.Bytes(), acks[:0])
 		}
 		if err != nil {
 			c.s.errs.Add(1)
@@ -363,9 +361,12 @@ const (
 // applyDownlink applies the acks of one serialized vpp.v1.Downlink. It
 // reads the wire format directly: an ack message carries one entry per
 // device, and decoding them into messages would cost an allocation each.
-// Unknown fields (a later downlink kind) are skipped.
-func (c *conn) applyDownlink(b []byte) error {
-	return wire.Fields(b, func(num protowire.Number, typ protowire.Type, _ uint64, ack []byte) error {
+// Unknown fields (a later downlink kind) are skipped. The entries are
+// parsed into acks first (returned for reuse) and applied under one lock;
+// when the message turns out malformed, the entries before the fault are
+// applied all the same.
+func (c *conn) applyDownlink(b []byte, acks []devAck) ([]devAck, error) {
+	err := wire.Fields(b, func(num protowire.Number, typ protowire.Type, _ uint64, ack []byte) error {
 		if num != downlinkAck || typ != protowire.BytesType {
 			return nil
 		}
@@ -373,48 +374,77 @@ func (c *conn) applyDownlink(b []byte) error {
 			if num != ackDevices || typ != protowire.BytesType {
 				return nil
 			}
-			var id []byte
-			var seq uint64
-			err := wire.Fields(da, func(num protowire.Number, typ protowire.Type, v uint64, s []byte) error {
-				switch {
-				case num == deviceAckID && typ == protowire.BytesType:
-					id = s
-				case num == deviceAckSeq && typ == protowire.VarintType:
-					seq = v
+			id, seq, ok := parseDeviceAck(da)
+			if !ok {
+				err := wire.Fields(da, func(num protowire.Number, typ protowire.Type, v uint64, s []byte) error {
+					switch {
+					case num == deviceAckID && typ == protowire.BytesType:
+						id = s
+					case num == deviceAckSeq && typ == protowire.VarintType:
+						seq = v
+					}
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("device ack: %w", err)
 				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("device ack: %w", err)
 			}
-			c.applyAck(id, seq)
+			if d := c.byID[string(id)]; d != nil {
+				acks = append(acks, devAck{d, seq})
+			}
 			return nil
 		})
 	})
+	c.applyAcks(acks)
+	clear(acks)
+	return acks[:0], err
 }
 
-// applyAck forgets device id's readings up to seq and wakes the device if
-// backpressure held it back.
-func (c *conn) applyAck(id []byte, seq uint64) {
-	d := c.byID[string(id)]
-	if d == nil {
+// parseDeviceAck reads a serialized DeviceAck as ingest writes it: the
+// device ID (shorter than 128 bytes), then the acked seq, nothing else.
+// It reports false for anything else, which then takes the general path.
+func parseDeviceAck(b []byte) (id []byte, seq uint64, ok bool) {
+	const idTag = deviceAckID<<3 | byte(protowire.BytesType)
+	const seqTag = deviceAckSeq<<3 | byte(protowire.VarintType)
+	if len(b) < 2 || b[0] != idTag || b[1] >= 0x80 {
+		return nil, 0, false
+	}
+	end := 2 + int(b[1])
+	if end >= len(b) || b[end] != seqTag {
+		return nil, 0, false
+	}
+	seq, n := protowire.ConsumeVarint(b[end+1:])
+	if n < 0 || end+1+n != len(b) {
+		return nil, 0, false
+	}
+	return b[2:end], seq, true
+}
+
+// applyAcks forgets each device's readings up to its acked seq and wakes
+// the devices that backpressure held back.
+func (c *conn) applyAcks(acks []devAck) {
+	if len(acks) == 0 {
 		return
 	}
+	var n int64
 	c.mu.Lock()
-	seq = min(seq, d.gen)
-	if seq <= d.acked {
-		c.mu.Unlock()
-		return
-	}
-	k := int(seq - d.acked)
-	d.queue.pop(k)
-	d.acked = seq
-	if d.blocked {
-		d.blocked = false
-		c.ready = append(c.ready, d)
+	for _, a := range acks {
+		d := a.d
+		seq := min(a.seq, d.gen)
+		if seq <= d.acked {
+			continue
+		}
+		k := int(seq - d.acked)
+		d.queue.pop(k)
+		d.acked = seq
+		n += int64(k)
+		if d.blocked {
+			d.blocked = false
+			c.ready = append(c.ready, d)
+		}
 	}
 	c.mu.Unlock()
-	c.s.acked.Add(int64(k))
+	c.s.acked.Add(n)
 }
 
 // generate creates the readings due at now for this connection's devices:
@@ -437,21 +467,21 @@ func (c *conn) generate(now time.Time) {
 	clear(c.ready)
 	c.ready = c.ready[:0]
 
+	// Schedule order: round after round, this connection's devices in
+	// index order (device index j is c.devs[j/C]).
 	D := int64(c.s.cfg.Devices)
 	C := int64(len(c.s.conns))
 	id := int64(c.id)
 	for x := c.nextG; x < g; {
 		round, i := x/D, x%D
 		j := i + ((id-i%C)+C)%C // the first device ≥ i on this connection
-		if j >= D {
-			x = (round + 1) * D
-			continue
+		for k := j / C; j < D && round*D+j < g; j, k = j+C, k+1 {
+			n += c.catchUp(c.devs[k], g)
 		}
-		if round*D+j >= g {
-			break
+		if j < D {
+			break // the schedule ends before device j of this round
 		}
-		n += c.catchUp(c.devs[j/C], g)
-		x = round*D + j + 1
+		x = (round + 1) * D
 	}
 	c.nextG = max(c.nextG, g)
 }
@@ -468,19 +498,11 @@ func (c *conn) catchUp(d *device, g int64) int64 {
 			break
 		}
 		r := c.s.next(d)
-		var err error
-		c.scratch, err = proto.MarshalOptions{}.MarshalAppend(c.scratch[:0], r)
-		if err != nil {
-			// Not reachable for a reading of numbers and valid IDs; the
-			// seq is spent, so ingest and the twin see a gap.
-			c.s.errs.Add(1)
-			c.log.Error("marshal reading", "device", d.id, "seq", r.Seq, "err", err)
-			n++
-			continue
+		e := d.queue.push(r)
+		if !c.retransmit {
+			c.outbuf = append(c.outbuf, e...)
 		}
-		b := append([]byte(nil), c.scratch...)
-		d.queue.push(b)
-		c.outbox = append(c.outbox, pending{d, r.Seq, b})
+		c.outbox = append(c.outbox, pending{d, r.Seq, len(c.outbuf)})
 		n++
 	}
 	return n
@@ -497,7 +519,7 @@ func (s *Sim) next(d *device) *vppv1.Reading {
 	g := int64(d.gen)*int64(s.cfg.Devices) + int64(d.idx)
 	ts := s.t0ms.Load() + int64(float64(g)*1000/s.cfg.Rate)
 	simSec := float64(g) / s.cfg.Rate * s.cfg.TimeScale
-	h := math.Mod(s.startSecOfDay+simSec, 86400) / 3600
+	h := mod(s.startSecOfDay+simSec, 86400) / 3600
 	d.gen++
 	r := d.last
 	if r == nil {
@@ -509,17 +531,29 @@ func (s *Sim) next(d *device) *vppv1.Reading {
 	return r
 }
 
+// messageWriter is the part of *websocket.Conn that flush uses.
+type messageWriter interface {
+	WriteMessage(messageType int, data []byte) error
+}
+
 // flush writes what is pending: after a reconnect every unacked reading in
 // seq order, otherwise the readings generated since the last flush. A
-// frame is the readings' serialized bytes, each as field 1 of vpp.v1.Frame.
-func (c *conn) flush(ws *websocket.Conn) error {
+// frame is the readings' frame entries (each reading as field 1 of
+// vpp.v1.Frame), at most MaxFrameReadings of them.
+func (c *conn) flush(ws messageWriter) error {
 	c.mu.Lock()
-	out := c.out[:0]
+	frame, cuts := c.frame[:0], c.cuts[:0]
 	if c.retransmit {
-		var again int
+		// The queues are copied under the lock: acks pop them meanwhile.
+		var total, again int
 		for _, d := range c.devs {
-			for i, b := range d.queue.items() {
-				out = append(out, pending{d, d.acked + 1 + uint64(i), b})
+			start := len(frame)
+			frame = append(frame, d.queue.bytes()...)
+			for off := start; off < len(frame); off += entrySize(frame[off:]) {
+				if total > 0 && total%MaxFrameReadings == 0 {
+					cuts = append(cuts, off)
+				}
+				total++
 			}
 		}
 		// Readings generated while disconnected are in the queues too.
@@ -528,29 +562,34 @@ func (c *conn) flush(ws *websocket.Conn) error {
 				again++ // acked meanwhile: not fresh, not resent either
 			}
 		}
-		c.s.retransmitted.Add(int64(len(out) - (len(c.outbox) - again)))
+		c.s.retransmitted.Add(int64(total - (len(c.outbox) - again)))
 		c.retransmit = false
 	} else {
-		out = append(out, c.outbox...)
+		// The outbox's entries are written as they are; the two buffers
+		// take turns.
+		frame, c.outbuf = c.outbuf, frame
+		for i := MaxFrameReadings; i < len(c.outbox); i += MaxFrameReadings {
+			cuts = append(cuts, c.outbox[i-1].end)
+		}
 	}
 	clear(c.outbox)
 	c.outbox = c.outbox[:0]
+	c.outbuf = c.outbuf[:0]
 	c.mu.Unlock()
-	batch := out
+	if len(frame) > 0 {
+		cuts = append(cuts, len(frame))
+	}
 	defer func() {
-		clear(batch)
-		c.out = batch[:0]
+		if cap(frame) > maxKeptFrameBytes {
+			frame = nil
+		}
+		c.frame, c.cuts = frame[:0], cuts[:0]
 	}()
 
-	// The bytes are immutable once generated; frame them outside the lock.
-	for len(out) > 0 {
-		k := min(len(out), MaxFrameReadings)
-		f := c.frame[:0]
-		for _, p := range out[:k] {
-			f = protowire.AppendTag(f, 1, protowire.BytesType)
-			f = protowire.AppendBytes(f, p.b)
-		}
-		c.frame = f
+	start := 0
+	for _, end := range cuts {
+		f := frame[start:end]
+		start = end
 		copies := 1
 		if c.s.cfg.DuplicateFrames > 0 && c.dupRng.Float64() < c.s.cfg.DuplicateFrames {
 			copies = 2
@@ -564,7 +603,6 @@ func (c *conn) flush(ws *websocket.Conn) error {
 		if copies == 2 {
 			c.s.dupFrames.Add(1)
 		}
-		out = out[k:]
 	}
 	return nil
 }

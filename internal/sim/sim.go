@@ -195,6 +195,8 @@ type Sim struct {
 	errs          atomic.Int64
 
 	dialLog, lostLog, reconnLog logLimiter // rate limits for per-connection log lines
+
+	writeBufs sync.Pool // the connections' WebSocket write buffers
 }
 
 // New validates cfg, fills in defaults and builds the fleet.
