@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/vppctl/vpp/internal/qutil"
-	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // ackTracker computes the acks of one connection.
@@ -26,6 +25,12 @@ type ackTracker struct {
 	mu      sync.Mutex
 	devices map[string]*deviceAcks
 	dirty   []*deviceAcks
+	// free holds forgotten device states for reuse (with their heaps'
+	// arrays): a device that sends less often than acks are flushed is
+	// forgotten after every reading, and would otherwise cost a new state
+	// per reading. It never holds more states than the device map held
+	// at once, and trim drops it.
+	free    []*deviceAcks
 	entries int
 	limit   int
 	room    qutil.Notifier
@@ -34,8 +39,11 @@ type ackTracker struct {
 	advanced func()
 }
 
-// deviceAcks is the ack state of one device on one connection.
+// deviceAcks is the ack state of one device on one connection. The
+// records of its outstanding readings point to it (ackRef), so it is
+// forgotten (or reused) only once pend is empty.
 type deviceAcks struct {
+	t       *ackTracker
 	id      string
 	pend    qutil.SeqHeap
 	done    qutil.SeqHeap
@@ -69,94 +77,185 @@ func (t *ackTracker) waitRoom(ctx context.Context, n int) error {
 	}
 }
 
-// add registers a received reading; it must precede the reading's
-// complete.
-func (t *ackTracker) add(device string, seq uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	d := t.devices[device]
-	if d == nil {
-		if t.devices == nil {
-			t.devices = make(map[string]*deviceAcks)
-		}
-		d = &deviceAcks{id: device}
-		t.devices[device] = d
-	}
-	d.pend.Push(seq)
-	t.entries++
-}
-
-// complete records that a registered reading is durable.
-func (t *ackTracker) complete(device string, seq uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	d := t.devices[device]
-	if d == nil {
+// addFrame registers the readings of a frame that have a device and a
+// seq (see tracked), under one lock, and points their records (recs[i]
+// is items[i]'s) at them.
+func (t *ackTracker) addFrame(items []decodedReading, recs []Record) {
+	if len(items) == 0 {
 		return
 	}
-	d.done.Push(seq)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var d *deviceAcks
+	for i := range items {
+		it := &items[i]
+		if !tracked(it) {
+			continue
+		}
+		// A device's readings often come in a row (a device batching its
+		// own); the IDs are interned, so the comparison is short.
+		if d == nil || d.id != it.device {
+			d = t.device(it.device)
+		}
+		recs[i].ack = t.addLocked(d, it.seq)
+	}
+}
+
+// device returns the state of a device, making it if needed. t.mu is held.
+func (t *ackTracker) device(id string) *deviceAcks {
+	if d := t.devices[id]; d != nil {
+		return d
+	}
+	if t.devices == nil {
+		t.devices = make(map[string]*deviceAcks)
+	}
+	var d *deviceAcks
+	if n := len(t.free); n > 0 {
+		d = t.free[n-1]
+		t.free[n-1] = nil
+		t.free = t.free[:n-1]
+	} else {
+		d = &deviceAcks{t: t}
+	}
+	d.id = id
+	t.devices[id] = d
+	return d
+}
+
+// addLocked registers a reading of d. t.mu is held.
+func (t *ackTracker) addLocked(d *deviceAcks, seq uint64) ackRef {
+	d.pend.Push(seq)
 	t.entries++
-	advanced := false
-	for len(d.done) > 0 && len(d.pend) > 0 && d.done[0] == d.pend[0] {
+	return ackRef{dev: d, seq: seq}
+}
+
+// complete records that a registered reading of d is durable.
+func (d *deviceAcks) complete(seq uint64) {
+	t := d.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(d.pend) == 0 || d.pend.Min() != seq {
+		// A smaller seq is outstanding, so seq waits in done. Nothing
+		// pairs now: between calls done's minimum is above pend's.
+		d.done.Push(seq)
+		t.entries++
+		return
+	}
+	// The usual case, seqs becoming durable in order: seq pairs with
+	// pend's minimum at once, without a round trip through done.
+	d.pend.Pop()
+	t.entries--
+	d.unsent++
+	d.acked = max(d.acked, seq)
+	for len(d.done) > 0 && len(d.pend) > 0 && d.done.Min() == d.pend.Min() {
 		s := d.done.Pop()
 		d.pend.Pop()
 		t.entries -= 2
 		d.unsent++
-		if s > d.acked {
-			d.acked = s
-		}
-		advanced = true
+		d.acked = max(d.acked, s)
 	}
-	if advanced {
-		t.room.Broadcast()
-		if !d.isDirty {
-			d.isDirty = true
-			t.dirty = append(t.dirty, d)
-		}
-		if t.advanced != nil {
-			t.advanced()
-		}
+	t.room.Broadcast()
+	if !d.isDirty {
+		d.isDirty = true
+		t.dirty = append(t.dirty, d)
+	}
+	if t.advanced != nil {
+		t.advanced()
 	}
 }
 
 // maxAcksPerMessage bounds the devices in one Downlink message.
 const maxAcksPerMessage = 1000
 
-// collect returns the Downlink messages for every device whose ack
-// advanced since the last call (nil when nothing changed) and the number
-// of readings they newly acknowledge. A device with nothing outstanding is
-// forgotten, so idle devices cost no memory.
-func (t *ackTracker) collect() (msgs []*vppv1.Downlink, readings uint64) {
+// ackMsgs holds encoded Downlink messages: buf[ends[i-1]:ends[i]] is the
+// i-th (ends[-1] being 0).
+type ackMsgs struct {
+	buf  []byte
+	ends []int
+}
+
+// reset empties m for reuse.
+func (m *ackMsgs) reset() {
+	m.buf = m.buf[:0]
+	m.ends = m.ends[:0]
+}
+
+// msg returns the i-th message.
+func (m *ackMsgs) msg(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = m.ends[i-1]
+	}
+	return m.buf[start:m.ends[i]]
+}
+
+// collect appends to out the Downlink messages for every device whose ack
+// advanced since the last call (none when nothing changed) and returns the
+// number of readings they newly acknowledge. A device with nothing
+// outstanding is forgotten, so idle devices cost no memory.
+func (t *ackTracker) collect(out *ackMsgs) (readings uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var ack *vppv1.Ack
+	var enc downlinkAckEncoder
 	for _, d := range t.dirty {
 		d.isDirty = false
 		readings += d.unsent
 		d.unsent = 0
 		if d.acked > d.sent {
-			if ack == nil || len(ack.Devices) >= maxAcksPerMessage {
-				ack = &vppv1.Ack{}
-				msgs = append(msgs, &vppv1.Downlink{Body: &vppv1.Downlink_Ack{Ack: ack}})
+			if enc.devices >= maxAcksPerMessage {
+				out.buf = enc.end(out.buf)
+				out.ends = append(out.ends, len(out.buf))
 			}
-			ack.Devices = append(ack.Devices, &vppv1.DeviceAck{DeviceId: d.id, AckedSeq: d.acked})
+			if enc.devices == 0 {
+				out.buf = enc.begin(out.buf)
+			}
+			out.buf = enc.add(out.buf, d.id, d.acked)
 			d.sent = d.acked
 		}
 		if len(d.pend) == 0 {
-			delete(t.devices, d.id)
+			t.forget(d)
 		}
+	}
+	if enc.devices > 0 {
+		out.buf = enc.end(out.buf)
+		out.ends = append(out.ends, len(out.buf))
 	}
 	clear(t.dirty)
 	t.dirty = t.dirty[:0]
-	return msgs, readings
+	return readings
 }
 
-// trim drops the device map and the dirty list when they are empty. It is
-// called at every ping: a connection idle for a ping interval holds
-// neither, one busy in between keeps reusing them.
+// maxReusedSeqs bounds the heap arrays a forgotten device state keeps for
+// reuse: one that grew with a burst of outstanding readings goes to the
+// garbage collector rather than stay with the connection until trim.
+const maxReusedSeqs = 16
+
+// forget drops d, which has nothing outstanding, from the device map and
+// keeps it for reuse. t.mu is held.
+func (t *ackTracker) forget(d *deviceAcks) {
+	delete(t.devices, d.id)
+	// Field by field: assigning a whole deviceAcks would copy it with
+	// write barriers while the garbage collector runs.
+	d.id = ""
+	d.acked, d.sent, d.unsent = 0, 0, 0
+	if cap(d.pend) > maxReusedSeqs {
+		d.pend = nil
+	}
+	if cap(d.done) > maxReusedSeqs {
+		d.done = nil
+	}
+	t.free = append(t.free, d)
+}
+
+// trim drops the device map and the dirty list when they are empty, and
+// the device states kept for reuse. It is called at every ping: a
+// connection idle for a ping interval holds none of them, one busy in
+// between keeps reusing them.
 func (t *ackTracker) trim() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	clear(t.free)
+	t.free = nil
 	if len(t.devices) == 0 && len(t.dirty) == 0 {
 		t.devices, t.dirty = nil, nil
 	}

@@ -41,6 +41,10 @@ type Record struct {
 	// the connection's ack tracker that the reading is durable, without a
 	// closure per record.
 	ack ackRef
+	// srv is the server whose pump handed the record to the publisher:
+	// the record is its own Verdict (see Server.pump), so publishing it
+	// needs no closure.
+	srv *Server
 
 	size      int64
 	attempts  int
@@ -48,11 +52,13 @@ type Record struct {
 	done      bool
 }
 
-// ackRef names a reading in its connection's ack tracker.
+// ackRef names a reading in its connection's ack tracker: its device's
+// ack state, resolved once when the reading was added, so that completing
+// it looks nothing up. The state outlives the reference: the tracker
+// forgets a device only once none of its readings is outstanding.
 type ackRef struct {
-	acks   *ackTracker
-	device string
-	seq    uint64
+	dev *deviceAcks
+	seq uint64
 }
 
 // Completion is what to do once a record is durable: call its Done, or
@@ -68,13 +74,13 @@ type Completion struct {
 func (r *Record) Completion() Completion { return Completion{done: r.Done, ack: r.ack} }
 
 // Empty reports whether Run does nothing.
-func (c Completion) Empty() bool { return c.done == nil && c.ack.acks == nil }
+func (c Completion) Empty() bool { return c.done == nil && c.ack.dev == nil }
 
 // Run completes the record: the buffer calls it exactly once per record,
 // as it would call Done.
 func (c Completion) Run() {
-	if c.ack.acks != nil {
-		c.ack.acks.complete(c.ack.device, c.ack.seq)
+	if c.ack.dev != nil {
+		c.ack.dev.complete(c.ack.seq)
 	}
 	if c.done != nil {
 		c.done()
@@ -181,6 +187,59 @@ func (b *MemoryBuffer) Put(ctx context.Context, r *Record) error {
 			b.bytes += r.size
 			b.queue.Push(r)
 			b.items.Broadcast()
+			b.mu.Unlock()
+			return nil
+		}
+		ch := b.space.Wait()
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("buffer put: %w", ctx.Err())
+		}
+	}
+}
+
+// framePutter is a Buffer that stores the records of a frame together:
+// the read loop uses putFrame instead of a Put per reading.
+type framePutter interface {
+	// putFrame stores the records of rs, in order, as Put would one by
+	// one: it blocks while the buffer is full, and when ctx ends first it
+	// returns ctx's error with the records before the first one not
+	// stored in the buffer.
+	putFrame(ctx context.Context, rs []Record) error
+}
+
+// putFrame implements framePutter: it takes the lock once for as many of
+// the records as fit, rather than once per record.
+func (b *MemoryBuffer) putFrame(ctx context.Context, rs []Record) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	for i := range rs {
+		rs[i].size = rs[i].Size()
+	}
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return ErrBufferClosed
+		}
+		n := 0
+		for ; n < len(rs); n++ {
+			r := &rs[n]
+			if b.records > 0 && (b.records >= b.maxRecords || b.bytes+r.size > b.maxBytes) {
+				break
+			}
+			b.records++
+			b.bytes += r.size
+			b.queue.Push(r)
+		}
+		if n > 0 {
+			b.items.Broadcast()
+			rs = rs[n:]
+		}
+		if len(rs) == 0 {
 			b.mu.Unlock()
 			return nil
 		}

@@ -107,68 +107,66 @@ func TestMemoryBufferRetry(t *testing.T) {
 	}
 }
 
-func TestAckTracker(t *testing.T) {
-	tr := newAckTracker(100)
-	acks := func() map[string]uint64 {
-		msgs, _ := tr.collect()
-		m := map[string]uint64{}
-		for _, d := range msgs {
-			for _, a := range d.GetAck().GetDevices() {
-				m[a.DeviceId] = a.AckedSeq
-			}
+// TestMemoryBufferPutFrame: a frame's records go in as far as the bounds
+// allow, in order; the rest wait for space, and the frame's Put ends with
+// its context, the records that fit stored.
+func TestMemoryBufferPutFrame(t *testing.T) {
+	size := rec(100).Size()
+	b := NewMemoryBuffer(4, 3*size)
+	ctx := context.Background()
+	frame := make([]Record, 5)
+	for i := range frame {
+		frame[i] = *rec(100)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.putFrame(ctx, frame) }()
+	// The byte bound holds the frame's last two back.
+	eventually(t, "three records buffered", func() bool { return b.Len() == 3 })
+	select {
+	case err := <-done:
+		t.Fatalf("putFrame returned %v with the buffer full", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if b.Len() != 3 || b.Bytes() != 3*size {
+		t.Fatalf("held %d records, %d bytes; want 3, %d", b.Len(), b.Bytes(), 3*size)
+	}
+	for i := range frame {
+		got, err := b.Next(ctx)
+		if err != nil || got != &frame[i] {
+			t.Fatalf("Next %d = %p, %v; want %p", i, got, err, &frame[i])
 		}
-		return m
+		b.Ack(got)
 	}
-	// Out of order: 3, 1, 2 received; 3 then 1 then 2 durable.
-	for _, s := range []uint64{3, 1, 2} {
-		tr.add("a", s)
-	}
-	tr.complete("a", 3)
-	if m := acks(); len(m) != 0 {
-		t.Fatalf("ack while 1 and 2 outstanding: %v", m)
-	}
-	tr.complete("a", 1)
-	if m := acks(); m["a"] != 1 {
-		t.Fatalf("after 1 durable: %v, want a=1", m)
-	}
-	tr.complete("a", 2)
-	if m := acks(); m["a"] != 3 {
-		t.Fatalf("after all durable: %v, want a=3", m)
-	}
-	if tr.size() != 0 || len(tr.devices) != 0 {
-		t.Fatalf("tracker keeps %d entries, %d devices", tr.size(), len(tr.devices))
-	}
-	// A retransmitted duplicate and a lower seq after a higher one.
-	tr.add("b", 5)
-	tr.add("b", 5)
-	tr.complete("b", 5)
-	// One copy of reading 5 is durable: that is reading 5 durable.
-	if m := acks(); m["b"] != 5 {
-		t.Fatalf("got %v, want b=5", m)
-	}
-	tr.complete("b", 5)
-	tr.add("b", 4)
-	if m := acks(); len(m) != 0 {
-		t.Fatalf("ack repeated: %v", m)
-	}
-	tr.complete("b", 4)
-	if m := acks(); len(m) != 0 {
-		t.Fatalf("ack went backwards or repeated: %v", m)
-	}
-}
-
-func TestAckTrackerRoom(t *testing.T) {
-	tr := newAckTracker(4)
-	tr.add("a", 1)
-	tr.add("a", 2)
-	tr.add("a", 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := tr.waitRoom(ctx, 2); err == nil {
-		t.Fatal("room for 2 more with 3 of 4 held")
-	}
-	tr.complete("a", 1)
-	if err := tr.waitRoom(context.Background(), 2); err != nil {
+	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+
+	// Bound by records, and canceled: what fits is stored.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	small := make([]Record, 6)
+	for i := range small {
+		small[i] = *rec(1)
+	}
+	if err := b.putFrame(short, small); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("putFrame into a full buffer: %v, want deadline exceeded", err)
+	}
+	if b.Len() != 4 {
+		t.Fatalf("Len = %d, want 4", b.Len())
+	}
+	for i := range 4 {
+		if got, err := b.Next(ctx); err != nil || got != &small[i] {
+			t.Fatalf("Next %d = %p, %v; want %p", i, got, err, &small[i])
+		}
+	}
+
+	// An oversized record is admitted into an empty buffer.
+	e := NewMemoryBuffer(10, 10)
+	if err := e.putFrame(ctx, []Record{*rec(100)}); err != nil {
+		t.Fatalf("oversized record into empty buffer: %v", err)
+	}
+	b.Close()
+	if err := b.putFrame(ctx, small[:1]); !errors.Is(err, ErrBufferClosed) {
+		t.Fatalf("putFrame after Close: %v", err)
 	}
 }

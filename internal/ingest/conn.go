@@ -17,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/kafka"
@@ -348,19 +347,35 @@ func lingerDiscard(nc net.Conn) {
 // callers hold wmu, or stopped the write loop's writes: it is the
 // connection's only data writer (WriteControl may run beside it).
 func (c *conn) flushAcks() error {
-	msgs, readings := c.acks.collect()
-	for _, m := range msgs {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("marshal ack: %w", err)
-		}
+	out := c.s.getAckMsgs()
+	defer c.s.putAckMsgs(out)
+	readings := c.acks.collect(out)
+	for i := range out.ends {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, out.msg(i)); err != nil {
 			return fmt.Errorf("write ack: %w", err)
 		}
 	}
 	c.s.ctr.acked.Add(readings)
 	return nil
+}
+
+// getAckMsgs returns an empty ackMsgs from the server's pool: the ack
+// writers share them rather than each connection holding its own.
+func (s *Server) getAckMsgs() *ackMsgs {
+	if m, _ := s.ackMsgs.Get().(*ackMsgs); m != nil {
+		return m
+	}
+	return &ackMsgs{}
+}
+
+// putAckMsgs returns m to the pool, unless it grew too large to keep.
+func (s *Server) putAckMsgs(m *ackMsgs) {
+	if cap(m.buf) > maxPooledScratch {
+		return
+	}
+	m.reset()
+	s.ackMsgs.Put(m)
 }
 
 // readLoop reads frames until the connection ends. Between messages it
@@ -497,13 +512,29 @@ func (c *conn) handleFrame(data []byte) (end readEnd, stop bool) {
 		if items[i].reason != reasonOK && stamp == nil {
 			stamp = timeStamp(now)
 		}
-		rec := &recs[i]
-		c.record(rec, &items[i], stamp)
-		if err := s.buf.Put(s.readCtx, rec); err != nil {
+		c.record(&recs[i], &items[i], stamp)
+	}
+	// Every reading is registered before any is buffered: a buffered
+	// record may become durable at once.
+	c.acks.addFrame(items, recs)
+	if s.frameBuf != nil {
+		if err := s.frameBuf.putFrame(s.readCtx, recs); err != nil {
+			return readEnd{kind: endShutdown, err: err}, true
+		}
+		return readEnd{}, false
+	}
+	for i := range recs {
+		if err := s.buf.Put(s.readCtx, &recs[i]); err != nil {
 			return readEnd{kind: endShutdown, err: err}, true
 		}
 	}
 	return readEnd{}, false
+}
+
+// tracked reports whether a reading's ack is tracked: it names a device
+// (not too long to echo back) and a seq.
+func tracked(it *decodedReading) bool {
+	return it.device != "" && it.seq > 0 && len(it.device) <= maxTrackedID
 }
 
 // timeStamp is the HeaderTime value of a rejected record received at now.
@@ -515,14 +546,11 @@ func timeStamp(now time.Time) []byte {
 // valid readings go to the telemetry topic keyed by site, invalid ones to
 // the rejected topic keyed by device (or connection) with the reason in the
 // headers (stamp is their time). Completing the record (it is durable: in
-// Kafka, or fsync'd in a spool) lets the reading's ack advance; the server
-// counts publications when Kafka acknowledges them.
+// Kafka, or fsync'd in a spool) lets the reading's ack advance, once the
+// ack tracker registered it (addFrame); the server counts publications
+// when Kafka acknowledges them.
 func (c *conn) record(rec *Record, it *decodedReading, stamp []byte) {
 	s := c.s
-	if it.device != "" && it.seq > 0 && len(it.device) <= maxTrackedID {
-		c.acks.add(it.device, it.seq)
-		rec.ack = ackRef{acks: c.acks, device: it.device, seq: it.seq}
-	}
 	if it.reason == reasonOK {
 		// The key is the site ID as sent: a sub-slice of the frame, like
 		// the value.

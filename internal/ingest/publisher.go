@@ -19,21 +19,36 @@ import (
 type Publisher interface {
 	// Publish hands m to Kafka asynchronously. It may block while the
 	// producer is saturated, until ctx ends (then it returns ctx's error and
-	// done is never called). Otherwise done is called exactly once (from
-	// any goroutine, possibly before Publish returns; it must not block),
-	// with nil when Kafka acknowledged the record (acks
-	// from all in-sync replicas) or with the error that made it fail. m and
-	// its slices must not be modified until done is called.
-	Publish(ctx context.Context, m *Message, done func(error)) error
-	// Close flushes what was handed to Publish (calling every pending done)
-	// and releases the producer. Publish must not be called after Close.
+	// v is never called). Otherwise v.Published is called exactly once
+	// (from any goroutine, possibly before Publish returns; it must not
+	// block), with nil when Kafka acknowledged the record (acks from all
+	// in-sync replicas) or with the error that made it fail. m and its
+	// slices must not be modified until then.
+	Publish(ctx context.Context, m *Message, v Verdict) error
+	// Close flushes what was handed to Publish (calling every pending
+	// Verdict) and releases the producer. Publish must not be called after
+	// Close.
 	Close() error
 }
+
+// Verdict receives Kafka's verdict on a message handed to Publish. It is
+// an interface rather than a function so that the server's records can
+// take their verdicts themselves: a closure per record would be an
+// allocation per reading.
+type Verdict interface {
+	Published(err error)
+}
+
+// VerdictFunc is a function used as a Verdict.
+type VerdictFunc func(err error)
+
+// Published implements Verdict.
+func (f VerdictFunc) Published(err error) { f(err) }
 
 // SaramaPublisher is a Publisher on a sarama AsyncProducer configured by
 // kafka.Options.ProducerConfig: idempotent, WaitForAll, LZ4, batching. It
 // always drains both Successes and Errors; every message carries its
-// *pending (with the done callback) as Metadata.
+// *pending (with the Verdict) as Metadata.
 type SaramaPublisher struct {
 	producer sarama.AsyncProducer
 	log      *slog.Logger
@@ -55,7 +70,7 @@ type pending struct {
 	key, val bytesEncoder
 	headers  []sarama.RecordHeader
 	start    time.Time
-	done     func(error)
+	verdict  Verdict
 }
 
 // bytesEncoder is sarama.ByteEncoder behind a pointer, so that setting a
@@ -68,8 +83,8 @@ func (e *bytesEncoder) Encode() ([]byte, error) { return e.b, nil }
 // Length implements sarama.Encoder.
 func (e *bytesEncoder) Length() int { return len(e.b) }
 
-// get returns a pending for m and done, its message ready to send.
-func (p *SaramaPublisher) get(m *Message, done func(error)) *pending {
+// get returns a pending for m and v, its message ready to send.
+func (p *SaramaPublisher) get(m *Message, v Verdict) *pending {
 	pd, _ := p.free.Get().(*pending)
 	if pd == nil {
 		pd = &pending{}
@@ -89,7 +104,7 @@ func (p *SaramaPublisher) get(m *Message, done func(error)) *pending {
 		pd.headers = hs
 		pd.msg.Headers = hs
 	}
-	pd.start, pd.done = time.Now(), done
+	pd.start, pd.verdict = time.Now(), v
 	return pd
 }
 
@@ -99,10 +114,10 @@ func (p *SaramaPublisher) finish(pd *pending, err error) {
 	if err != nil {
 		p.errors.Add(1)
 	}
-	done := pd.done
+	v := pd.verdict
 	p.put(pd)
-	if done != nil {
-		done(err)
+	if v != nil {
+		v.Published(err)
 	}
 }
 
@@ -172,8 +187,8 @@ func startPublisher(p sarama.AsyncProducer, log *slog.Logger) *SaramaPublisher {
 }
 
 // Publish implements Publisher.
-func (p *SaramaPublisher) Publish(ctx context.Context, m *Message, done func(error)) error {
-	pd := p.get(m, done)
+func (p *SaramaPublisher) Publish(ctx context.Context, m *Message, v Verdict) error {
+	pd := p.get(m, v)
 	select {
 	case p.producer.Input() <- &pd.msg:
 		return nil
@@ -189,8 +204,8 @@ func (p *SaramaPublisher) ProducerStats() (hist.Snapshot, uint64) {
 	return p.latency.Snapshot(), p.errors.Load()
 }
 
-// Close implements Publisher: it flushes in-flight messages (their done
-// callbacks run) and waits for the producer to stop.
+// Close implements Publisher: it flushes in-flight messages (their
+// Verdicts are called) and waits for the producer to stop.
 func (p *SaramaPublisher) Close() error {
 	p.once.Do(func() {
 		p.producer.AsyncClose()

@@ -93,7 +93,7 @@ func TestSaramaPublisherReusesMessages(t *testing.T) {
 				}
 			}
 		}
-		if err := p.Publish(ctx, &m, func(err error) { got <- err }); err != nil {
+		if err := p.Publish(ctx, &m, VerdictFunc(func(err error) { got <- err })); err != nil {
 			t.Fatal(err)
 		}
 		err := <-got
@@ -127,7 +127,7 @@ func TestSaramaPublisherAllocs(t *testing.T) {
 	defer p.Close()
 	m := &Message{Topic: "t", Key: []byte("site-1"), Value: []byte("v")}
 	got := make(chan error, 1)
-	done := func(err error) { got <- err }
+	done := VerdictFunc(func(err error) { got <- err })
 	ctx := context.Background()
 	n := testing.AllocsPerRun(1000, func() {
 		if err := p.Publish(ctx, m, done); err != nil {
@@ -150,7 +150,7 @@ func BenchmarkSaramaPublish(b *testing.B) {
 	defer p.Close()
 	m := &Message{Topic: "t", Key: []byte("site-1"), Value: make([]byte, 120)}
 	got := make(chan error, 1)
-	done := func(err error) { got <- err }
+	done := VerdictFunc(func(err error) { got <- err })
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -63,6 +63,7 @@ type Server struct {
 	topics   kafka.Topics
 	pub      Publisher
 	buf      Buffer
+	frameBuf framePutter // buf, if it stores a frame's records at once
 	upgrader websocket.Upgrader
 	started  time.Time
 	ln       net.Listener
@@ -87,6 +88,8 @@ type Server struct {
 
 	// frames holds the scratch buffers messages are read into.
 	frames sync.Pool
+	// ackMsgs holds the *ackMsgs acks are encoded into.
+	ackMsgs sync.Pool
 	// readq hands connections with bytes to read to the read workers;
 	// idleReaders counts the workers waiting on it (see reads.go).
 	readq       chan *conn
@@ -149,6 +152,7 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 		stopReadWorkers: make(chan struct{}),
 		conns:           make(map[*conn]struct{}),
 	}
+	s.frameBuf, _ = buf.(framePutter)
 	if !math.IsInf(cfg.DeviceRate, 1) {
 		s.limiter = newRateLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable)
 	}
@@ -349,13 +353,29 @@ func (s *Server) pump(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		if err := s.pub.Publish(ctx, &r.Message, func(err error) { s.published(r, err) }); err != nil {
+		if err := s.publish(ctx, r); err != nil {
 			s.buf.Nack(r, err)
 			if ctx.Err() != nil {
 				return
 			}
 		}
 	}
+}
+
+// publish hands r to the publisher; the verdict goes to published.
+func (s *Server) publish(ctx context.Context, r *Record) error {
+	r.srv = s
+	return s.pub.Publish(ctx, &r.Message, (*pumped)(r))
+}
+
+// pumped is a record handed to the publisher by its server's pump: its
+// own Verdict, so that publishing a record allocates no closure.
+type pumped Record
+
+// Published implements Verdict.
+func (p *pumped) Published(err error) {
+	r := (*Record)(p)
+	r.srv.published(r, err)
 }
 
 // published is the publisher's verdict on one record.
@@ -367,7 +387,9 @@ func (s *Server) published(r *Record, err error) {
 		s.buf.Nack(r, err)
 		return
 	}
-	if s.ctr.kafkaDown.CompareAndSwap(true, false) {
+	// Loaded first: a compare-and-swap per record would write the
+	// counters' cache line on every verdict.
+	if s.ctr.kafkaDown.Load() && s.ctr.kafkaDown.CompareAndSwap(true, false) {
 		s.log.Info("kafka back: publishing again", "buffered", s.buf.Len())
 	}
 	if r.Topic == s.topics.Telemetry() {
@@ -409,11 +431,11 @@ func (s *Server) publishStats(ctx context.Context, now time.Time, done func(erro
 	}
 	key := []byte("ingest/" + s.cfg.Instance)
 	m := &Message{Topic: s.topics.Stats(), Key: key, Value: b}
-	if err := s.pub.Publish(ctx, m, done); err != nil {
+	if err := s.pub.Publish(ctx, m, VerdictFunc(done)); err != nil {
 		return fmt.Errorf("publish stats: %w", err)
 	}
 	hm := &Message{Topic: s.topics.History(), Key: key, Value: hb}
-	if err := s.pub.Publish(ctx, hm, func(error) {}); err != nil {
+	if err := s.pub.Publish(ctx, hm, VerdictFunc(func(error) {})); err != nil {
 		return fmt.Errorf("publish stats to history: %w", err)
 	}
 	return nil

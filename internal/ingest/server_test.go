@@ -32,24 +32,24 @@ type fakePub struct {
 }
 
 type heldMsg struct {
-	m    Message
-	done func(error)
+	m Message
+	v Verdict
 }
 
-func (p *fakePub) Publish(_ context.Context, m *Message, done func(error)) error {
+func (p *fakePub) Publish(_ context.Context, m *Message, v Verdict) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return errors.New("publish after close")
 	}
 	if p.hold && !isStatsTopic(m.Topic) {
-		p.held = append(p.held, heldMsg{*m, done})
+		p.held = append(p.held, heldMsg{*m, v})
 		p.mu.Unlock()
 		return nil
 	}
 	p.msgs = append(p.msgs, *m)
 	p.mu.Unlock()
-	done(nil)
+	v.Published(nil)
 	return nil
 }
 
@@ -65,7 +65,7 @@ func (p *fakePub) Close() error {
 	p.held, p.closed = nil, true
 	p.mu.Unlock()
 	for _, h := range held {
-		h.done(errors.New("producer closed"))
+		h.v.Published(errors.New("producer closed"))
 	}
 	return nil
 }
@@ -92,7 +92,7 @@ func (p *fakePub) release(keep func(Message) bool) int {
 	p.held = rest
 	p.mu.Unlock()
 	for _, h := range out {
-		h.done(nil)
+		h.v.Published(nil)
 	}
 	return len(out)
 }
@@ -444,6 +444,18 @@ type watchBuffer struct {
 
 func (w *watchBuffer) Put(ctx context.Context, r *Record) error {
 	err := w.MemoryBuffer.Put(ctx, r)
+	w.watch()
+	return err
+}
+
+func (w *watchBuffer) putFrame(ctx context.Context, rs []Record) error {
+	err := w.MemoryBuffer.putFrame(ctx, rs)
+	w.watch()
+	return err
+}
+
+// watch records the records held now if they are the most so far.
+func (w *watchBuffer) watch() {
 	n := int64(w.Len())
 	for {
 		m := w.max.Load()
@@ -451,7 +463,6 @@ func (w *watchBuffer) Put(ctx context.Context, r *Record) error {
 			break
 		}
 	}
-	return err
 }
 
 func TestBackpressure(t *testing.T) {
@@ -595,10 +606,10 @@ type flakyPub struct {
 	failures atomic.Int64
 }
 
-func (p *flakyPub) Publish(ctx context.Context, m *Message, done func(error)) error {
+func (p *flakyPub) Publish(ctx context.Context, m *Message, v Verdict) error {
 	if !isStatsTopic(m.Topic) && p.failures.Add(-1) >= 0 {
-		go done(errors.New("kafka: leader not available"))
+		go v.Published(errors.New("kafka: leader not available"))
 		return nil
 	}
-	return p.fakePub.Publish(ctx, m, done)
+	return p.fakePub.Publish(ctx, m, v)
 }

@@ -21,9 +21,11 @@ func pingCheck(interval, tick time.Duration) time.Duration {
 }
 
 // queueWrite puts c in the write loop's queue for its next tick, unless it
-// is queued already. Its ack tracker calls it whenever an ack advances.
+// is queued already. Its ack tracker calls it whenever an ack advances,
+// which is for most readings: the load keeps a connection that is queued
+// already from writing the flag's cache line every time.
 func (s *Server) queueWrite(c *conn) {
-	if c.queued.CompareAndSwap(false, true) {
+	if !c.queued.Load() && c.queued.CompareAndSwap(false, true) {
 		s.requeue(c)
 	}
 }
