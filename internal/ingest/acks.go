@@ -92,9 +92,20 @@ func (t *ackTracker) addFrame(items []decodedReading, recs []Record) {
 		if !tracked(it) {
 			continue
 		}
-		// A device's readings often come in a row (a device batching its
-		// own); the IDs are interned, so the comparison is short.
-		if d == nil || d.id != it.device {
+		switch e := it.dev; {
+		case d != nil && d.id == it.device:
+			// A device's readings often come in a row (a device batching
+			// its own); the IDs are interned, so the comparison is short.
+		case e != nil:
+			// The state the device's entry found last time is still the
+			// device's as long as it carries the device's ID: a state
+			// keeps its ID from device to forget, and the map holds one
+			// state per ID.
+			if e.acks == nil || e.acks.id != e.id {
+				e.acks = t.device(e.id)
+			}
+			d = e.acks
+		default:
 			d = t.device(it.device)
 		}
 		recs[i].ack = t.addLocked(d, it.seq)

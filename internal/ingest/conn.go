@@ -175,13 +175,22 @@ func (l connLog) log(level slog.Level, msg string, args []any) {
 }
 
 // admit applies the token's grant and the device rate limit to a reading
-// whose IDs are valid.
-func (c *conn) admit(device, site string, nowMS int64) reason {
+// whose IDs are valid; e is the device's entry in the decoder (nil when
+// not interned), which keeps its rate limiter bucket at hand.
+func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
 	if c.grant != nil && !c.grant.Allows(device, site) {
 		return rDeviceNotAuthorized
 	}
-	if c.s.limiter != nil && !c.s.limiter.allow(device, nowMS) {
-		return rRateLimited
+	if l := c.s.limiter; l != nil {
+		ok := false
+		if e != nil {
+			ok = l.allowRef(&e.rate, device, nowMS)
+		} else {
+			ok = l.allow(device, nowMS)
+		}
+		if !ok {
+			return rRateLimited
+		}
 	}
 	return reasonOK
 }

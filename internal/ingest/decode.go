@@ -64,6 +64,27 @@ type decodedReading struct {
 	reason  reason // reasonOK when valid
 	// rawDevice is the device ID as sent, for the rejected record's header.
 	rawDevice []byte
+	// dev is the device's entry in the decoder's table (nil when the ID
+	// is not interned).
+	dev *devEntry
+}
+
+// devEntry is what a connection's decoder keeps of a device it read: the
+// interned ID, and what the later steps of a reading would otherwise look
+// up by that ID in maps of their own, so that a reading costs one lookup
+// by device ID instead of four. It lives as long as the decoder (which a
+// connection idle for a ping interval lets go of).
+type devEntry struct {
+	id string
+	// site is the interned site ID of the device's last reading: a device
+	// keeps its site, so its readings need no lookup of the site ID.
+	site string
+	// rate is the device's bucket in the server's rate limiter.
+	rate limiterRef
+	// acks is the device's ack state when it was last registered; it is
+	// current only while its id is still this entry's (see
+	// ackTracker.addFrame). Guarded by the ack tracker's mutex.
+	acks *deviceAcks
 }
 
 // idReason reports whether rs rejects a reading for one of its IDs
@@ -85,15 +106,17 @@ type decoder struct {
 	raws        [][]byte
 	out         []decodedReading
 	scratch     wire.Reading
-	// ids interns the device and site IDs of the connection, so that a
-	// reading of a known device costs no allocation; misses counts the
-	// IDs not interned since the table filled up.
+	// devs interns the device IDs of the connection and ids its site IDs,
+	// so that a reading of a known device costs no allocation; together
+	// they hold at most maxInterned IDs. misses counts the IDs not
+	// interned since the tables filled up.
+	devs   map[string]*devEntry
 	ids    map[string]string
 	misses int
-	// admit, when set, decides on every reading whose IDs are valid:
-	// reasonOK, or a reason (not authorized, rate limited) that overrides
+	// admit, when set, decides on every reading whose IDs are valid (e is
+	// the device's entry, or nil): reasonOK, or a reason (not authorized, rate limited) that overrides
 	// the content checks.
-	admit func(device, site string, nowMS int64) reason
+	admit func(device, site string, e *devEntry, nowMS int64) reason
 }
 
 func newDecoder(maxReadings int, lim Limits) *decoder {
@@ -113,19 +136,66 @@ func (d *decoder) intern(b []byte) string {
 	if len(b) > d.limits.MaxIDLength {
 		return s
 	}
-	switch {
-	case d.ids == nil:
+	if d.ids == nil {
 		d.ids = make(map[string]string)
-	case len(d.ids) >= maxInterned:
-		d.misses++
-		if d.misses < maxInterned {
-			return s
-		}
-		clear(d.ids)
-		d.misses = 0
+	}
+	if !d.room() {
+		return s
 	}
 	d.ids[s] = s
 	return s
+}
+
+// room reports whether one more ID may be interned. Once the tables are
+// full, it counts a miss; after maxInterned misses it empties them, so that
+// they follow the IDs the connection sends now.
+func (d *decoder) room() bool {
+	if len(d.ids)+len(d.devs) < maxInterned {
+		return true
+	}
+	d.misses++
+	if d.misses < maxInterned {
+		return false
+	}
+	clear(d.ids)
+	clear(d.devs)
+	d.misses = 0
+	return true
+}
+
+// device returns b, a device ID, as a string, and its entry (nil when it
+// is not interned: too long, or the tables are full).
+func (d *decoder) device(b []byte) (string, *devEntry) {
+	if len(b) == 0 {
+		return "", nil
+	}
+	if e, ok := d.devs[string(b)]; ok {
+		return e.id, e
+	}
+	s := string(b)
+	if len(b) > d.limits.MaxIDLength {
+		return s, nil
+	}
+	if d.devs == nil {
+		d.devs = make(map[string]*devEntry)
+	}
+	if !d.room() {
+		return s, nil
+	}
+	e := &devEntry{id: s}
+	d.devs[s] = e
+	return s, e
+}
+
+// site returns b, the site ID of a reading of e's device, as a string.
+func (d *decoder) site(e *devEntry, b []byte) string {
+	if e == nil {
+		return d.intern(b)
+	}
+	if e.site == "" || string(b) != e.site {
+		e.site = d.intern(b)
+	}
+	return e.site
 }
 
 // decode splits a frame into readings and validates each one. The result
@@ -151,15 +221,15 @@ func (d *decoder) decode(frame []byte, nowMS int64) ([]decodedReading, error) {
 		if badUTF8 {
 			dr.reason = rIDInvalidUTF8
 			if utf8.Valid(w.DeviceID) {
-				dr.device = d.intern(w.DeviceID)
+				dr.device, dr.dev = d.device(w.DeviceID)
 			}
 		} else {
 			dr.reason = validateWire(w, nowMS, d.limits)
-			dr.device = d.intern(w.DeviceID)
-			dr.site = d.intern(w.SiteID)
+			dr.device, dr.dev = d.device(w.DeviceID)
+			dr.site = d.site(dr.dev, w.SiteID)
 			dr.siteKey = w.SiteID
 			if d.admit != nil && !idReason(dr.reason) {
-				if rs := d.admit(dr.device, dr.site, nowMS); rs != reasonOK {
+				if rs := d.admit(dr.device, dr.site, dr.dev, nowMS); rs != reasonOK {
 					dr.reason = rs
 				}
 			}

@@ -58,7 +58,11 @@ type SaramaPublisher struct {
 	free sync.Pool
 
 	latency hist.Histogram // Publish → Kafka's verdict
-	errors  atomic.Uint64  // records Kafka failed (each retried by the buffer)
+	// epoch is the monotonic origin of pending.start: a reading of the
+	// monotonic clock alone (time.Since) costs about half of time.Now,
+	// which reads the wall clock too.
+	epoch  time.Time
+	errors atomic.Uint64 // records Kafka failed (each retried by the buffer)
 }
 
 // pending is one message handed to sarama, with what its verdict needs.
@@ -69,7 +73,7 @@ type pending struct {
 	msg      sarama.ProducerMessage
 	key, val bytesEncoder
 	headers  []sarama.RecordHeader
-	start    time.Time
+	start    time.Duration // since the publisher's epoch
 	verdict  Verdict
 }
 
@@ -104,13 +108,17 @@ func (p *SaramaPublisher) get(m *Message, v Verdict) *pending {
 		pd.headers = hs
 		pd.msg.Headers = hs
 	}
-	pd.start, pd.verdict = time.Now(), v
+	pd.start, pd.verdict = p.now(), v
 	return pd
 }
 
-// finish reports Kafka's verdict on pd's message and recycles pd.
-func (p *SaramaPublisher) finish(pd *pending, err error) {
-	p.latency.Observe(time.Since(pd.start))
+// now is the monotonic time since the publisher's epoch.
+func (p *SaramaPublisher) now() time.Duration { return time.Since(p.epoch) }
+
+// finish reports Kafka's verdict, received at now, on pd's message and
+// recycles pd.
+func (p *SaramaPublisher) finish(pd *pending, err error, now time.Duration) {
+	p.latency.Observe(now - pd.start)
 	if err != nil {
 		p.errors.Add(1)
 	}
@@ -165,25 +173,61 @@ func newSaramaPublisher(ctx context.Context, opts kafka.Options, log *slog.Logge
 // startPublisher returns a SaramaPublisher on p, draining its Successes and
 // Errors.
 func startPublisher(p sarama.AsyncProducer, log *slog.Logger) *SaramaPublisher {
-	sp := &SaramaPublisher{producer: p, log: log}
+	sp := &SaramaPublisher{producer: p, log: log, epoch: time.Now()}
 	sp.wg.Add(2)
 	go func() {
 		defer sp.wg.Done()
+		var clk verdictClock
 		for m := range p.Successes() {
 			if pd, ok := m.Metadata.(*pending); ok {
-				sp.finish(pd, nil)
+				sp.finish(pd, nil, clk.now(sp))
 			}
+			clk.next(len(p.Successes()))
 		}
 	}()
 	go func() {
 		defer sp.wg.Done()
+		var clk verdictClock
 		for pe := range p.Errors() {
 			if pd, ok := pe.Msg.Metadata.(*pending); ok {
-				sp.finish(pd, fmt.Errorf("produce to %s: %w", pe.Msg.Topic, pe.Err))
+				sp.finish(pd, fmt.Errorf("produce to %s: %w", pe.Msg.Topic, pe.Err), clk.now(sp))
 			}
+			clk.next(len(p.Errors()))
 		}
 	}()
 	return sp
+}
+
+// maxClockReuse bounds the verdicts timed by one clock reading.
+const maxClockReuse = 32
+
+// verdictClock times the verdicts a drain loop receives. Sarama returns
+// the messages of a produce response together, so a verdict that was
+// already waiting in the channel when the previous one was finished
+// arrived no later than that: it takes the previous reading, off by at
+// most the time to finish maxClockReuse verdicts (microseconds, against
+// produce latencies of milliseconds), instead of a clock reading of its
+// own.
+type verdictClock struct {
+	t     time.Duration
+	valid bool
+	uses  int
+}
+
+// now returns the time of the current verdict.
+func (c *verdictClock) now(p *SaramaPublisher) time.Duration {
+	if !c.valid {
+		c.t, c.valid, c.uses = p.now(), true, 0
+	}
+	c.uses++
+	return c.t
+}
+
+// next is called after a verdict with the messages waiting in the
+// channel: none means the next one has yet to arrive, and needs its own
+// reading.
+func (c *verdictClock) next(waiting int) {
+	c.valid = waiting > 0 && c.uses < maxClockReuse
 }
 
 // Publish implements Publisher.

@@ -33,6 +33,16 @@ type limiterShard struct {
 type bucket struct {
 	tokens float64
 	lastMS int64
+	// live is true while the bucket is in its shard's table: a
+	// limiterRef to an evicted bucket must look the device up again.
+	live bool
+}
+
+// limiterRef is a connection's reference to a device's bucket, so that the
+// device's next readings find it without hashing and looking up its ID.
+type limiterRef struct {
+	sh *limiterShard
+	b  *bucket
 }
 
 // newRateLimiter returns a limiter of perSecond readings per device with
@@ -53,6 +63,22 @@ func newRateLimiter(perSecond float64, burst, maxEntries int) *rateLimiter {
 // allow takes one token from device's bucket at time nowMS (Unix ms) and
 // reports whether there was one.
 func (l *rateLimiter) allow(device string, nowMS int64) bool {
+	var ref limiterRef
+	return l.allowRef(&ref, device, nowMS)
+}
+
+// allowRef is allow for a device whose bucket ref may already hold; it
+// sets ref to the bucket it used.
+func (l *rateLimiter) allowRef(ref *limiterRef, device string, nowMS int64) bool {
+	if sh := ref.sh; sh != nil {
+		sh.mu.Lock()
+		if b := ref.b; b.live {
+			ok := l.take(b, nowMS)
+			sh.mu.Unlock()
+			return ok
+		}
+		sh.mu.Unlock()
+	}
 	sh := &l.shards[maphash.String(l.seed, device)%limiterShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -61,9 +87,17 @@ func (l *rateLimiter) allow(device string, nowMS int64) bool {
 		if len(sh.buckets) >= l.perShard {
 			sh.evict()
 		}
-		b = &bucket{tokens: l.burst, lastMS: nowMS}
+		b = &bucket{tokens: l.burst, lastMS: nowMS, live: true}
 		sh.buckets[device] = b
-	} else if nowMS > b.lastMS {
+	}
+	ref.sh, ref.b = sh, b
+	return l.take(b, nowMS)
+}
+
+// take refills b up to nowMS and takes one token from it, if there is
+// one. The bucket's shard is locked.
+func (l *rateLimiter) take(b *bucket, nowMS int64) bool {
+	if nowMS > b.lastMS {
 		b.tokens = min(l.burst, b.tokens+float64(nowMS-b.lastMS)*l.rate)
 		b.lastMS = nowMS
 	}
@@ -87,6 +121,9 @@ func (sh *limiterShard) evict() {
 		if n++; n >= evictScan {
 			break
 		}
+	}
+	if b := sh.buckets[victim]; b != nil {
+		b.live = false
 	}
 	delete(sh.buckets, victim)
 	sh.evicted++

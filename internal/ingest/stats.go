@@ -60,15 +60,31 @@ func (s Stats) RejectedTotal() uint64 {
 	return n
 }
 
-// counters is the live accounting behind Stats.
+// cacheLine separates the counters written by different goroutines: with
+// a whole line between two groups, they never share one, wherever the
+// struct starts.
+const cacheLine = 64
+
+// counters is the live accounting behind Stats. The counters written on
+// the hot paths are grouped by the goroutines that write them and kept on
+// cache lines of their own: the read workers count received readings and
+// frames, the producer's verdict goroutine counts published readings (and
+// reads kafkaDown) per record, the ack writers count acked readings, and
+// every such write would otherwise take the line from the other cores.
 type counters struct {
-	received    atomic.Uint64
-	frames      atomic.Uint64
-	published   atomic.Uint64
-	acked       atomic.Uint64
+	received atomic.Uint64
+	frames   atomic.Uint64
+	_        [cacheLine]byte
+
+	published atomic.Uint64
+	kafkaDown atomic.Bool
+	_         [cacheLine]byte
+
+	acked atomic.Uint64
+	_     [cacheLine]byte
+
 	connections atomic.Int64
 	rejected    [numReasons]atomic.Uint64
-	kafkaDown   atomic.Bool
 	refused     [numRefusals]atomic.Uint64
 	idleClosed  atomic.Uint64
 	expClosed   atomic.Uint64

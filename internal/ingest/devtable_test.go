@@ -1,0 +1,56 @@
+package ingest
+
+import "testing"
+
+// TestLimiterRefEvicted: a connection's reference to an evicted bucket is
+// not used: the device gets the bucket the table holds now, as a lookup
+// by ID would.
+func TestLimiterRefEvicted(t *testing.T) {
+	l := newRateLimiter(1, 2, limiterShards) // one bucket per shard
+	var ref limiterRef
+	if !l.allowRef(&ref, "a", 0) || !l.allowRef(&ref, "a", 0) || l.allowRef(&ref, "a", 0) {
+		t.Fatal("burst of 2 not enforced through the reference")
+	}
+	old := ref.b
+	old.live = false // as evict does
+	delete(ref.sh.buckets, "a")
+	if !l.allowRef(&ref, "a", 0) {
+		t.Fatal("an evicted bucket still limits the device")
+	}
+	if ref.b == old || !ref.b.live || ref.sh.buckets["a"] != ref.b {
+		t.Fatal("the reference does not follow the table's bucket")
+	}
+}
+
+// TestAckEntryStale: a device entry whose ack state was forgotten (and
+// reused for another device) registers the device's next reading in the
+// device's current state, never in the stale one.
+func TestAckEntryStale(t *testing.T) {
+	tr := newAckTracker(100)
+	ea, eb := &devEntry{id: "a"}, &devEntry{id: "b"}
+	add := func(e *devEntry, seq uint64) ackRef {
+		items := []decodedReading{{device: e.id, dev: e, seq: seq}}
+		recs := make([]Record, 1)
+		tr.addFrame(items, recs)
+		return recs[0].ack
+	}
+	r := add(ea, 1)
+	r.dev.complete(1)
+	if acks, _, _ := collectAcks(t, tr); acks["a"] != 1 {
+		t.Fatalf("acks %v", acks)
+	}
+	// a's state is forgotten; b takes it over.
+	rb := add(eb, 5)
+	if rb.dev != r.dev || ea.acks.id != "b" {
+		t.Fatal("forgotten state not reused")
+	}
+	ra := add(ea, 2)
+	if ra.dev == rb.dev || ra.dev.id != "a" || ea.acks != ra.dev {
+		t.Fatal("a's reading registered in b's state")
+	}
+	ra.dev.complete(2)
+	rb.dev.complete(5)
+	if acks, _, _ := collectAcks(t, tr); acks["a"] != 2 || acks["b"] != 5 {
+		t.Fatalf("acks %v", acks)
+	}
+}
