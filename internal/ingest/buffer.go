@@ -175,29 +175,7 @@ func NewMemoryBuffer(maxRecords int, maxBytes int64) *MemoryBuffer {
 
 // Put implements Buffer.
 func (b *MemoryBuffer) Put(ctx context.Context, r *Record) error {
-	r.size = r.Size()
-	for {
-		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
-			return ErrBufferClosed
-		}
-		if b.records == 0 || (b.records < b.maxRecords && b.bytes+r.size <= b.maxBytes) {
-			b.records++
-			b.bytes += r.size
-			b.queue.Push(r)
-			b.items.Broadcast()
-			b.mu.Unlock()
-			return nil
-		}
-		ch := b.space.Wait()
-		b.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("buffer put: %w", ctx.Err())
-		}
-	}
+	return b.put(ctx, 1, func(int) *Record { return r })
 }
 
 // framePutter is a Buffer that stores the records of a frame together:
@@ -210,24 +188,28 @@ type framePutter interface {
 	putFrame(ctx context.Context, rs []Record) error
 }
 
-// putFrame implements framePutter: it takes the lock once for as many of
-// the records as fit, rather than once per record.
+// putFrame implements framePutter.
 func (b *MemoryBuffer) putFrame(ctx context.Context, rs []Record) error {
-	if len(rs) == 0 {
-		return nil
+	return b.put(ctx, len(rs), func(i int) *Record { return &rs[i] })
+}
+
+// put stores records rec(0) … rec(n-1) in order, taking the lock once for
+// as many of them as fit rather than once per record.
+func (b *MemoryBuffer) put(ctx context.Context, n int, rec func(int) *Record) error {
+	for i := range n {
+		r := rec(i)
+		r.size = r.Size()
 	}
-	for i := range rs {
-		rs[i].size = rs[i].Size()
-	}
-	for {
+	next := 0
+	for next < n {
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
 			return ErrBufferClosed
 		}
-		n := 0
-		for ; n < len(rs); n++ {
-			r := &rs[n]
+		stored := next
+		for ; next < n; next++ {
+			r := rec(next)
 			if b.records > 0 && (b.records >= b.maxRecords || b.bytes+r.size > b.maxBytes) {
 				break
 			}
@@ -235,11 +217,10 @@ func (b *MemoryBuffer) putFrame(ctx context.Context, rs []Record) error {
 			b.bytes += r.size
 			b.queue.Push(r)
 		}
-		if n > 0 {
+		if next > stored {
 			b.items.Broadcast()
-			rs = rs[n:]
 		}
-		if len(rs) == 0 {
+		if next == n {
 			b.mu.Unlock()
 			return nil
 		}
@@ -251,6 +232,7 @@ func (b *MemoryBuffer) putFrame(ctx context.Context, rs []Record) error {
 			return fmt.Errorf("buffer put: %w", ctx.Err())
 		}
 	}
+	return nil
 }
 
 // Next implements Buffer. Records waiting for a retry go first once their

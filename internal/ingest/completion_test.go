@@ -16,8 +16,9 @@ import (
 )
 
 // benchGateway returns a server on pub, a connection of it and a frame of
-// one valid reading from each of devices devices.
-func benchGateway(b testing.TB, pub Publisher, devices int) (*Server, *conn, []byte) {
+// one reading from each of devices devices, rejectPct % of them invalid
+// (SoC out of range).
+func benchGateway(b testing.TB, pub Publisher, devices, rejectPct int) (*Server, *conn, []byte) {
 	b.Helper()
 	s, err := New(Config{
 		Kafka:      kafka.Options{Prefix: "bench."},
@@ -38,6 +39,9 @@ func benchGateway(b testing.TB, pub Publisher, devices int) (*Server, *conn, []b
 			Seq: 1, TsMs: nowMS,
 			SocPct: 50, SohPct: 98, PowerKw: 2.5, VoltageV: 400, CurrentA: 6, TemperatureC: 25,
 			CapacityKwh: 13.5, MaxChargeKw: 5, MaxDischargeKw: 5, Mode: vppv1.Mode_MODE_DISCHARGING,
+		}
+		if i*100 < rejectPct*devices {
+			rs[i].SocPct = 150 // out of range: rejected
 		}
 	}
 	return s, c, marshalFrame(b, rs...)
@@ -65,7 +69,7 @@ func benchEncodeAcks(c *conn) (bytes int, readings uint64) {
 func BenchmarkCompletionPath(b *testing.B) {
 	const devices = 100
 	b.Run("verdicts", func(b *testing.B) {
-		s, c, frame := benchGateway(b, &fakePub{}, devices)
+		s, c, frame := benchGateway(b, &fakePub{}, devices, 0)
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -90,7 +94,7 @@ func BenchmarkCompletionPath(b *testing.B) {
 	b.Run("pump", func(b *testing.B) {
 		prod := newEchoProducer(func(*sarama.ProducerMessage) bool { return false }, func(*sarama.ProducerMessage) {})
 		pub := startPublisher(prod, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		s, c, frame := benchGateway(b, pub, devices)
+		s, c, frame := benchGateway(b, pub, devices, 0)
 		// Signal once every reading of the frame is acked: nothing is
 		// outstanding, and every device's ack advanced.
 		settled := make(chan struct{}, 1)
@@ -134,7 +138,7 @@ func BenchmarkCompletionPath(b *testing.B) {
 // the Downlink acking every device of the frame.
 func TestCompletionPathAllocs(t *testing.T) {
 	const devices = 100
-	s, c, frame := benchGateway(t, instantPub{}, devices)
+	s, c, frame := benchGateway(t, instantPub{}, devices, 0)
 	ctx := context.Background()
 	out := &ackMsgs{}
 	path := func() {

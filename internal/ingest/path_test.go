@@ -2,14 +2,7 @@ package ingest
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"log/slog"
 	"testing"
-	"time"
-
-	"github.com/vppctl/vpp/internal/kafka"
-	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // BenchmarkIngestPath measures ingest's whole per-frame path on a gateway
@@ -28,32 +21,7 @@ func BenchmarkIngestPath(b *testing.B) {
 	}{{"valid", 0, false}, {"valid+acks", 0, true}, {"rejected10pct", 10, false}} {
 		b.Run(tc.name, func(b *testing.B) {
 			const devices = 100
-			s, err := New(Config{
-				Kafka:    kafka.Options{Prefix: "bench."},
-				Insecure: true,
-				// The rate limiter runs, but never limits.
-				DeviceRate: 1e12,
-				Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-			}, &fakePub{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			c := newConn(s, nil, "192.0.2.1:1234", nil)
-			nowMS := time.Now().UnixMilli()
-			rs := make([]*vppv1.Reading, devices)
-			for i := range rs {
-				rs[i] = &vppv1.Reading{
-					DeviceId: fmt.Sprintf("dev-%05d", i), SiteId: fmt.Sprintf("site-%04d", i/10),
-					SubstationId: "sub-1", RegionId: "north",
-					Seq: 1, TsMs: nowMS,
-					SocPct: 50, SohPct: 98, PowerKw: 2.5, VoltageV: 400, CurrentA: 6, TemperatureC: 25,
-					CapacityKwh: 13.5, MaxChargeKw: 5, MaxDischargeKw: 5, Mode: vppv1.Mode_MODE_DISCHARGING,
-				}
-				if i*100 < tc.rejectPct*devices {
-					rs[i].SocPct = 150
-				}
-			}
-			frame := marshalFrame(b, rs...)
+			s, c, frame := benchGateway(b, &fakePub{}, devices, tc.rejectPct)
 			ctx := context.Background()
 			var acks ackMsgs
 			b.ReportAllocs()
