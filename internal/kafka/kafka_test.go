@@ -72,3 +72,24 @@ func TestSpecsHistory(t *testing.T) {
 		}
 	}
 }
+
+// TestProducerCompression checks that --compression selects the codec, LZ4
+// by default, and that an unknown codec is an error that names the valid
+// ones.
+func TestProducerCompression(t *testing.T) {
+	for name, want := range map[string]sarama.CompressionCodec{
+		"": sarama.CompressionLZ4, "lz4": sarama.CompressionLZ4, "none": sarama.CompressionNone,
+		"zstd": sarama.CompressionZSTD, "snappy": sarama.CompressionSnappy, "gzip": sarama.CompressionGZIP,
+	} {
+		cfg, err := kafka.Options{Version: kafka.DefaultVersion, Compression: name}.ProducerConfig()
+		if err != nil {
+			t.Fatalf("compression %q: %v", name, err)
+		}
+		if cfg.Producer.Compression != want {
+			t.Errorf("compression %q: codec %v, want %v", name, cfg.Producer.Compression, want)
+		}
+	}
+	if _, err := (kafka.Options{Version: kafka.DefaultVersion, Compression: "brotli"}).ProducerConfig(); err == nil {
+		t.Fatal("compression brotli: no error")
+	}
+}
