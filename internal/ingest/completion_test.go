@@ -47,6 +47,21 @@ func benchGateway(b testing.TB, pub Publisher, devices, rejectPct int) (*Server,
 	return s, c, marshalFrame(b, rs...)
 }
 
+// benchFrame has c read frame, then takes its devices records out of the
+// buffer and settles each, as the producer's result path would.
+func benchFrame(ctx context.Context, b *testing.B, s *Server, c *conn, frame []byte, devices int, settle func(*Record)) {
+	if _, stop := c.handleFrame(frame); stop {
+		b.Fatal("handleFrame stopped the connection")
+	}
+	for range devices {
+		r, err := s.buf.Next(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		settle(r)
+	}
+}
+
 // benchEncodeAcks encodes c's pending acks as the ack writer does and
 // returns the bytes and readings they acknowledge.
 func benchEncodeAcks(c *conn) (bytes int, readings uint64) {
@@ -73,17 +88,9 @@ func BenchmarkCompletionPath(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
+		verdict := func(r *Record) { s.published(r, nil) }
 		for range b.N {
-			if _, stop := c.handleFrame(frame); stop {
-				b.Fatal("handleFrame stopped the connection")
-			}
-			for range devices {
-				r, err := s.buf.Next(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				s.published(r, nil)
-			}
+			benchFrame(ctx, b, s, c, frame, devices, verdict)
 			if _, n := benchEncodeAcks(c); n != devices {
 				b.Fatalf("%d readings acked, want %d", n, devices)
 			}

@@ -27,17 +27,9 @@ func BenchmarkIngestPath(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(frame)))
 			b.ResetTimer()
+			ack := s.buf.Ack
 			for range b.N {
-				if _, stop := c.handleFrame(frame); stop {
-					b.Fatal("handleFrame stopped the connection")
-				}
-				for range devices {
-					r, err := s.buf.Next(ctx)
-					if err != nil {
-						b.Fatal(err)
-					}
-					s.buf.Ack(r)
-				}
+				benchFrame(ctx, b, s, c, frame, devices, ack)
 				if tc.acks {
 					acks.reset()
 					if c.acks.collect(&acks); len(acks.ends) != 1 {
