@@ -1,9 +1,9 @@
 package ingest
 
 import (
-	"encoding/binary"
-
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/vppctl/vpp/internal/wire"
 )
 
 // Field numbers of the ack messages (proto/vpp/v1/telemetry.proto).
@@ -14,25 +14,25 @@ const (
 	deviceAckSeqField protowire.Number = 2 // DeviceAck.acked_seq
 )
 
-// maxAckHeader is room for a Downlink's tag (one byte for field 1) and the
-// length of its Ack.
-const maxAckHeader = 1 + binary.MaxVarintLen64
+// ackLenGuess is the room begin reserves for an Ack's length: three bytes
+// cover the up to 1,000 devices of a message with IDs below 100 bytes.
+const ackLenGuess = 3
 
 // downlinkAckEncoder appends a vpp.v1.Downlink whose body is an Ack, one
 // device at a time, straight to a byte slice: the ack writer builds no
 // vppv1 messages per flush. The bytes are those proto.Marshal makes of the
 // same message (fields in number order, zero values left out).
 type downlinkAckEncoder struct {
-	at      int // offset of the message being built
+	at      int // offset of the Ack being built
 	devices int // devices in it so far (0: none is being built)
 }
 
-// begin starts a message at the end of b. The Downlink's tag and length
-// are written by end, once the Ack's length is known: begin leaves room
-// for them.
+// begin starts a message at the end of b; end writes the Ack's length.
 func (e *downlinkAckEncoder) begin(b []byte) []byte {
-	e.at, e.devices = len(b), 0
-	return append(b, make([]byte, maxAckHeader)...)
+	e.devices = 0
+	b = protowire.AppendTag(b, downlinkAckField, protowire.BytesType)
+	b, e.at = wire.OpenMessage(b, ackLenGuess)
+	return b
 }
 
 // add appends one DeviceAck to the message.
@@ -58,15 +58,8 @@ func (e *downlinkAckEncoder) add(b []byte, id string, seq uint64) []byte {
 	return b
 }
 
-// end completes the message: it writes the Downlink's tag and the Ack's
-// length and moves the Ack right behind them.
+// end completes the message: it writes the Ack's length.
 func (e *downlinkAckEncoder) end(b []byte) []byte {
-	body := len(b) - (e.at + maxAckHeader)
-	var hdr [maxAckHeader]byte
-	h := protowire.AppendTag(hdr[:0], downlinkAckField, protowire.BytesType)
-	h = protowire.AppendVarint(h, uint64(body))
-	n := copy(b[e.at:], h)
-	n += copy(b[e.at+n:], b[e.at+maxAckHeader:])
 	e.devices = 0
-	return b[:e.at+n]
+	return wire.CloseMessage(b, e.at, ackLenGuess)
 }

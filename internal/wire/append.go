@@ -76,7 +76,9 @@ func AppendReading(b []byte, r *vppv1.Reading) []byte {
 	return append(b, r.ProtoReflect().GetUnknown()...)
 }
 
-// appendString appends a string field unless it is empty.
+// appendString appends a string field unless it is empty. It is
+// AppendStringField with the tag encoded beforehand: AppendReading with
+// the general helpers measured twice as slow (74 against 35 ns).
 func appendString(b []byte, tag byte, s string) []byte {
 	if len(s) == 0 {
 		return b
