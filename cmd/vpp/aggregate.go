@@ -89,6 +89,9 @@ topic like every reader:
 	}
 	f := cmd.Flags()
 	o.kafka.register(f)
+	// aggregate writes state records only (--state-compression): hidden,
+	// accepted for a shared config file.
+	_ = f.MarkHidden("compression")
 	f.StringVar(&o.cfg.Group, "group", defaultGroup, "Kafka consumer group")
 	f.StringVar(&o.cfg.InstanceID, "instance-id", "", "static group membership ID: a quick restart keeps its partitions (default: dynamic)")
 	f.DurationVar(&o.cfg.OfflineAfter, "offline-after", defaultOfflineAfter, "a device not heard from for this long is offline")

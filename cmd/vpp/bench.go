@@ -37,10 +37,11 @@ func newBenchCmd() *cobra.Command {
                  cannot beat
   end to end     sim → ingest → Kafka → aggregate, each rate for --step on
                  fresh topics: 10k, 25k, 50k, 100k readings/s, then +50 % per
-                 step until one is not sustained, then two bisections. A
-                 rate is sustained when the simulator and the aggregator both
-                 reach 95 % of it, the backlog at the end is under one second
-                 of readings and it drains within 2 s
+                 step until one is not sustained, then up to three
+                 bisections (to within 8 %). A rate is sustained when the
+                 simulator and the aggregator both reach 95 % of it, the
+                 backlog at the end is under one second of readings and it
+                 drains within 2 s
   freshness      reading timestamp (its scheduled send time) → the reading
                  reflected in a state record read back from Kafka: p50, p99,
                  p99.9, max at 10k/s and at 50 % and 90 % of the maximum
@@ -135,7 +136,7 @@ every request in one loop, so real Kafka is the number that counts.
 	f.IntVar(&cfg.BrokerPID, "broker-pid", 0, "the broker's process ID, for its CPU (default: the process listening on the first broker's port)")
 	f.IntVar(&cfg.FreshnessSample, "freshness-sample", 4, "read the freshness of 1 site in N (every reading of those sites), so that reading state takes less CPU from the pipeline measured")
 	f.IntVar(&runs, "runs", 1, "repeat the whole measurement and print the median of each figure")
-	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write CPU profiles of the ingest and aggregate processes of every step into this directory")
+	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write CPU and allocation profiles of the ingest and aggregate processes, and a CPU profile of the simulator, of every step into this directory")
 	cmd.AddCommand(newBenchConnsCmd())
 	return cmd
 }

@@ -114,6 +114,8 @@ With --http it serves health and metrics endpoints:
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve WebSocket telemetry on")
 	kf.register(fs)
+	// ingest writes no state: hidden, accepted for a shared config file.
+	_ = fs.MarkHidden("state-compression")
 	sec.register(fs)
 	fs.StringVar(&cfg.Instance, "instance", "", "instance ID in the stats topic (default hostname-pid)")
 	fs.Var(&maxFrame, "max-frame-bytes", "largest WebSocket message accepted; larger closes with 1009")

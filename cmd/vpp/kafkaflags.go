@@ -18,6 +18,7 @@ type kafkaFlags struct {
 	replication int16
 	history     time.Duration
 	compression string
+	stateCodec  string
 }
 
 // register adds the shared Kafka flags to fs, with the kafka package's
@@ -28,7 +29,8 @@ func (f *kafkaFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.version, "kafka-version", kafka.DefaultVersion, "Kafka protocol version to speak (not higher than the broker's)")
 	fs.Int32Var(&f.partitions, "partitions", kafka.DefaultPartitions, "partitions of the telemetry and state topics when vpp creates them")
 	fs.Int16Var(&f.replication, "replication", kafka.DefaultReplication, "replication factor of topics vpp creates")
-	fs.StringVar(&f.compression, "compression", kafka.DefaultCompression, "codec of the record batches vpp produces: none, gzip, snappy, lz4 or zstd")
+	fs.StringVar(&f.compression, "compression", kafka.DefaultCompression, "codec of the telemetry, rejected and stats record batches: none, gzip, snappy, lz4 or zstd")
+	fs.StringVar(&f.stateCodec, "state-compression", kafka.DefaultStateCompression, "codec of the aggregator's state record batches (rewritten every flush, compacted): none, gzip, snappy, lz4 or zstd")
 	fs.DurationVar(&f.history, "history-retention", kafka.DefaultHistoryRetention, "retention of the history topic (sparkline backfill) when vpp creates it")
 }
 
@@ -51,5 +53,6 @@ func (f *kafkaFlags) options(clientID string) kafka.Options {
 
 		HistoryRetention: f.history,
 		Compression:      f.compression,
+		StateCompression: f.stateCodec,
 	}
 }

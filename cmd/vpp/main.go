@@ -10,10 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vppctl/vpp/internal/profile"
 )
 
 func main() {
@@ -46,8 +47,8 @@ type usageError struct{ error }
 func (e usageError) Unwrap() error { return e.error }
 
 func newRootCmd() *cobra.Command {
-	var logLevel, logFormat, configPath, cpuProfile string
-	var stopProfile func()
+	var logLevel, logFormat, configPath, cpuProfile, memProfile string
+	var stopProfile func() error
 	root := &cobra.Command{
 		Use:   "vpp",
 		Short: "Operator toolkit for a virtual power plant of distributed batteries",
@@ -83,9 +84,9 @@ line or configuration.`,
 				return usageError{fmt.Errorf("--log-format %q: want text or json", logFormat)}
 			}
 			if cpuProfile != "" {
-				stop, err := startCPUProfile(cpuProfile)
+				stop, err := profile.StartCPU(cpuProfile)
 				if err != nil {
-					return err
+					return fmt.Errorf("--cpuprofile: %w", err)
 				}
 				stopProfile = stop
 			}
@@ -93,7 +94,14 @@ line or configuration.`,
 		},
 		PersistentPostRun: func(*cobra.Command, []string) {
 			if stopProfile != nil {
-				stopProfile()
+				if err := stopProfile(); err != nil {
+					slog.Warn("close CPU profile", "err", err)
+				}
+			}
+			if memProfile != "" {
+				if err := profile.WriteAllocs(memProfile); err != nil {
+					slog.Warn("write allocation profile", "err", err)
+				}
 			}
 		},
 	}
@@ -103,6 +111,8 @@ line or configuration.`,
 	root.PersistentFlags().StringVar(&configPath, "config", "", "YAML file with flag values (top-level keys for every command, a section per command)")
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file when it ends cleanly (go tool pprof)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().StringVar(&memProfile, "memprofile", "", "write the allocations of the command, by allocation site, to this file when it ends cleanly (go tool pprof -sample_index=alloc_space)")
+	_ = root.PersistentFlags().MarkHidden("memprofile")
 	root.AddCommand(
 		newSimCmd(),
 		newIngestCmd(),
@@ -117,23 +127,4 @@ line or configuration.`,
 	)
 	documentEnv(root)
 	return root
-}
-
-// startCPUProfile writes a CPU profile to path until the returned function
-// is called.
-func startCPUProfile(path string) (func(), error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			slog.Warn("close CPU profile", "path", path, "err", err)
-		}
-	}, nil
 }

@@ -86,9 +86,10 @@ has caught up with the state topic, so the numbers are complete.
 	}
 	f := cmd.Flags()
 	o.kafka.register(f)
-	// top only reads Kafka: the codec does not apply, but the flag stays
-	// accepted so that a config file's top-level compression key works.
+	// top only reads Kafka: the codecs do not apply, but the flags stay
+	// accepted so that a config file's top-level compression keys work.
 	_ = f.MarkHidden("compression")
+	_ = f.MarkHidden("state-compression")
 	f.BoolVar(&o.once, "once", false, "print one plain-text frame of the fleet view and exit")
 	f.BoolVar(&o.json, "json", false, "with --once: print the fleet tree as JSON")
 	f.DurationVar(&o.refresh, "refresh", tui.DefaultRefresh, "how often the dashboard redraws with the latest data")

@@ -182,7 +182,7 @@ func (a *Aggregator) consumerConfig() (*sarama.Config, error) {
 
 // producerConfig is the sarama configuration of the state producer.
 func (a *Aggregator) producerConfig() (*sarama.Config, error) {
-	c, err := a.cfg.Kafka.ProducerConfig()
+	c, err := a.cfg.Kafka.StateProducerConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -111,6 +111,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		}
 		failing = err != nil
 	}
+	batch := make([]*sarama.ConsumerMessage, 0, maxConsumeBatch)
 loop:
 	for {
 		select {
@@ -118,7 +119,14 @@ loop:
 			if !ok {
 				break loop
 			}
-			h.consume(ps, msg, claim.HighWaterMarkOffset())
+			// The messages already waiting are applied with this one, under
+			// one lock, instead of one select each.
+			batch, ok = waiting(claim.Messages(), append(batch[:0], msg))
+			h.consume(ps, batch, claim.HighWaterMarkOffset())
+			clear(batch)
+			if !ok {
+				break loop
+			}
 		case <-ticker.C:
 			if inFlight {
 				continue
@@ -172,21 +180,45 @@ loop:
 	return nil
 }
 
-// consume applies one telemetry record unless the restored state already
-// reflects it.
-func (h *handler) consume(ps *partState, msg *sarama.ConsumerMessage, hwm int64) {
+// consume applies telemetry records, in order, except those the restored
+// state already reflects.
+func (h *handler) consume(ps *partState, msgs []*sarama.ConsumerMessage, hwm int64) {
 	nowMs := h.a.now().UnixMilli()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if hwm > ps.acct.HighWaterMark {
 		ps.acct.HighWaterMark = hwm
 	}
-	if msg.Offset < ps.acct.NextOffset {
-		return
+	for _, msg := range msgs {
+		if msg.Offset < ps.acct.NextOffset {
+			continue
+		}
+		if ts, ok := ps.record(msg.Offset, msg.Value, nowMs); ok {
+			h.a.freshness.Observe(time.Duration(nowMs-ts) * time.Millisecond)
+		}
 	}
-	if ts, ok := ps.record(msg.Offset, msg.Value, nowMs); ok {
-		h.a.freshness.Observe(time.Duration(nowMs-ts) * time.Millisecond)
+}
+
+// maxConsumeBatch bounds the telemetry messages applied under one lock of
+// a partition's state: the flush ticker waits for at most that many.
+const maxConsumeBatch = 256
+
+// waiting appends to batch the messages already waiting in msgs, up to
+// maxConsumeBatch in all, without blocking; ok is false once msgs is
+// closed.
+func waiting(msgs <-chan *sarama.ConsumerMessage, batch []*sarama.ConsumerMessage) (_ []*sarama.ConsumerMessage, ok bool) {
+	for len(batch) < maxConsumeBatch {
+		select {
+		case m, open := <-msgs:
+			if !open {
+				return batch, false
+			}
+			batch = append(batch, m)
+		default:
+			return batch, true
+		}
 	}
+	return batch, true
 }
 
 // sample publishes the partition's PartitionSample to the history topic

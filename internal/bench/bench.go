@@ -30,6 +30,7 @@ import (
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/profile"
 	"github.com/vppctl/vpp/internal/sim"
 )
 
@@ -70,8 +71,10 @@ type Config struct {
 	// FreshnessSample k reads the freshness of 1 site in k (by a hash of
 	// its ID), every reading of those sites (default 4; 1 reads all).
 	FreshnessSample int
-	// ProfileDir, when set, receives a CPU profile of the ingest and
-	// aggregate processes of every step (ingest-<rate>.pprof, …).
+	// ProfileDir, when set, receives CPU and allocation profiles of the
+	// ingest and aggregate processes of every step (ingest-<rate>.pprof,
+	// ingest-<rate>.allocs.pprof, …) and a CPU profile of this process (the
+	// simulator and the state watcher: bench-<rate>.pprof).
 	ProfileDir string
 	// Progress receives one line per measurement as it completes.
 	Progress io.Writer
@@ -196,8 +199,8 @@ func (c *Config) defaults() error {
 }
 
 // searchStart are the first rates of the search; after them the rate grows
-// by half until a step is not sustained, then two bisections narrow the
-// maximum down.
+// by half until a step is not sustained, then up to three bisections narrow
+// the maximum down to within 8 %.
 var searchStart = [...]float64{10_000, 25_000, 50_000, 100_000}
 
 // Run measures the floor, searches the highest sustained end-to-end rate,
@@ -290,8 +293,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // search runs the start rates, then grows the rate by half until a step is
-// not sustained (or MaxRate), then bisects twice between the last
-// sustained and the first failed rate.
+// not sustained (or MaxRate), then bisects between the highest sustained
+// and the lowest failed rate, at most three times, until they are within
+// 8 % of each other.
 func search(cfg Config, res *Result, step func(float64) (Step, error)) error {
 	var good, bad float64
 	try := func(r float64) (bool, error) {
@@ -324,7 +328,7 @@ func search(cfg Config, res *Result, step func(float64) (Step, error)) error {
 			return err
 		}
 	}
-	for range 2 {
+	for range 3 {
 		if good == 0 || bad == 0 || bad/good < 1.08 {
 			break
 		}
@@ -488,6 +492,9 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	if o.Compression != "" {
 		common = append(common, "--compression", o.Compression)
 	}
+	if o.StateCompression != "" {
+		common = append(common, "--state-compression", o.StateCompression)
+	}
 	listen, err := freeAddr()
 	if err != nil {
 		return st, err
@@ -496,19 +503,20 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	if err != nil {
 		return st, err
 	}
-	profile := func(part string) []string {
+	profArgs := func(part string) []string {
 		if cfg.ProfileDir == "" {
 			return nil
 		}
-		return []string{"--cpuprofile", filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%.0f.pprof", part, rate))}
+		return []string{"--cpuprofile", filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%.0f.pprof", part, rate)),
+			"--memprofile", filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%.0f.allocs.pprof", part, rate))}
 	}
 	ing, err := StartProc(ctx, "ingest", cfg.Exe, slices.Concat([]string{"ingest", "--listen", listen, "--http", httpAddr,
-		"--auth-key", e.keyFile, "--status=false"}, common, profile("ingest"))...)
+		"--auth-key", e.keyFile, "--status=false"}, common, profArgs("ingest"))...)
 	if err != nil {
 		return st, err
 	}
 	group := o.Prefix + "aggregate"
-	aargs := slices.Concat([]string{"aggregate", "--group", group, "--quiet"}, common, profile("aggregate"))
+	aargs := slices.Concat([]string{"aggregate", "--group", group, "--quiet"}, common, profArgs("aggregate"))
 	if cfg.FlushInterval > 0 {
 		aargs = append(aargs, "--flush-interval", cfg.FlushInterval.String())
 	}
@@ -556,6 +564,13 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 		c.broker = brokerCPU(cfg.BrokerPID)
 		c.self = selfCPU()
 		return c
+	}
+	if cfg.ProfileDir != "" {
+		stop, err := profile.StartCPU(filepath.Join(cfg.ProfileDir, fmt.Sprintf("bench-%.0f.pprof", rate)))
+		if err != nil {
+			return st, err
+		}
+		defer func() { err = errors.Join(err, stop()) }()
 	}
 	c0 := sample()
 	simDone := make(chan error, 1)

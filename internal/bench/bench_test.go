@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -124,5 +125,41 @@ func TestSampledSites(t *testing.T) {
 	}
 	if inSample < sites/4-40 || inSample > sites/4+40 {
 		t.Fatalf("%d of %d sites sampled, want about a quarter", inSample, sites)
+	}
+}
+
+// TestSearch: the search grows the rate by half until a step fails, then
+// bisects until the highest sustained and the lowest failed rate are within
+// 8 %, and never reports a failed rate as the maximum.
+func TestSearch(t *testing.T) {
+	for _, tc := range []struct {
+		limit float64 // highest rate the fake pipeline sustains
+		want  []float64
+		max   float64
+	}{
+		{160_000, []float64{10_000, 25_000, 50_000, 100_000, 150_000, 225_000, 188_000, 169_000, 160_000}, 160_000},
+		{175_000, []float64{10_000, 25_000, 50_000, 100_000, 150_000, 225_000, 188_000, 169_000, 179_000}, 169_000},
+		{40_000, []float64{10_000, 25_000, 50_000, 38_000, 44_000, 41_000}, 38_000},
+		{5_000, []float64{10_000}, 0},
+	} {
+		res := &Result{}
+		var tried []float64
+		err := search(Config{MaxRate: 2_000_000}, res, func(r float64) (Step, error) {
+			tried = append(tried, r)
+			return Step{Requested: r, Applied: r, Sustained: r <= tc.limit}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(tried, tc.want) {
+			t.Errorf("limit %.0f: tried %v, want %v", tc.limit, tried, tc.want)
+		}
+		got := 0.0
+		if best := res.MaxSustained(); best != nil {
+			got = best.Requested
+		}
+		if got != tc.max {
+			t.Errorf("limit %.0f: maximum %.0f, want %.0f", tc.limit, got, tc.max)
+		}
 	}
 }

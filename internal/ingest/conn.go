@@ -178,8 +178,13 @@ func (l connLog) log(level slog.Level, msg string, args []any) {
 // whose IDs are valid; e is the device's entry in the decoder (nil when
 // not interned), which keeps its rate limiter bucket at hand.
 func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
-	if c.grant != nil && !c.grant.Allows(device, site) {
-		return rDeviceNotAuthorized
+	if c.grant != nil && (e == nil || !e.granted || e.grantedSite != site) {
+		if !c.grant.Allows(device, site) {
+			return rDeviceNotAuthorized
+		}
+		if e != nil {
+			e.granted, e.grantedSite = true, site
+		}
 	}
 	if l := c.s.limiter; l != nil {
 		ok := false

@@ -262,3 +262,28 @@ func TestLargeFrames(t *testing.T) {
 		t.Fatalf("close %d %q", ce.Code, ce.Text)
 	}
 }
+
+// TestGrantFollowsTheSite: the decoder remembers that the grant allowed a
+// device at a site, and asks the grant again when the device's site
+// changes: a device allowed through its site's claim is refused at a site
+// the token does not list, while a device listed by ID is allowed anywhere.
+func TestGrantFollowsTheSite(t *testing.T) {
+	key, _ := auth.NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	srv := startServer(t, Config{Auth: auth.NewVerifier(key, auth.VerifierOptions{})}, &fakePub{})
+	tok, _ := auth.Issue(key, auth.Claims{Device: "listed", Sites: []string{"home"}}, time.Now(), time.Minute)
+	ws, _, err := dialTok(t, srv.url, tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := wrapClient(t, ws)
+	c.send(reading("listed", "home", 1), reading("by-site", "home", 1))
+	c.waitAck("by-site", 1)
+	c.send(reading("by-site", "away", 2), reading("listed", "away", 2))
+	c.waitAck("listed", 2)
+	eventually(t, "by-site refused away", func() bool { return srv.Stats().Rejected[ReasonDeviceNotAuthorized] == 1 })
+	c.send(reading("by-site", "home", 3))
+	c.waitAck("by-site", 3)
+	if got := srv.Stats().Rejected[ReasonDeviceNotAuthorized]; got != 1 {
+		t.Fatalf("not authorized %d, want 1", got)
+	}
+}

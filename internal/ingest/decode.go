@@ -81,6 +81,11 @@ type devEntry struct {
 	site string
 	// rate is the device's bucket in the server's rate limiter.
 	rate limiterRef
+	// granted is set once the connection's grant allowed the device at
+	// grantedSite: its later readings at that site need no lookup in the
+	// grant (a connection's grant does not change).
+	granted     bool
+	grantedSite string
 	// acks is the device's ack state when it was last registered; it is
 	// current only while its id is still this entry's (see
 	// ackTracker.addFrame). Guarded by the ack tracker's mutex.

@@ -28,6 +28,12 @@ const (
 	// DefaultCompression is the producers' codec when Options.Compression
 	// is empty.
 	DefaultCompression = "lz4"
+	// DefaultStateCompression is the state producer's codec when
+	// Options.StateCompression is empty: none, because a state record is
+	// rewritten every flush and compacted, so compressing it costs the
+	// aggregator more CPU than any other step of a reading while the
+	// compacted topic stays bounded by the fleet's size either way.
+	DefaultStateCompression = "none"
 )
 
 // ErrTopicMismatch is returned when an existing topic differs from what vpp
@@ -56,9 +62,13 @@ type Options struct {
 	// HistoryRetention bounds the history topic by age when vpp creates it
 	// (default 15m): how far back a reader can backfill its sparklines.
 	HistoryRetention time.Duration
-	// Compression is the codec of every record batch vpp produces: none,
-	// gzip, snappy, lz4 or zstd (default lz4).
+	// Compression is the codec of the record batches ingest produces
+	// (telemetry, rejected readings, stats): none, gzip, snappy, lz4 or zstd
+	// (default lz4).
 	Compression string
+	// StateCompression is the codec of the aggregator's state records
+	// (default none).
+	StateCompression string
 }
 
 // Topics returns the topic names for the options' prefix.
@@ -135,8 +145,18 @@ func (o Options) SaramaConfig() (*sarama.Config, error) {
 }
 
 // ProducerConfig returns a configuration for a durable producer: idempotent,
-// acks from all in-sync replicas, LZ4 compression, batching.
+// acks from all in-sync replicas, Options.Compression, batching.
 func (o Options) ProducerConfig() (*sarama.Config, error) {
+	return o.producerConfig(o.Compression, DefaultCompression)
+}
+
+// StateProducerConfig is ProducerConfig with Options.StateCompression.
+func (o Options) StateProducerConfig() (*sarama.Config, error) {
+	return o.producerConfig(o.StateCompression, DefaultStateCompression)
+}
+
+// producerConfig is ProducerConfig with codec name (def when empty).
+func (o Options) producerConfig(name, def string) (*sarama.Config, error) {
 	cfg, err := o.SaramaConfig()
 	if err != nil {
 		return nil, err
@@ -146,7 +166,7 @@ func (o Options) ProducerConfig() (*sarama.Config, error) {
 	cfg.Net.MaxOpenRequests = 1
 	cfg.Producer.Retry.Max = 10
 	cfg.Producer.Retry.Backoff = 100 * time.Millisecond
-	codec, err := o.codec()
+	codec, err := parseCodec(name, def)
 	if err != nil {
 		return nil, err
 	}
@@ -162,11 +182,10 @@ func (o Options) ProducerConfig() (*sarama.Config, error) {
 	return cfg, nil
 }
 
-// codec parses Options.Compression.
-func (o Options) codec() (sarama.CompressionCodec, error) {
-	name := o.Compression
+// parseCodec parses a codec name, def when empty.
+func parseCodec(name, def string) (sarama.CompressionCodec, error) {
 	if name == "" {
-		name = DefaultCompression
+		name = def
 	}
 	var c sarama.CompressionCodec
 	if err := c.UnmarshalText([]byte(name)); err != nil {

@@ -93,3 +93,29 @@ func TestProducerCompression(t *testing.T) {
 		t.Fatal("compression brotli: no error")
 	}
 }
+
+// TestStateProducerCompression checks that --state-compression selects the
+// state producer's codec, none by default, independently of --compression.
+func TestStateProducerCompression(t *testing.T) {
+	for name, want := range map[string]sarama.CompressionCodec{
+		"": sarama.CompressionNone, "none": sarama.CompressionNone, "lz4": sarama.CompressionLZ4, "zstd": sarama.CompressionZSTD,
+	} {
+		o := kafka.Options{Version: kafka.DefaultVersion, Compression: "snappy", StateCompression: name}
+		cfg, err := o.StateProducerConfig()
+		if err != nil {
+			t.Fatalf("state compression %q: %v", name, err)
+		}
+		if cfg.Producer.Compression != want {
+			t.Errorf("state compression %q: codec %v, want %v", name, cfg.Producer.Compression, want)
+		}
+		if cfg, _ := o.ProducerConfig(); cfg.Producer.Compression != sarama.CompressionSnappy {
+			t.Errorf("state compression %q changed the telemetry codec to %v", name, cfg.Producer.Compression)
+		}
+		if !cfg.Producer.Idempotent || cfg.Producer.RequiredAcks != sarama.WaitForAll {
+			t.Errorf("state compression %q: producer not durable (idempotent %v, acks %v)", name, cfg.Producer.Idempotent, cfg.Producer.RequiredAcks)
+		}
+	}
+	if _, err := (kafka.Options{Version: kafka.DefaultVersion, StateCompression: "brotli"}).StateProducerConfig(); err == nil {
+		t.Fatal("state compression brotli: no error")
+	}
+}
