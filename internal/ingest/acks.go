@@ -23,7 +23,7 @@ import (
 // one reading stays outstanding while later ones complete.
 type ackTracker struct {
 	mu      sync.Mutex
-	devices map[string]*deviceAcks
+	devices qutil.SmallIndex[*deviceAcks]
 	dirty   []*deviceAcks
 	// free holds forgotten device states for reuse (with their heaps'
 	// arrays): a device that sends less often than acks are flushed is
@@ -53,8 +53,9 @@ type deviceAcks struct {
 	isDirty bool
 }
 
-// newAckTracker returns an empty tracker. Its device map is made by the
-// first add and dropped by trim once empty.
+// newAckTracker returns an empty tracker. Its device index grows with the
+// first add (slices for a few devices, a map for more) and is dropped by
+// trim once empty.
 func newAckTracker(limit int) *ackTracker {
 	return &ackTracker{limit: max(limit, 1)}
 }
@@ -114,11 +115,8 @@ func (t *ackTracker) addFrame(items []decodedReading, recs []Record) {
 
 // device returns the state of a device, making it if needed. t.mu is held.
 func (t *ackTracker) device(id string) *deviceAcks {
-	if d := t.devices[id]; d != nil {
+	if d, ok := t.devices.Get(id); ok {
 		return d
-	}
-	if t.devices == nil {
-		t.devices = make(map[string]*deviceAcks)
 	}
 	var d *deviceAcks
 	if n := len(t.free); n > 0 {
@@ -129,7 +127,7 @@ func (t *ackTracker) device(id string) *deviceAcks {
 		d = &deviceAcks{t: t}
 	}
 	d.id = id
-	t.devices[id] = d
+	t.devices.Put(id, d)
 	return d
 }
 
@@ -244,7 +242,7 @@ const maxReusedSeqs = 16
 // forget drops d, which has nothing outstanding, from the device map and
 // keeps it for reuse. t.mu is held.
 func (t *ackTracker) forget(d *deviceAcks) {
-	delete(t.devices, d.id)
+	t.devices.Delete(d.id)
 	// Field by field: assigning a whole deviceAcks would copy it with
 	// write barriers while the garbage collector runs.
 	d.id = ""
@@ -267,8 +265,9 @@ func (t *ackTracker) trim() {
 	defer t.mu.Unlock()
 	clear(t.free)
 	t.free = nil
-	if len(t.devices) == 0 && len(t.dirty) == 0 {
-		t.devices, t.dirty = nil, nil
+	if t.devices.Len() == 0 && len(t.dirty) == 0 {
+		t.devices.Release()
+		t.dirty = nil
 	}
 }
 

@@ -69,8 +69,8 @@ func TestAckTracker(t *testing.T) {
 	if m := acks(); m["a"] != 3 {
 		t.Fatalf("after all durable: %v, want a=3", m)
 	}
-	if tr.size() != 0 || len(tr.devices) != 0 {
-		t.Fatalf("tracker keeps %d entries, %d devices", tr.size(), len(tr.devices))
+	if tr.size() != 0 || tr.devices.Len() != 0 {
+		t.Fatalf("tracker keeps %d entries, %d devices", tr.size(), tr.devices.Len())
 	}
 	// A retransmitted duplicate and a lower seq after a higher one.
 	b1, b2 := tr.add("b", 5), tr.add("b", 5)
@@ -276,7 +276,7 @@ func TestAckTrackerReusesDevices(t *testing.T) {
 		t.Fatalf("%v allocations per frame", n)
 	}
 	tr.trim()
-	if tr.devices != nil || tr.free != nil || tr.dirty != nil {
+	if tr.devices.Mapped() || tr.devices.Few() != nil || tr.free != nil || tr.dirty != nil {
 		t.Fatal("trim keeps the state of an idle connection")
 	}
 }

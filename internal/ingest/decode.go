@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/vppctl/vpp/internal/qutil"
 	"github.com/vppctl/vpp/internal/wire"
 )
 
@@ -113,9 +114,11 @@ type decoder struct {
 	scratch     wire.Reading
 	// devs interns the device IDs of the connection and ids its site IDs,
 	// so that a reading of a known device costs no allocation; together
-	// they hold at most maxInterned IDs. misses counts the IDs not
-	// interned since the tables filled up.
-	devs   map[string]*devEntry
+	// they hold at most maxInterned IDs. While devs holds few devices
+	// (qutil.SmallIndexFew, no map) their sites are found through them and
+	// ids is not made: most connections carry one device. misses counts
+	// the IDs not interned since the tables filled up.
+	devs   qutil.SmallIndex[*devEntry]
 	ids    map[string]string
 	misses int
 	// admit, when set, decides on every reading whose IDs are valid (e is
@@ -128,17 +131,25 @@ func newDecoder(maxReadings int, lim Limits) *decoder {
 	return &decoder{maxReadings: maxReadings, limits: lim}
 }
 
-// intern returns b as a string, from the table when it is there. IDs
-// longer than the limit (rejected anyway) are not interned.
+// intern returns b, a site ID, as a string: the one the connection's
+// devices already hold, or from the table when it is there. A connection
+// with few devices (no maps) allocates a site ID once per device, which
+// keeps it (devEntry.site). IDs longer than the limit (rejected anyway) are
+// not interned.
 func (d *decoder) intern(b []byte) string {
 	if len(b) == 0 {
 		return ""
+	}
+	for _, e := range d.devs.Few() {
+		if e.site == string(b) {
+			return e.site
+		}
 	}
 	if s, ok := d.ids[string(b)]; ok {
 		return s
 	}
 	s := string(b)
-	if len(b) > d.limits.MaxIDLength {
+	if len(b) > d.limits.MaxIDLength || !d.devs.Mapped() {
 		return s
 	}
 	if d.ids == nil {
@@ -155,7 +166,7 @@ func (d *decoder) intern(b []byte) string {
 // full, it counts a miss; after maxInterned misses it empties them, so that
 // they follow the IDs the connection sends now.
 func (d *decoder) room() bool {
-	if len(d.ids)+len(d.devs) < maxInterned {
+	if d.devs.Len()+len(d.ids) < maxInterned {
 		return true
 	}
 	d.misses++
@@ -163,7 +174,7 @@ func (d *decoder) room() bool {
 		return false
 	}
 	clear(d.ids)
-	clear(d.devs)
+	d.devs.Clear()
 	d.misses = 0
 	return true
 }
@@ -174,21 +185,29 @@ func (d *decoder) device(b []byte) (string, *devEntry) {
 	if len(b) == 0 {
 		return "", nil
 	}
-	if e, ok := d.devs[string(b)]; ok {
+	if e, ok := d.devs.GetBytes(b); ok {
 		return e.id, e
 	}
 	s := string(b)
 	if len(b) > d.limits.MaxIDLength {
 		return s, nil
 	}
-	if d.devs == nil {
-		d.devs = make(map[string]*devEntry)
-	}
 	if !d.room() {
 		return s, nil
 	}
 	e := &devEntry{id: s}
-	d.devs[s] = e
+	few := d.devs.Few()
+	d.devs.Put(s, e)
+	if few != nil && d.devs.Mapped() {
+		// One device more than few: from now on sites are interned in
+		// ids, starting with those the devices hold.
+		d.ids = make(map[string]string, len(few))
+		for _, f := range few {
+			if f.site != "" {
+				d.ids[f.site] = f.site
+			}
+		}
+	}
 	return s, e
 }
 

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"testing"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/qutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -229,10 +231,67 @@ func TestDecodeInterns(t *testing.T) {
 		if err != nil || out[0].device != r.DeviceId {
 			t.Fatalf("decode %s: %v %+v", r.DeviceId, err, out)
 		}
-		if n := len(d.ids) + len(d.devs); n > maxInterned {
+		if n := len(d.ids) + d.devs.Len(); n > maxInterned {
 			t.Fatalf("%d IDs interned, limit %d", n, maxInterned)
 		}
 	}
+}
+
+// TestDecodeFewDevices: a connection's first qutil.SmallIndexFew devices
+// are interned without maps, a device more moves them all into the maps
+// with the same entries (their rate buckets and ack states stay attached),
+// and devices of one site share its site ID either way.
+func TestDecodeFewDevices(t *testing.T) {
+	d := newDecoder(10, DefaultLimits())
+	now := testNow.UnixMilli()
+	entries := map[string]*devEntry{}
+	read := func(id, site string) decodedReading {
+		t.Helper()
+		r := validReading()
+		r.DeviceId, r.SiteId = id, site
+		out, err := d.decode(marshalFrame(t, r), now)
+		if err != nil || len(out) != 1 || out[0].reason != reasonOK || out[0].device != id || out[0].site != site {
+			t.Fatalf("decode %s@%s: %v %+v", id, site, err, out)
+		}
+		if e := entries[id]; e != nil && out[0].dev != e {
+			t.Fatalf("device %s got a new entry", id)
+		}
+		entries[id] = out[0].dev
+		return out[0]
+	}
+	var first decodedReading
+	for i := range qutil.SmallIndexFew {
+		dr := read(fmt.Sprintf("dev-%d", i), "site-a")
+		if i == 0 {
+			first = dr
+		} else if unsafe.StringData(dr.site) != unsafe.StringData(first.site) {
+			t.Fatalf("device %d of site-a holds a site ID of its own", i)
+		}
+	}
+	if d.devs.Mapped() || d.ids != nil || d.devs.Len() != qutil.SmallIndexFew {
+		t.Fatalf("%d devices: maps made (devs %v, ids %v), %d devices", qutil.SmallIndexFew, d.devs.Mapped(), d.ids != nil, d.devs.Len())
+	}
+	known := validReading()
+	known.DeviceId, known.SiteId = "dev-3", "site-a"
+	frame := marshalFrame(t, known)
+	if n := testing.AllocsPerRun(20, func() {
+		if out, err := d.decode(frame, now); err != nil || out[0].dev != entries["dev-3"] {
+			t.Fatalf("decode dev-3: %v", err)
+		}
+	}); n != 0 {
+		t.Fatalf("a known device among few allocates %v times", n)
+	}
+	more := read("dev-more", "site-a")
+	if !d.devs.Mapped() || d.devs.Len() != qutil.SmallIndexFew+1 {
+		t.Fatalf("after %d devices: mapped %v, devs %d", qutil.SmallIndexFew+1, d.devs.Mapped(), d.devs.Len())
+	}
+	if unsafe.StringData(more.site) != unsafe.StringData(first.site) {
+		t.Fatal("the first device in the maps did not get the interned site ID")
+	}
+	for i := range qutil.SmallIndexFew {
+		read(fmt.Sprintf("dev-%d", i), "site-a")
+	}
+	read("dev-0", "site-b") // a device that moves site keeps its entry
 }
 
 // BenchmarkDecodeValidate measures decode and validation per reading.
