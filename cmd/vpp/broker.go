@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +46,6 @@ For production point every command's --brokers at a real Kafka cluster.`,
 	}
 	cmd.Flags().StringVar(&o.Listen, "listen", kafka.DefaultBrokers, "address to listen on")
 	cmd.Flags().StringVar(&o.DataDir, "data-dir", "", "persist data in this directory (default: in memory)")
-	cmd.Flags().DurationVar(&o.CompactionInterval, "compaction-interval", 10*time.Second, "how often compaction and retention run")
+	cmd.Flags().DurationVar(&o.CompactionInterval, "compaction-interval", kafka.DefaultCompactionInterval, "how often compaction and retention run (each one holds the broker's request loop while it reads what was written since the last)")
 	return cmd
 }

@@ -166,49 +166,69 @@ func readState(t *testing.T, client sarama.Client, o kafka.Options) stateView {
 	}
 	defer consumer.Close()
 	for p := range int32(testPartitions) {
-		oldest, err1 := client.GetOffset(topic, p, sarama.OffsetOldest)
-		newest, err2 := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err := errors.Join(err1, err2); err != nil {
-			t.Fatal(err)
-		}
-		if newest <= oldest {
-			continue
-		}
-		pc, err := consumer.ConsumePartition(topic, p, oldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		timeout := time.After(10 * time.Second)
-	read:
-		for {
-			select {
-			case m := <-pc.Messages():
-				rec := &vppv1.StateRecord{}
-				if err := proto.Unmarshal(m.Value, rec); err != nil {
-					t.Fatalf("state record %s: %v", m.Key, err)
-				}
-				switch k := string(m.Key); {
-				case strings.HasPrefix(k, "s/"):
-					if rec.GetSite().GetSiteId() != strings.TrimPrefix(k, "s/") || rec.GetSite().GetPartition() != p {
-						t.Fatalf("site record %s in partition %d: %v", k, p, rec)
-					}
-					v.sites[rec.GetSite().GetSiteId()] = rec.GetSite()
-					v.partOf[rec.GetSite().GetSiteId()] = p
-				case k == fmt.Sprintf("p/%d", p):
-					v.parts[p] = rec.GetPartition()
-				default:
-					t.Fatalf("unexpected key %q in state partition %d", k, p)
-				}
-				if m.Offset+1 >= newest {
-					break read
-				}
-			case <-timeout:
-				t.Fatalf("read state partition %d: timeout", p)
+		// Compaction may move the partition's start while it is read (the
+		// embedded broker moves it to the oldest record it keeps): the
+		// reader then stops, and the partition is read again from its new
+		// start.
+		for attempt := 0; !readStatePartition(t, consumer, client, topic, p, &v); attempt++ {
+			if attempt == 5 {
+				t.Fatalf("read state partition %d: its start kept moving", p)
 			}
 		}
-		pc.Close()
 	}
 	return v
+}
+
+// readStatePartition folds state partition p into v; false when the
+// reader stopped before the end (the partition's start moved).
+func readStatePartition(t *testing.T, consumer sarama.Consumer, client sarama.Client, topic string, p int32, v *stateView) bool {
+	t.Helper()
+	oldest, err1 := client.GetOffset(topic, p, sarama.OffsetOldest)
+	newest, err2 := client.GetOffset(topic, p, sarama.OffsetNewest)
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	if newest <= oldest {
+		return true
+	}
+	pc, err := consumer.ConsumePartition(topic, p, oldest)
+	if errors.Is(err, sarama.ErrOffsetOutOfRange) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return false
+			}
+			rec := &vppv1.StateRecord{}
+			if err := proto.Unmarshal(m.Value, rec); err != nil {
+				t.Fatalf("state record %s: %v", m.Key, err)
+			}
+			switch k := string(m.Key); {
+			case strings.HasPrefix(k, "s/"):
+				if rec.GetSite().GetSiteId() != strings.TrimPrefix(k, "s/") || rec.GetSite().GetPartition() != p {
+					t.Fatalf("site record %s in partition %d: %v", k, p, rec)
+				}
+				v.sites[rec.GetSite().GetSiteId()] = rec.GetSite()
+				v.partOf[rec.GetSite().GetSiteId()] = p
+			case k == fmt.Sprintf("p/%d", p):
+				v.parts[p] = rec.GetPartition()
+			default:
+				t.Fatalf("unexpected key %q in state partition %d", k, p)
+			}
+			if m.Offset+1 >= newest {
+				return true
+			}
+		case <-timeout:
+			t.Fatalf("read state partition %d: timeout", p)
+		}
+	}
 }
 
 func newClient(t *testing.T, o kafka.Options) sarama.Client {

@@ -90,7 +90,11 @@ func (w *stateWatcher) run(ctx context.Context, o kafka.Options, ready chan<- st
 	if err != nil {
 		return fmt.Errorf("partitions of %s: %w", topic, err)
 	}
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		stopped []error // partitions whose consumer stopped before ctx ended
+	)
 	defer wg.Wait()
 	for _, p := range parts {
 		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetNewest)
@@ -101,7 +105,13 @@ func (w *stateWatcher) run(ctx context.Context, o kafka.Options, ready chan<- st
 			defer pc.Close()
 			for {
 				select {
-				case m := <-pc.Messages():
+				case m, ok := <-pc.Messages():
+					if !ok {
+						mu.Lock()
+						stopped = append(stopped, fmt.Errorf("consume %s/%d: stopped before the measurement ended", topic, p))
+						mu.Unlock()
+						return
+					}
 					w.observe(m.Value, time.Now())
 				case <-ctx.Done():
 					return
@@ -110,7 +120,8 @@ func (w *stateWatcher) run(ctx context.Context, o kafka.Options, ready chan<- st
 		})
 	}
 	close(ready)
-	return nil
+	wg.Wait()
+	return errors.Join(stopped...)
 }
 
 // observe reads one state record received at now.
