@@ -49,14 +49,14 @@ func benchGateway(b testing.TB, pub Publisher, devices, rejectPct int) (*Server,
 
 // benchFrame has c read frame, then takes its devices records out of the
 // buffer and settles each, as the producer's result path would.
-func benchFrame(ctx context.Context, b *testing.B, s *Server, c *conn, frame []byte, devices int, settle func(*Record)) {
+func benchFrame(ctx context.Context, tb testing.TB, s *Server, c *conn, frame []byte, devices int, settle func(*Record)) {
 	if _, stop := c.handleFrame(frame); stop {
-		b.Fatal("handleFrame stopped the connection")
+		tb.Fatal("handleFrame stopped the connection")
 	}
 	for range devices {
 		r, err := s.buf.Next(ctx)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		settle(r)
 	}
@@ -148,19 +148,13 @@ func TestCompletionPathAllocs(t *testing.T) {
 	s, c, frame := benchGateway(t, instantPub{}, devices, 0)
 	ctx := context.Background()
 	out := &ackMsgs{}
+	publish := func(r *Record) {
+		if err := s.publish(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
 	path := func() {
-		if _, stop := c.handleFrame(frame); stop {
-			t.Fatal("handleFrame stopped the connection")
-		}
-		for range devices {
-			r, err := s.buf.Next(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.publish(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-		}
+		benchFrame(ctx, t, s, c, frame, devices, publish)
 		out.reset()
 		if n := c.acks.collect(out); n != devices || len(out.ends) != 1 {
 			t.Fatalf("%d readings acked in %d messages, want %d in 1", n, len(out.ends), devices)
