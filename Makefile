@@ -1,13 +1,19 @@
 # Developer entry points. `make test` is the test command CI runs.
 GO ?= go
 
-.PHONY: test test-unit lint proto proto-check fuzz kafka-start kafka-stop build demo
+.PHONY: test test-unit lint proto proto-check fuzz kafka-start kafka-stop build demo docs
 
 build:
 	$(GO) build -o vpp ./cmd/vpp
 
 demo:
 	$(GO) run ./cmd/vpp demo
+
+# The CLI reference in docs/cli, generated from the cobra commands.
+# TestCLIReferenceCurrent (cmd/vpp, part of `make test`) fails when it is
+# stale.
+docs:
+	$(GO) run ./cmd/vpp docs --dir docs/cli
 
 # The whole suite. With VPP_TEST_BROKERS=host:port the Kafka tests run
 # against that broker; without it they start an embedded broker.

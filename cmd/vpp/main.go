@@ -124,6 +124,7 @@ line or configuration.`,
 		newTokenCmd(),
 		newVersionCmd(),
 		newManCmd(),
+		newDocsCmd(),
 	)
 	documentEnv(root)
 	return root
