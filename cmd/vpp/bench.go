@@ -61,7 +61,7 @@ broker's port when it runs on this machine (or --broker-pid). kfake serves
 every request in one loop, so real Kafka is the number that counts.
 
 --runs N repeats everything and prints the median of each figure.`,
-		Example: `  # the README's figures: real Kafka, three runs, 30 s steps
+		Example: `  # the figures of docs/performance.md: real Kafka, three runs, 30 s steps
   vpp bench --brokers 127.0.0.1:9092 --runs 3
 
   # a quick look on the embedded broker

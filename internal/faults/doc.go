@@ -2,7 +2,7 @@
 // own. Each test runs the pipeline — `vpp sim` (in process, fixed seed and
 // count) → `vpp ingest` → Kafka → `vpp aggregate` → state topics — breaks
 // one part while readings flow, and then proves the invariants of
-// ARCHITECTURE.md: every reading the simulator had acknowledged is in the
+// docs/design.md: every reading the simulator had acknowledged is in the
 // telemetry topic, and the fleet totals folded from the state topics equal
 // the simulator's ground truth to 1e-6 per device.
 //

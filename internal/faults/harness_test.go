@@ -613,7 +613,7 @@ func checkAcked(t *testing.T, tel telemetry, truth sim.Truth) {
 	}
 }
 
-// result is one row of the failure table in the README.
+// result is one row of the failure table in docs/operations.md.
 type result struct {
 	Fault      string
 	Broker     string
