@@ -18,6 +18,7 @@ import (
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/pipeline"
+	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/units"
 	"github.com/vppctl/vpp/internal/web"
 )
@@ -125,7 +126,7 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		}
 		ropts := o.cfg.Kafka
 		ropts.ClientID = "vpp-aggregate-api"
-		reader, err := fleet.NewReader(ropts, slog.Default().With("part", "reader"))
+		fr, err := reader.New(ropts, slog.Default().With("part", "reader"))
 		if err != nil {
 			return err
 		}
@@ -134,19 +135,19 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			if err := reader.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			if err := fr.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("fleet reader: %w", err)
 			}
 		}()
 		go func() {
 			defer wg.Done()
 			mux := http.NewServeMux()
-			mux.Handle("/metrics", metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(reader)))
+			mux.Handle("/metrics", metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(fr)))
 			mux.Handle("GET /readyz", readyHandler(agg.Ready))
-			page := web.Handler(reader, reader.Changed)
+			page := web.Handler(fr, fr.Changed)
 			mux.Handle("GET /{$}", page)
 			mux.Handle("GET "+web.StreamPath, page)
-			mux.Handle("/", fleet.NewAPI(reader, time.Now))
+			mux.Handle("/", fleet.NewAPI(fr, time.Now))
 			if err := pipeline.ServeHTTP(ctx, ln, apiguard.Wrap(mux, o.api.guard)); err != nil {
 				errs <- err
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/history"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/tui"
 	"github.com/vppctl/vpp/internal/tui/sshserve"
 )
@@ -120,7 +121,7 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	slog.SetDefault(logger)
 	defer slog.SetDefault(prev)
 
-	r, err := fleet.NewReader(o.kafka.options("vpp-top"), logger)
+	r, err := reader.New(o.kafka.options("vpp-top"), logger)
 	if err != nil {
 		return err
 	}
@@ -187,7 +188,7 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 // and series from the history topic (fleet, regions, substations,
 // backfilled) and from the recorder (sites, watched devices, since start).
 type topData struct {
-	*fleet.Reader
+	*reader.Reader
 	store *history.Store
 	rec   *history.Recorder
 }
@@ -203,7 +204,7 @@ func (d *topData) watch(siteID, deviceID string) func() { return d.rec.Watch(sit
 // startTopData starts the history reader and the recorder beside the fleet
 // reader r (which the caller runs). The returned wait function waits for
 // both to stop after ctx ends.
-func startTopData(ctx context.Context, r *fleet.Reader, opts kafka.Options, logger *slog.Logger) (*topData, func()) {
+func startTopData(ctx context.Context, r *reader.Reader, opts kafka.Options, logger *slog.Logger) (*topData, func()) {
 	opts.ClientID = "vpp-history"
 	hr := history.NewReader(opts, history.DefaultWindow, logger)
 	rec := history.NewRecorder(history.DefaultPoints)

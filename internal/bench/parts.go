@@ -16,6 +16,7 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/history"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/sim"
 	"github.com/vppctl/vpp/internal/tui"
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -118,7 +119,7 @@ func waitGroup(ctx context.Context, o kafka.Options, group string, p *Proc) erro
 
 // flatSeries is a history source with no history (the frame cost of the
 // charts does not depend on the values).
-type flatSeries struct{ *fleet.Reader }
+type flatSeries struct{ *reader.Reader }
 
 func (flatSeries) Series(_ fleet.Kind, _ string, _ history.Metric, n int) []float64 {
 	out := make([]float64, n)
@@ -174,7 +175,7 @@ func readerCost(ctx context.Context, cfg Config, res *Result) error {
 			return fmt.Errorf("marshal site state: %w", err)
 		}
 		batch = append(batch, &sarama.ProducerMessage{Topic: o.Topics().State(), Partition: st.Partition,
-			Key: sarama.StringEncoder(fleet.SiteKeyPrefix + st.SiteId), Value: sarama.ByteEncoder(v)})
+			Key: sarama.StringEncoder(reader.SiteKeyPrefix + st.SiteId), Value: sarama.ByteEncoder(v)})
 		if len(batch) == 200 || s == sites-1 {
 			if err := producer.SendMessages(batch); err != nil {
 				return fmt.Errorf("write site states: %w", err)
@@ -185,7 +186,7 @@ func readerCost(ctx context.Context, cfg Config, res *Result) error {
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r, err := fleet.NewReader(o, slog.New(slog.DiscardHandler))
+	r, err := reader.New(o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/sim"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -428,11 +429,11 @@ func waitSim(t *testing.T, ctx context.Context, s *sim.Sim, done <-chan error) t
 }
 
 // startReader folds the state topics like every dashboard does.
-func startReader(t *testing.T, ctx context.Context, opts kafka.Options) *fleet.Reader {
+func startReader(t *testing.T, ctx context.Context, opts kafka.Options) *reader.Reader {
 	t.Helper()
 	ropts := opts
 	ropts.ClientID = "vpp-faults-reader"
-	r, err := fleet.NewReader(ropts, testLogger())
+	r, err := reader.New(ropts, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +470,7 @@ func totalsMatch(s *fleet.Snapshot, truth sim.Truth) bool {
 // waitTotals waits up to timeout for the fleet totals to equal the truth
 // and returns the time from "from" (the end of the stream) until they did;
 // on a timeout it reports the difference.
-func waitTotals(t *testing.T, ctx context.Context, r *fleet.Reader, truth sim.Truth, from time.Time, timeout time.Duration) (time.Duration, *fleet.Snapshot, bool) {
+func waitTotals(t *testing.T, ctx context.Context, r *reader.Reader, truth sim.Truth, from time.Time, timeout time.Duration) (time.Duration, *fleet.Snapshot, bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -674,7 +675,7 @@ func appendFile(path, s string) error {
 
 // waitAccounting waits up to timeout until the aggregators' accounting
 // covers every telemetry record (consumed ≥ records) and returns it.
-func waitAccounting(ctx context.Context, r *fleet.Reader, records int, timeout time.Duration) fleet.Pipeline {
+func waitAccounting(ctx context.Context, r *reader.Reader, records int, timeout time.Duration) fleet.Pipeline {
 	deadline := time.Now().Add(timeout)
 	for {
 		p := r.Snapshot().Pipeline

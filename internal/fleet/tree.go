@@ -566,3 +566,10 @@ func (t *Tree) buildPipeline() Pipeline {
 	}
 	return p
 }
+
+// SnapshotSource is anything that serves fleet snapshots: a reader of the
+// state topics, or a fixed snapshot in tests.
+type SnapshotSource interface {
+	// Snapshot returns the current snapshot; never nil.
+	Snapshot() *Snapshot
+}

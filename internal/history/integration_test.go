@@ -16,6 +16,7 @@ import (
 	"github.com/vppctl/vpp/internal/history"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -143,7 +144,7 @@ func TestBackfillFromAggregator(t *testing.T) {
 	}
 
 	// The state topic's view at the end.
-	fr, err := fleet.NewReader(o, logger)
+	fr, err := reader.New(o, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,17 +3,15 @@ package history
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/IBM/sarama"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/follow"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -28,8 +26,6 @@ const (
 	idleCatchUp     = 5 * time.Second
 	tickInterval    = 250 * time.Millisecond
 	drainBatch      = 64
-	backoffMin      = 250 * time.Millisecond
-	backoffMax      = 10 * time.Second
 	skipLogInterval = time.Minute
 )
 
@@ -64,15 +60,10 @@ type Reader struct {
 	mu sync.RWMutex
 	f  *fold
 
-	started  atomic.Bool
-	caughtUp chan struct{}
-	done     chan struct{}
+	follower *follow.Follower
 
 	// Owned by the Run goroutine.
-	next       int64 // next offset to read; < 0 until positioned
-	target     int64 // start-up high-water mark
-	isCaughtUp bool
-	lastActive time.Time
+	batch      []*vppv1.HistoryRecord
 	skipped    uint64
 	skipLogged time.Time
 }
@@ -88,19 +79,31 @@ func NewReader(opts kafka.Options, window time.Duration, logger *slog.Logger, op
 		logger = slog.Default()
 	}
 	r := &Reader{
-		opts:     opts,
-		topic:    opts.Topics().History(),
-		window:   window,
-		log:      logger.With("component", "history-reader"),
-		now:      time.Now,
-		caughtUp: make(chan struct{}),
-		done:     make(chan struct{}),
-		next:     -1,
+		opts:   opts,
+		topic:  opts.Topics().History(),
+		window: window,
+		log:    logger.With("component", "history-reader"),
+		now:    time.Now,
+		batch:  make([]*vppv1.HistoryRecord, 0, drainBatch),
 	}
 	for _, o := range options {
 		o(r)
 	}
 	r.f = newFold(r.seconds(), r.startSec())
+	r.follower = follow.New(follow.Config{
+		Kafka:        opts,
+		Topics:       []string{r.topic},
+		From:         r.from,
+		Apply:        r.decode,
+		Flush:        r.flush,
+		Tick:         r.tick,
+		CaughtUp:     r.caughtUp,
+		Name:         "history reader",
+		Logger:       r.log,
+		Batch:        drainBatch,
+		TickInterval: tickInterval,
+		IdleCatchUp:  idleCatchUp,
+	})
 	return r
 }
 
@@ -140,209 +143,64 @@ func (r *Reader) Latest() (t time.Time, ok bool) {
 // WaitCaughtUp blocks until the backfill read the topic up to its high-water
 // mark at start, or until ctx ends or Run returns.
 func (r *Reader) WaitCaughtUp(ctx context.Context) error {
-	select {
-	case <-r.caughtUp:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for history backfill: %w", ctx.Err())
-	case <-r.done:
-		select {
-		case <-r.caughtUp:
-			return nil
-		default:
-		}
-		return errors.New("history reader stopped before its backfill completed")
-	}
+	return r.follower.WaitCaughtUp(ctx)
 }
 
 // Run backfills from now − window and follows the history topic until ctx
 // ends. On a Kafka error it logs, reconnects with backoff and resumes where
 // it stopped. It returns nil when ctx ends; it may be called once.
 func (r *Reader) Run(ctx context.Context) error {
-	if !r.started.CompareAndSwap(false, true) {
-		return errors.New("history reader: Run called twice")
-	}
-	defer close(r.done)
-	backoff := backoffMin
-	for {
-		progressed, err := r.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if progressed {
-			backoff = backoffMin
-		}
-		r.log.Warn("kafka session ended, reconnecting", "topic", r.topic, "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, backoffMax)
-	}
+	return r.follower.Run(ctx)
 }
 
-// config is the sarama configuration of the reader.
-func (r *Reader) config() (*sarama.Config, error) {
-	cfg, err := r.opts.SaramaConfig()
-	if err != nil {
-		return nil, fmt.Errorf("history reader: %w", err)
-	}
-	cfg.Consumer.Return.Errors = true
-	cfg.Metadata.AllowAutoTopicCreation = false
-	return cfg, nil
+// from is the start of the backfill: it restarts the fold at now − window.
+func (r *Reader) from() time.Time {
+	startTime := r.now().Add(-r.window)
+	r.mu.Lock()
+	r.f.restart(startTime.Unix())
+	r.mu.Unlock()
+	r.log.Debug("reading history", "topic", r.topic, "from", startTime)
+	return startTime
 }
 
-// session runs one Kafka client until an error or the end of ctx and
-// reports whether it read anything.
-func (r *Reader) session(ctx context.Context) (progressed bool, err error) {
-	cfg, err := r.config()
-	if err != nil {
-		return false, err
-	}
-	client, err := sarama.NewClient(r.opts.Brokers, cfg)
-	if err != nil {
-		return false, fmt.Errorf("connect to kafka %v: %w", r.opts.Brokers, err)
-	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return false, fmt.Errorf("history consumer: %w", err)
-	}
-	defer consumer.Close()
-
-	start, err := r.position(client)
-	if err != nil {
-		return false, err
-	}
-	pc, err := consumer.ConsumePartition(r.topic, 0, start)
-	if errors.Is(err, sarama.ErrOffsetOutOfRange) {
-		pc, err = consumer.ConsumePartition(r.topic, 0, sarama.OffsetOldest)
-	}
-	if err != nil {
-		return false, fmt.Errorf("consume %s/0 from %d: %w", r.topic, start, err)
-	}
-	defer func() {
-		if cerr := pc.Close(); cerr != nil && ctx.Err() == nil {
-			r.log.Debug("close history consumer", "err", cerr)
-		}
-	}()
-	r.lastActive = r.now()
-	r.log.Debug("reading history", "topic", r.topic, "from", start, "high_water_mark", r.target)
-
-	tick := time.NewTicker(tickInterval)
-	defer tick.Stop()
-	batch := make([]*vppv1.HistoryRecord, 0, drainBatch)
-	for {
-		select {
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		case perr, ok := <-pc.Errors():
-			if !ok {
-				return progressed, fmt.Errorf("consumer of %s/0 stopped", r.topic)
-			}
-			r.log.Debug("consume history (sarama retries)", "err", perr.Err)
-		case m, ok := <-pc.Messages():
-			if !ok {
-				return progressed, fmt.Errorf("consumer of %s/0 stopped", r.topic)
-			}
-			progressed = true
-			// Decode outside the lock; fold a small batch under it, so
-			// that Series never waits long, even during a backfill.
-			batch = append(batch[:0], r.decode(m))
-		drain:
-			for len(batch) < drainBatch {
-				select {
-				case m, ok := <-pc.Messages():
-					if !ok {
-						break drain
-					}
-					batch = append(batch, r.decode(m))
-				default:
-					break drain
-				}
-			}
-			r.mu.Lock()
-			for _, rec := range batch {
-				if rec != nil {
-					r.f.addRecord(rec)
-				}
-			}
-			r.advanceLocked()
-			r.mu.Unlock()
-			clear(batch)
-		case <-tick.C:
-			if !r.isCaughtUp && r.now().Sub(r.lastActive) >= idleCatchUp {
-				r.log.Warn("history topic idle below its start-up high-water mark, treating it as read", "next", r.next, "high_water_mark", r.target)
-				r.markCaughtUp()
-			}
-			r.mu.Lock()
-			r.advanceLocked()
-			r.mu.Unlock()
-		}
-	}
-}
-
-// position returns the offset to read from: on the first session the first
-// record at or after now − window, later where the last session stopped.
-// It also records the high-water mark the backfill waits for.
-func (r *Reader) position(client sarama.Client) (int64, error) {
-	oldest, err := client.GetOffset(r.topic, 0, sarama.OffsetOldest)
-	if err != nil {
-		return 0, fmt.Errorf("oldest offset of %s/0: %w", r.topic, err)
-	}
-	newest, err := client.GetOffset(r.topic, 0, sarama.OffsetNewest)
-	if err != nil {
-		return 0, fmt.Errorf("newest offset of %s/0: %w", r.topic, err)
-	}
-	start := r.next
-	if start < 0 {
-		startTime := r.now().Add(-r.window)
-		off, err := client.GetOffset(r.topic, 0, startTime.UnixMilli())
-		switch {
-		case err != nil:
-			r.log.Warn("find history offset by time, reading from the oldest", "err", err)
-			off = oldest
-		case off < 0: // no record that recent
-			off = newest
-		}
-		start = off
-		r.mu.Lock()
-		r.f.restart(startTime.Unix())
-		r.mu.Unlock()
-	}
-	start = min(max(start, oldest), newest)
-	if !r.isCaughtUp {
-		r.target = newest
-		if start >= newest {
-			r.markCaughtUp()
-		}
-	}
-	return start, nil
-}
-
-// decode decodes one record and tracks the read position; nil for a record
-// that does not decode (logged, at most once per skipLogInterval).
-func (r *Reader) decode(m *sarama.ConsumerMessage) *vppv1.HistoryRecord {
-	r.next = m.Offset + 1
-	r.lastActive = r.now()
-	if !r.isCaughtUp && r.next >= r.target {
-		r.markCaughtUp()
-	}
+// decode decodes one record outside the lock into the batch that flush
+// folds; a record that does not decode is skipped (logged, at most once
+// per skipLogInterval).
+func (r *Reader) decode(m follow.Record) {
 	rec := &vppv1.HistoryRecord{}
 	err := proto.Unmarshal(m.Value, rec)
 	if err == nil && rec.GetBody() == nil {
 		err = errors.New("empty history record")
 	}
 	if err == nil {
-		return rec
+		r.batch = append(r.batch, rec)
+		return
 	}
 	r.skipped++
 	if now := r.now(); now.Sub(r.skipLogged) >= skipLogInterval {
 		r.log.Warn("skip history record", "offset", m.Offset, "key", string(m.Key), "skipped", r.skipped, "err", err)
 		r.skipLogged = now
 	}
-	return nil
+}
+
+// flush folds a batch under the lock: small batches, so that Series never
+// waits long, even during a backfill.
+func (r *Reader) flush() {
+	r.mu.Lock()
+	for _, rec := range r.batch {
+		r.f.addRecord(rec)
+	}
+	r.advanceLocked()
+	r.mu.Unlock()
+	clear(r.batch)
+	r.batch = r.batch[:0]
+}
+
+// tick finalizes seconds as the clock advances.
+func (r *Reader) tick() {
+	r.mu.Lock()
+	r.advanceLocked()
+	r.mu.Unlock()
 }
 
 // advanceLocked finalizes the seconds the watermark passed: while
@@ -352,7 +210,7 @@ func (r *Reader) decode(m *sarama.ConsumerMessage) *vppv1.HistoryRecord {
 func (r *Reader) advanceLocked() {
 	now := r.now().UnixMilli()
 	wm := min(r.f.maxTs, now)
-	if r.isCaughtUp {
+	if r.follower.CaughtUpNow() {
 		wm = now
 	}
 	if wm > 0 {
@@ -360,11 +218,7 @@ func (r *Reader) advanceLocked() {
 	}
 }
 
-func (r *Reader) markCaughtUp() {
-	if r.isCaughtUp {
-		return
-	}
-	r.isCaughtUp = true
-	close(r.caughtUp)
-	r.log.Info("history backfilled", "topic", r.topic, "next", r.next)
+// caughtUp logs the end of the backfill.
+func (r *Reader) caughtUp() {
+	r.log.Info("history backfilled", "topic", r.topic)
 }

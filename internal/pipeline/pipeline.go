@@ -20,6 +20,7 @@ import (
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
+	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/web"
 )
 
@@ -47,7 +48,7 @@ type Config struct {
 type Pipeline struct {
 	ingest  *ingest.Server
 	aggs    []*aggregate.Aggregator
-	reader  *fleet.Reader
+	reader  *reader.Reader
 	apiAddr string
 	// tokenKey signs device tokens when the pipeline made its own key.
 	tokenKey *auth.Key
@@ -119,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 
 	ropts := cfg.Kafka
 	ropts.ClientID = "vpp-reader"
-	r, err := fleet.NewReader(ropts, log.With("part", "reader"))
+	r, err := reader.New(ropts, log.With("part", "reader"))
 	if err != nil {
 		return nil, fmt.Errorf("fleet reader: %w", err)
 	}
@@ -220,7 +221,7 @@ func (p *Pipeline) Ingest() *ingest.Server { return p.ingest }
 func (p *Pipeline) Aggregators() []*aggregate.Aggregator { return p.aggs }
 
 // Reader is the fleet reader behind the API.
-func (p *Pipeline) Reader() *fleet.Reader { return p.reader }
+func (p *Pipeline) Reader() *reader.Reader { return p.reader }
 
 // Wait waits until every part stopped and returns their errors joined.
 func (p *Pipeline) Wait() error {

@@ -1,4 +1,4 @@
-package fleet
+package reader
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/IBM/sarama"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -97,7 +98,7 @@ func (p *producer) stats(st *vppv1.IngestStats) {
 }
 
 // waitFor polls the reader's snapshots until cond holds.
-func waitFor(t *testing.T, r *Reader, cond func(*Snapshot) bool) *Snapshot {
+func waitFor(t *testing.T, r *Reader, cond func(*fleet.Snapshot) bool) *fleet.Snapshot {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
@@ -147,7 +148,7 @@ func TestReaderIntegration(t *testing.T) {
 	prod.stats(&vppv1.IngestStats{Instance: "i2", Received: 200, Published: 190, Acked: 190, Rejected: map[string]uint64{"bad": 2, "skew": 3}, Connections: 7})
 	prod.stats(&vppv1.IngestStats{Instance: "i1", Received: 20, Published: 19, Acked: 19, Rejected: map[string]uint64{"bad": 1}, Connections: 1})
 
-	r, err := NewReader(opts, testLogger(t))
+	r, err := New(opts, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestReaderIntegration(t *testing.T) {
 	s.Devices = append(s.Devices, randomDevice(rng, "extra", 3))
 	put(s)
 	prod.partition(&vppv1.PartitionState{Partition: 0, NextOffset: 130, HighWaterMark: 130, Consumed: 130, Applied: 120, Duplicates: 10, UpdatedMs: 3000})
-	snap = waitFor(t, r, func(s *Snapshot) bool {
+	snap = waitFor(t, r, func(s *fleet.Snapshot) bool {
 		return s.Version > v && s.Pipeline.Lag == 0 && proto.Equal(s.Site("site-03").Site, model["site-03"])
 	})
 	checkSnapshot(t, 1, snap, recompute(model))
@@ -210,11 +211,10 @@ func TestReaderStartsBeforeTopics(t *testing.T) {
 	opts := startBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r, err := NewReader(opts, testLogger(t))
+	r, err := New(opts, testLogger(t), WithBackoff(testBackoff()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.backoffMin, r.backoffMax = 50*time.Millisecond, 200*time.Millisecond
 	stopped := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(stopped) }()
 	defer func() { cancel(); <-stopped }()
@@ -231,14 +231,14 @@ func TestReaderStartsBeforeTopics(t *testing.T) {
 	prod := newProducer(t, opts)
 	s := &vppv1.SiteState{SiteId: "s1", RegionId: "r", SubstationId: "x", Partition: 3, Devices: []*vppv1.DeviceState{{Last: reading("d", 1, 50, 1, 10, 20, 0)}}}
 	prod.site(s)
-	snap := waitFor(t, r, func(s *Snapshot) bool { return s.Site("s1") != nil })
+	snap := waitFor(t, r, func(s *fleet.Snapshot) bool { return s.Site("s1") != nil })
 	if snap.Fleet.Rollup.EnergyMicroKWh != 5_000_000 {
 		t.Fatalf("energy %d", snap.Fleet.Rollup.EnergyMicroKWh)
 	}
 }
 
 func TestWaitCaughtUpContext(t *testing.T) {
-	r, err := NewReader(kafka.Options{Brokers: []string{"127.0.0.1:1"}, Version: kafka.DefaultVersion, Prefix: "x."}, testLogger(t))
+	r, err := New(kafka.Options{Brokers: []string{"127.0.0.1:1"}, Version: kafka.DefaultVersion, Prefix: "x."}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestWaitCaughtUpContext(t *testing.T) {
 	if err := r.WaitCaughtUp(ctx); err == nil {
 		t.Fatal("want an error")
 	}
-	if _, err := NewReader(kafka.Options{}, nil); err == nil {
+	if _, err := New(kafka.Options{}, nil); err == nil {
 		t.Fatal("want an error without brokers")
 	}
 }
@@ -273,11 +273,10 @@ func TestReaderReconnects(t *testing.T) {
 	}
 	prod.site(site("a", 0, 1))
 	prod.site(site("b", 1, 2))
-	r, err := NewReader(opts, testLogger(t))
+	r, err := New(opts, testLogger(t), WithBackoff(testBackoff()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.backoffMin, r.backoffMax = 50*time.Millisecond, 200*time.Millisecond
 	stopped := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(stopped) }()
 	defer func() { cancel(); <-stopped }()
@@ -298,7 +297,7 @@ func TestReaderReconnects(t *testing.T) {
 	prod = newProducer(t, opts)
 	prod.site(site("a", 0, 5))
 	prod.site(site("c", 1, 1))
-	snap := waitFor(t, r, func(s *Snapshot) bool { return s.Fleet.Rollup.NetMicroKW == 8_000_000 })
+	snap := waitFor(t, r, func(s *fleet.Snapshot) bool { return s.Fleet.Rollup.NetMicroKW == 8_000_000 })
 	if snap.Sites() != 3 {
 		t.Fatalf("sites %d", snap.Sites())
 	}

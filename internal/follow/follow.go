@@ -1,0 +1,529 @@
+// Package follow follows a set of Kafka topics, every partition of each,
+// and hands their records to a callback: the part that the readers of
+// vpp's state, stats and history topics share.
+//
+// The contract:
+//
+//   - Start. On its first connection a Follower reads every partition from
+//     the oldest offset, or, with From set, from the first record at or
+//     after From() (a partition with no record that recent starts at its
+//     end). From is called once per Run.
+//   - Delivery. Apply receives every record of a partition once, in offset
+//     order, on the goroutine that called Run; a record with a nil Value
+//     is a tombstone. Records of different partitions interleave. Apply is
+//     called in batches of at most Batch records; Flush follows every
+//     batch. Neither may block for long: the follower reads nothing
+//     meanwhile.
+//   - Reconnects. On a Kafka error the follower logs, closes its client and
+//     reconnects with backoff (Backoff, 250 ms to 10 s by default, reset
+//     once a session read a record), resuming every partition after the
+//     last record it delivered. A resume offset that compaction or
+//     retention removed restarts the partition at its oldest offset, so a
+//     compacted topic is read again from its start rather than skipped.
+//     Partitions that appear later (more partitions on a topic) are found
+//     within Refresh and read from their oldest offset.
+//   - Catch-up. On its first connection the follower records each
+//     partition's high-water mark, the catch-up mark. It is caught up when
+//     every partition delivered the record just below its mark, or was
+//     empty from its start point. A partition that delivers nothing for
+//     IdleCatchUp while below its mark, and had no consume error in that
+//     time, counts as read: compaction can remove the records just below a
+//     mark (an expired tombstone), and they never come. CaughtUp is called
+//     once, after the Flush of the batch that completed catch-up and before
+//     WaitCaughtUp returns, so that a caller's published state is complete
+//     when its waiters wake.
+//   - Ticks. Tick is called every TickInterval while connected, and once
+//     after every session ends.
+//
+// Apply, Flush, Tick and CaughtUp are all called from the Run goroutine,
+// never concurrently. WaitCaughtUp and CaughtUpNow are safe from any
+// goroutine.
+package follow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/vppctl/vpp/internal/backoff"
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// Follower defaults.
+const (
+	// DefaultBatch is the most records handed to Apply between two Flush
+	// calls.
+	DefaultBatch = 1024
+	// DefaultTickInterval is how often Tick is called.
+	DefaultTickInterval = 100 * time.Millisecond
+	// DefaultRefreshInterval is how often the follower looks for new
+	// partitions.
+	DefaultRefreshInterval = 10 * time.Second
+	// DefaultIdleCatchUp is how long a partition may deliver nothing before
+	// the follower stops waiting for its catch-up mark.
+	DefaultIdleCatchUp = 5 * time.Second
+
+	// DefaultBackoffMin and DefaultBackoffMax bound the reconnect backoff
+	// when Config.Backoff is zero.
+	DefaultBackoffMin = 250 * time.Millisecond
+	DefaultBackoffMax = 10 * time.Second
+
+	errorLogInterval = 10 * time.Second
+)
+
+// Record is one Kafka record handed to Apply. The follower does not reuse
+// Key and Value after Apply returns.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	// Value is nil for a tombstone.
+	Value     []byte
+	Timestamp time.Time
+}
+
+// Config configures a Follower. Zero durations and sizes take the package
+// defaults.
+type Config struct {
+	// Kafka is where to connect; its Brokers must not be empty.
+	Kafka kafka.Options
+	// Topics are the topics to follow, every partition of each.
+	Topics []string
+	// From, when set, gives the start time of the first connection; nil
+	// means the oldest offset.
+	From func() time.Time
+	// Apply receives every record (required).
+	Apply func(Record)
+	// Flush, when set, is called after every batch of Apply calls.
+	Flush func()
+	// Tick, when set, is called every TickInterval and after every session.
+	Tick func()
+	// CaughtUp, when set, is called once when the follower caught up.
+	CaughtUp func()
+	// Name names the follower in errors ("fleet reader").
+	Name string
+	// Logger receives the follower's logs; nil means slog.Default().
+	Logger *slog.Logger
+
+	Batch           int
+	TickInterval    time.Duration
+	RefreshInterval time.Duration
+	IdleCatchUp     time.Duration
+	Backoff         backoff.Policy
+}
+
+// topicPartition names one partition of one topic.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// Follower follows the topics of its Config; see the package doc.
+type Follower struct {
+	cfg Config
+	log *slog.Logger
+
+	caughtUp chan struct{}
+	done     chan struct{}
+	isCaught atomic.Bool
+	started  atomic.Bool
+
+	// Owned by the Run goroutine.
+	next       map[topicPartition]int64
+	captured   bool
+	pending    map[topicPartition]int64
+	lastActive map[topicPartition]time.Time
+	lastError  map[topicPartition]*atomic.Int64 // unix ns of the last consume error, set by forward
+	from       *time.Time
+}
+
+// New returns a follower of cfg. It does not connect: Run does.
+func New(cfg Config) *Follower {
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = DefaultTickInterval
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = DefaultRefreshInterval
+	}
+	if cfg.IdleCatchUp <= 0 {
+		cfg.IdleCatchUp = DefaultIdleCatchUp
+	}
+	if cfg.Backoff == (backoff.Policy{}) {
+		cfg.Backoff = backoff.Policy{Min: DefaultBackoffMin, Max: DefaultBackoffMax}
+	}
+	if cfg.Name == "" {
+		cfg.Name = "follower"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Follower{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		caughtUp:   make(chan struct{}),
+		done:       make(chan struct{}),
+		next:       make(map[topicPartition]int64),
+		lastActive: make(map[topicPartition]time.Time),
+		lastError:  make(map[topicPartition]*atomic.Int64),
+	}
+}
+
+// SetBackoff replaces the reconnect backoff; call it before Run.
+func (f *Follower) SetBackoff(p backoff.Policy) { f.cfg.Backoff = p }
+
+// CaughtUpNow reports whether the follower has caught up.
+func (f *Follower) CaughtUpNow() bool { return f.isCaught.Load() }
+
+// WaitCaughtUp blocks until the follower caught up (see the package doc),
+// or until ctx ends or Run returns.
+func (f *Follower) WaitCaughtUp(ctx context.Context) error {
+	select {
+	case <-f.caughtUp:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for %s to catch up: %w", f.cfg.Name, ctx.Err())
+	case <-f.done:
+		select {
+		case <-f.caughtUp:
+			return nil
+		default:
+		}
+		return fmt.Errorf("%s stopped before catching up", f.cfg.Name)
+	}
+}
+
+// config is the sarama configuration of a session.
+func (f *Follower) config() (*sarama.Config, error) {
+	if len(f.cfg.Kafka.Brokers) == 0 {
+		return nil, errors.New("no kafka brokers")
+	}
+	if len(f.cfg.Topics) == 0 {
+		return nil, errors.New("no topics")
+	}
+	if f.cfg.Apply == nil {
+		return nil, errors.New("no Apply")
+	}
+	cfg, err := f.cfg.Kafka.SaramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Consumer.Return.Errors = true
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Metadata.AllowAutoTopicCreation = false // a follower never creates topics
+	return cfg, nil
+}
+
+// Run follows the topics until ctx ends, reconnecting after errors. It
+// returns nil when ctx ends, and an error when called twice or when the
+// configuration is unusable.
+func (f *Follower) Run(ctx context.Context) error {
+	if !f.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("%s: Run called twice", f.cfg.Name)
+	}
+	defer close(f.done)
+	scfg, err := f.config()
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.cfg.Name, err)
+	}
+	retry := backoff.Retry{Policy: f.cfg.Backoff}
+	for {
+		progressed, serr := f.session(ctx, scfg)
+		if f.cfg.Tick != nil {
+			f.cfg.Tick()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if progressed {
+			retry.Reset()
+		}
+		wait := retry.Fail()
+		f.log.Warn("kafka session ended, reconnecting", "brokers", f.cfg.Kafka.Brokers, "topics", f.cfg.Topics, "err", serr, "backoff", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session runs one Kafka client until an error or the end of ctx. It
+// reports whether it read anything.
+func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed bool, err error) {
+	client, err := sarama.NewClient(f.cfg.Kafka.Brokers, scfg)
+	if err != nil {
+		return false, fmt.Errorf("connect to kafka %v: %w", f.cfg.Kafka.Brokers, err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return false, fmt.Errorf("create consumer: %w", err)
+	}
+	defer consumer.Close()
+
+	sctx, cancel := context.WithCancel(ctx)
+	msgs := make(chan *sarama.ConsumerMessage, f.cfg.Batch)
+	failed := make(chan error, 1)
+	pcs := make(map[topicPartition]sarama.PartitionConsumer)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, pc := range pcs {
+			pc.AsyncClose() // close all at once: each may wait for a fetch
+		}
+		for _, pc := range pcs {
+			for range pc.Errors() { // drain until closed
+			}
+		}
+	}()
+
+	start := func(k topicPartition) error {
+		offset, ok := f.next[k]
+		if !ok {
+			offset = sarama.OffsetOldest
+		}
+		pc, err := consumer.ConsumePartition(k.topic, k.partition, offset)
+		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
+			f.log.Info("offset out of range, rereading partition from the oldest offset", "topic", k.topic, "partition", k.partition, "offset", offset)
+			pc, err = consumer.ConsumePartition(k.topic, k.partition, sarama.OffsetOldest)
+		}
+		if err != nil {
+			return fmt.Errorf("consume %s/%d: %w", k.topic, k.partition, err)
+		}
+		pcs[k] = pc
+		f.lastActive[k] = time.Now()
+		lastErr := f.lastError[k]
+		if lastErr == nil {
+			lastErr = new(atomic.Int64)
+			f.lastError[k] = lastErr
+		}
+		wg.Go(func() { forward(sctx, k, pc, msgs, failed, lastErr, f.log) })
+		return nil
+	}
+	discover := func() ([]topicPartition, error) {
+		if err := client.RefreshMetadata(f.cfg.Topics...); err != nil {
+			return nil, fmt.Errorf("refresh metadata of %v: %w", f.cfg.Topics, err)
+		}
+		var all []topicPartition
+		for _, topic := range f.cfg.Topics {
+			parts, err := client.Partitions(topic)
+			if err != nil {
+				return nil, fmt.Errorf("partitions of %s: %w", topic, err)
+			}
+			if len(parts) == 0 {
+				return nil, fmt.Errorf("partitions of %s: topic has none", topic)
+			}
+			for _, p := range parts {
+				all = append(all, topicPartition{topic, p})
+			}
+		}
+		return all, nil
+	}
+
+	all, err := discover()
+	if err != nil {
+		return false, err
+	}
+	if !f.captured {
+		if err := f.capture(client, all); err != nil {
+			return false, err
+		}
+	}
+	for _, k := range all {
+		if err := start(k); err != nil {
+			return false, err
+		}
+	}
+	f.log.Debug("consuming", "topics", f.cfg.Topics, "partitions", len(all))
+
+	tick := time.NewTicker(f.cfg.TickInterval)
+	defer tick.Stop()
+	refresh := time.NewTicker(f.cfg.RefreshInterval)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case err := <-failed:
+			return progressed, err
+		case m := <-msgs:
+			f.apply(m)
+			progressed = true
+		drain:
+			for range f.cfg.Batch - 1 {
+				select {
+				case m := <-msgs:
+					f.apply(m)
+				default:
+					break drain
+				}
+			}
+			if f.cfg.Flush != nil {
+				f.cfg.Flush()
+			}
+			f.checkCaughtUp()
+		case <-tick.C:
+			f.checkIdle()
+			if f.cfg.Tick != nil {
+				f.cfg.Tick()
+			}
+		case <-refresh.C:
+			all, err := discover()
+			if err != nil {
+				f.log.Warn("look for new partitions", "err", err)
+				continue
+			}
+			for _, k := range all {
+				if _, ok := pcs[k]; ok {
+					continue
+				}
+				f.log.Info("new partition", "topic", k.topic, "partition", k.partition)
+				if err := start(k); err != nil {
+					return progressed, err
+				}
+			}
+		}
+	}
+}
+
+// forward copies one partition consumer's messages to msgs and logs its
+// errors (at most one line per errorLogInterval) until ctx ends; it reports
+// on failed when the consumer stops.
+func forward(ctx context.Context, k topicPartition, pc sarama.PartitionConsumer, msgs chan<- *sarama.ConsumerMessage, failed chan<- error, lastErr *atomic.Int64, log *slog.Logger) {
+	errs := pc.Errors()
+	var logged time.Time
+	suppressed := 0
+	for {
+		select {
+		case m, ok := <-pc.Messages():
+			if !ok {
+				select {
+				case failed <- fmt.Errorf("consumer of %s/%d stopped", k.topic, k.partition):
+				default:
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		case e, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			now := time.Now()
+			lastErr.Store(now.UnixNano())
+			if now.Sub(logged) < errorLogInterval {
+				suppressed++
+				continue
+			}
+			log.Warn("consume (sarama retries)", "topic", k.topic, "partition", k.partition, "err", e.Err, "suppressed", suppressed)
+			logged, suppressed = now, 0
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// capture positions every partition of the first connection and records
+// the catch-up marks.
+func (f *Follower) capture(client sarama.Client, all []topicPartition) error {
+	if f.cfg.From != nil && f.from == nil {
+		t := f.cfg.From()
+		f.from = &t
+	}
+	pending := make(map[topicPartition]int64)
+	for _, k := range all {
+		newest, err := client.GetOffset(k.topic, k.partition, sarama.OffsetNewest)
+		if err != nil {
+			return fmt.Errorf("newest offset of %s/%d: %w", k.topic, k.partition, err)
+		}
+		oldest, err := client.GetOffset(k.topic, k.partition, sarama.OffsetOldest)
+		if err != nil {
+			return fmt.Errorf("oldest offset of %s/%d: %w", k.topic, k.partition, err)
+		}
+		startAt := oldest
+		if next, ok := f.next[k]; ok {
+			startAt = next
+		} else if f.from != nil {
+			off, err := client.GetOffset(k.topic, k.partition, f.from.UnixMilli())
+			switch {
+			case err != nil:
+				f.log.Warn("find offset by time, reading from the oldest", "topic", k.topic, "partition", k.partition, "err", err)
+				off = oldest
+			case off < 0: // no record that recent
+				off = newest
+			}
+			startAt = min(max(off, oldest), newest)
+			f.next[k] = startAt
+		}
+		if startAt < newest {
+			pending[k] = newest
+		}
+	}
+	f.pending, f.captured = pending, true
+	f.checkCaughtUp()
+	return nil
+}
+
+// checkCaughtUp signals catch-up once nothing is pending.
+func (f *Follower) checkCaughtUp() {
+	if !f.captured || len(f.pending) > 0 || f.isCaught.Load() {
+		return
+	}
+	if f.cfg.CaughtUp != nil {
+		f.cfg.CaughtUp()
+	}
+	f.isCaught.Store(true)
+	close(f.caughtUp)
+}
+
+// checkIdle stops waiting for partitions that delivered nothing for
+// IdleCatchUp.
+func (f *Follower) checkIdle() {
+	if len(f.pending) == 0 {
+		return
+	}
+	now := time.Now()
+	for k, target := range f.pending {
+		if e := f.lastError[k]; e != nil && now.Sub(time.Unix(0, e.Load())) < f.cfg.IdleCatchUp {
+			continue // failing, not idle
+		}
+		if last, ok := f.lastActive[k]; ok && now.Sub(last) >= f.cfg.IdleCatchUp {
+			f.log.Warn("partition idle below its catch-up mark, treating it as read", "topic", k.topic, "partition", k.partition, "next", f.next[k], "high_water_mark", target)
+			delete(f.pending, k)
+		}
+	}
+	f.checkCaughtUp()
+}
+
+// apply records the position of m and hands it to Apply.
+func (f *Follower) apply(m *sarama.ConsumerMessage) {
+	k := topicPartition{m.Topic, m.Partition}
+	f.next[k] = m.Offset + 1
+	f.lastActive[k] = time.Now()
+	if target, ok := f.pending[k]; ok && m.Offset+1 >= target {
+		delete(f.pending, k)
+	}
+	f.cfg.Apply(Record{
+		Topic:     m.Topic,
+		Partition: m.Partition,
+		Offset:    m.Offset,
+		Key:       m.Key,
+		Value:     m.Value,
+		Timestamp: m.Timestamp,
+	})
+}
