@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -13,14 +12,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/aggregate"
-	"github.com/vppctl/vpp/internal/apiguard"
-	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/units"
-	"github.com/vppctl/vpp/internal/web"
 )
 
 // Aggregate defaults.
@@ -141,14 +138,14 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		}()
 		go func() {
 			defer wg.Done()
-			mux := http.NewServeMux()
-			mux.Handle("/metrics", metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(fr)))
-			mux.Handle("GET /readyz", readyHandler(agg.Ready))
-			page := web.Handler(fr, fr.Changed)
-			mux.Handle("GET /{$}", page)
-			mux.Handle("GET "+web.StreamPath, page)
-			mux.Handle("/", fleet.NewAPI(fr, time.Now))
-			if err := pipeline.ServeHTTP(ctx, ln, apiguard.Wrap(mux, o.api.guard)); err != nil {
+			h := api.NewMux(api.MuxConfig{
+				Fleet:   fr,
+				Changed: fr.Changed,
+				Metrics: metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(fr)),
+				Ready:   []api.ReadyCheck{aggregateReady(agg)},
+				Guard:   o.api.guard,
+			})
+			if err := pipeline.ServeHTTP(ctx, ln, h); err != nil {
 				errs <- err
 			}
 		}()
@@ -183,16 +180,13 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 	return err
 }
 
-// readyHandler answers 200 {"status":"ready"} while ready() holds and 503
-// {"status":"not ready"} otherwise.
-func readyHandler(ready func() bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if !ready() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, `{"status":"not ready"}`)
-			return
+// aggregateReady is ready once the instance joined its group and restored
+// every partition it owns.
+func aggregateReady(agg *aggregate.Aggregator) api.ReadyCheck {
+	return func() (bool, string) {
+		if agg.Ready() {
+			return true, ""
 		}
-		fmt.Fprintln(w, `{"status":"ready"}`)
-	})
+		return false, "joining the consumer group or restoring owned partitions"
+	}
 }

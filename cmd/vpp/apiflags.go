@@ -8,14 +8,14 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/vppctl/vpp/internal/apiguard"
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/tlsutil"
 )
 
 // apiFlags guard the HTTP API of aggregate and the demo: a bearer token
 // for /api/* and /metrics, the CORS origin, and (aggregate) TLS.
 type apiFlags struct {
-	guard            apiguard.Options
+	guard            api.GuardOptions
 	tlsCert, tlsKey  string
 	registerTLSFlags bool
 }

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/pipeline"
@@ -30,7 +30,7 @@ func startIngestHTTP(ctx context.Context, addr string, srv *ingest.Server, sp *s
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	checks := []ingest.ReadyCheck{srv.Ready}
+	checks := []api.ReadyCheck{srv.Ready}
 	if sp != nil {
 		checks = append(checks, func() (bool, string) {
 			if sp.Replaying() {
@@ -39,13 +39,12 @@ func startIngestHTTP(ctx context.Context, addr string, srv *ingest.Server, sp *s
 			return true, ""
 		})
 	}
-	mux := http.NewServeMux()
-	health := ingest.HealthHandler(checks...)
-	mux.Handle("GET /healthz", health)
-	mux.Handle("GET /readyz", health)
-	mux.Handle("/metrics", metrics.Handler(metrics.NewIngestCollector(srv.Stats)))
+	h := api.NewMux(api.MuxConfig{
+		Metrics: metrics.Handler(metrics.NewIngestCollector(srv.Stats)),
+		Ready:   checks,
+	})
 	slog.Info("serving health and metrics", "addr", ln.Addr().String())
 	done := make(chan error, 1)
-	go func() { done <- pipeline.ServeHTTP(ctx, ln, mux) }()
+	go func() { done <- pipeline.ServeHTTP(ctx, ln, h) }()
 	return func() error { return <-done }, nil
 }

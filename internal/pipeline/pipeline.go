@@ -14,14 +14,12 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/aggregate"
-	"github.com/vppctl/vpp/internal/apiguard"
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/auth"
-	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/reader"
-	"github.com/vppctl/vpp/internal/web"
 )
 
 // Config describes a pipeline.
@@ -41,7 +39,7 @@ type Config struct {
 	// Logger receives every part's logs.
 	Logger *slog.Logger
 	// API guards the HTTP API: an optional bearer token and CORS origin.
-	API apiguard.Options
+	API api.GuardOptions
 }
 
 // Pipeline is a running pipeline.
@@ -141,17 +139,17 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p.goRun("reader", func() error { return r.Run(ctx) })
 	if ln != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(
-			metrics.NewIngestCollector(srv.Stats).WithProducer(srv.ProducerStats),
-			metrics.NewAggregateCollector(p.aggregateStats),
-			metrics.NewFleetCollector(r),
-		))
-		page := web.Handler(r, r.Changed)
-		mux.Handle("GET /{$}", page)
-		mux.Handle("GET "+web.StreamPath, page)
-		mux.Handle("/", fleet.NewAPI(r, time.Now))
-		h := apiguard.Wrap(mux, cfg.API)
+		h := api.NewMux(api.MuxConfig{
+			Fleet:   r,
+			Changed: r.Changed,
+			Metrics: metrics.Handler(
+				metrics.NewIngestCollector(srv.Stats).WithProducer(srv.ProducerStats),
+				metrics.NewAggregateCollector(p.aggregateStats),
+				metrics.NewFleetCollector(r),
+			),
+			Ready: []api.ReadyCheck{srv.Ready, p.aggregatorsReady, r.Ready},
+			Guard: cfg.API,
+		})
 		p.goRun("http", func() error { return ServeHTTP(ctx, ln, h) })
 	}
 	return p, nil
@@ -190,6 +188,17 @@ func (p *Pipeline) aggregateStats() aggregate.Stats {
 		sum.Lag += st.Lag
 	}
 	return sum
+}
+
+// aggregatorsReady is ready once every aggregator instance joined and
+// restored its partitions.
+func (p *Pipeline) aggregatorsReady() (ok bool, reason string) {
+	for i, a := range p.aggs {
+		if !a.Ready() {
+			return false, fmt.Sprintf("aggregator %d joining or restoring its partitions", i)
+		}
+	}
+	return true, ""
 }
 
 // IngestURL is the WebSocket URL devices connect to.

@@ -242,3 +242,12 @@ func (r *Reader) publish() {
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
 }
+
+// Ready is the reader's readiness check (api.ReadyCheck): ready once it
+// caught up, so that its snapshot is complete.
+func (r *Reader) Ready() (ok bool, reason string) {
+	if r.follower.CaughtUpNow() {
+		return true, ""
+	}
+	return false, "fleet reader catching up with the state topic"
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/fleet"
 )
 
@@ -37,19 +38,19 @@ func Once(w io.Writer, d Data, o Options, width int) error {
 
 // treeJSON is the fleet node with its regions.
 type treeJSON struct {
-	fleet.NodeJSON
+	api.NodeJSON
 	Regions  []regionJSON       `json:"regions"`
-	Pipeline fleet.PipelineJSON `json:"pipeline"`
+	Pipeline api.PipelineJSON `json:"pipeline"`
 }
 
 type regionJSON struct {
-	fleet.NodeJSON
+	api.NodeJSON
 	Substations []substationJSON `json:"substations"`
 }
 
 type substationJSON struct {
-	fleet.NodeJSON
-	Sites []fleet.SiteJSON `json:"sites"`
+	api.NodeJSON
+	Sites []api.SiteJSON `json:"sites"`
 }
 
 // OnceJSON writes the whole fleet tree as one JSON document (`vpp top
@@ -62,17 +63,17 @@ func OnceJSON(w io.Writer, snap *fleet.Snapshot) error {
 		snap = fleet.EmptySnapshot()
 	}
 	now := time.Now()
-	t := treeJSON{NodeJSON: fleet.NewNodeJSON(snap.Fleet), Regions: make([]regionJSON, 0, len(snap.Regions())), Pipeline: fleet.NewPipelineJSON(&snap.Pipeline)}
+	t := treeJSON{NodeJSON: api.NewNodeJSON(snap.Fleet), Regions: make([]regionJSON, 0, len(snap.Regions())), Pipeline: api.NewPipelineJSON(&snap.Pipeline)}
 	for _, reg := range snap.Regions() {
-		rj := regionJSON{NodeJSON: fleet.NewNodeJSON(reg), Substations: make([]substationJSON, 0, len(reg.Children))}
+		rj := regionJSON{NodeJSON: api.NewNodeJSON(reg), Substations: make([]substationJSON, 0, len(reg.Children))}
 		for _, sub := range reg.Children {
-			sj := substationJSON{NodeJSON: fleet.NewNodeJSON(sub), Sites: make([]fleet.SiteJSON, 0, len(sub.Children))}
+			sj := substationJSON{NodeJSON: api.NewNodeJSON(sub), Sites: make([]api.SiteJSON, 0, len(sub.Children))}
 			for _, site := range sub.Children {
-				devs := make([]fleet.DeviceJSON, 0, len(site.Devices()))
+				devs := make([]api.DeviceJSON, 0, len(site.Devices()))
 				for _, d := range site.Devices() {
-					devs = append(devs, fleet.NewDeviceJSON(d, now))
+					devs = append(devs, api.NewDeviceJSON(d, now))
 				}
-				sj.Sites = append(sj.Sites, fleet.SiteJSON{NodeJSON: fleet.NewNodeJSON(site), DeviceList: devs})
+				sj.Sites = append(sj.Sites, api.SiteJSON{NodeJSON: api.NewNodeJSON(site), DeviceList: devs})
 			}
 			rj.Substations = append(rj.Substations, sj)
 		}

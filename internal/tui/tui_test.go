@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -419,15 +420,15 @@ func TestOnceJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got struct {
-		fleet.NodeJSON
+		api.NodeJSON
 		Regions []struct {
-			fleet.NodeJSON
+			api.NodeJSON
 			Substations []struct {
-				fleet.NodeJSON
-				Sites []fleet.SiteJSON `json:"sites"`
+				api.NodeJSON
+				Sites []api.SiteJSON `json:"sites"`
 			} `json:"substations"`
 		} `json:"regions"`
-		Pipeline fleet.PipelineJSON `json:"pipeline"`
+		Pipeline api.PipelineJSON `json:"pipeline"`
 	}
 	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,9 @@
-package fleet
+package api
 
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/vppctl/vpp/internal/fleet"
 	"math"
 	"net/http"
 	"strconv"
@@ -38,7 +39,7 @@ type NodeJSON struct {
 }
 
 // NewNodeJSON converts a node to its JSON form.
-func NewNodeJSON(n *Node) NodeJSON {
+func NewNodeJSON(n *fleet.Node) NodeJSON {
 	r := &n.Rollup
 	j := NodeJSON{
 		ID:                  n.ID,
@@ -64,7 +65,7 @@ func NewNodeJSON(n *Node) NodeJSON {
 	if lo, hi, ok := r.TemperatureRangeC(); ok {
 		j.TemperatureMinC, j.TemperatureMaxC = &lo, &hi
 	}
-	if n.Kind == KindSite {
+	if n.Kind == fleet.KindSite {
 		p := n.Site.GetPartition()
 		j.Partition = &p
 		j.Children = len(n.Site.GetDevices())
@@ -111,7 +112,7 @@ func NewDeviceJSON(d *vppv1.DeviceState, now time.Time) DeviceJSON {
 		ReadingAt:           msTime(l.GetTsMs()),
 		AppliedAt:           msTime(d.GetAppliedMs()),
 		Offline:             d.GetOffline(),
-		Mode:                ModeName(l.GetMode()),
+		Mode:                fleet.ModeName(l.GetMode()),
 		SoCPct:              finite(l.GetSocPct()),
 		SoHPct:              finite(l.GetSohPct()),
 		PowerKW:             finite(l.GetPowerKw()),
@@ -122,7 +123,7 @@ func NewDeviceJSON(d *vppv1.DeviceState, now time.Time) DeviceJSON {
 		EnergyKWh:           finite(l.GetSocPct() / 100 * l.GetCapacityKwh()),
 		MaxChargeKW:         finite(l.GetMaxChargeKw()),
 		MaxDischargeKW:      finite(l.GetMaxDischargeKw()),
-		Alarms:              AlarmNames(l.GetAlarms()),
+		Alarms:              fleet.AlarmNames(l.GetAlarms()),
 		AlarmBits:           l.GetAlarms(),
 		HeadroomDischargeKW: finite(d.GetHeadroomDischargeKw()),
 		HeadroomChargeKW:    finite(d.GetHeadroomChargeKw()),
@@ -184,7 +185,7 @@ type PartitionJSON struct {
 }
 
 // NewPipelineJSON converts the pipeline accounting to its JSON form.
-func NewPipelineJSON(p *Pipeline) PipelineJSON {
+func NewPipelineJSON(p *fleet.Pipeline) PipelineJSON {
 	var j PipelineJSON
 	if !p.UpdatedAt.IsZero() {
 		j.UpdatedAt = p.UpdatedAt.Format(time.RFC3339Nano)
@@ -220,7 +221,7 @@ func NewPipelineJSON(p *Pipeline) PipelineJSON {
 			Partition:     ps.GetPartition(),
 			NextOffset:    ps.GetNextOffset(),
 			HighWaterMark: ps.GetHighWaterMark(),
-			Lag:           PartitionLag(ps),
+			Lag:           fleet.PartitionLag(ps),
 			Consumed:      ps.GetConsumed(),
 			Applied:       ps.GetApplied(),
 			Duplicates:    ps.GetDuplicates(),
@@ -252,9 +253,8 @@ type SiteJSON struct {
 	DeviceList []DeviceJSON `json:"device_list"`
 }
 
-// NewAPI returns the read-only HTTP API over the snapshots of src:
+// FleetHandler returns the read-only JSON API over the snapshots of src:
 //
-//	GET /healthz                       {"status":"ok"}
 //	GET /api/metrics/fleet             the fleet node
 //	GET /api/metrics/regions           the region nodes (a JSON array)
 //	GET /api/metrics/regions/{id}      a region and its substations
@@ -264,15 +264,12 @@ type SiteJSON struct {
 //
 // Unknown IDs and paths answer 404, other methods 405, both with a JSON
 // body {"error": "..."}. now gives device ages; nil means time.Now.
-func NewAPI(src SnapshotSource, now func() time.Time) http.Handler {
+func FleetHandler(src fleet.SnapshotSource, now func() time.Time) http.Handler {
 	if now == nil {
 		now = time.Now
 	}
-	a := &api{src: src, now: now}
+	a := &fleetAPI{src: src, now: now}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
 	mux.HandleFunc("GET /api/metrics/fleet", a.fleet)
 	mux.HandleFunc("GET /api/metrics/regions", a.regions)
 	mux.HandleFunc("GET /api/metrics/regions/{id}", a.region)
@@ -282,20 +279,20 @@ func NewAPI(src SnapshotSource, now func() time.Time) http.Handler {
 	return jsonFallback{mux}
 }
 
-type api struct {
-	src SnapshotSource
+type fleetAPI struct {
+	src fleet.SnapshotSource
 	now func() time.Time
 }
 
-func (a *api) fleet(w http.ResponseWriter, _ *http.Request) {
+func (a *fleetAPI) fleet(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, NewNodeJSON(a.src.Snapshot().Fleet))
 }
 
-func (a *api) regions(w http.ResponseWriter, _ *http.Request) {
+func (a *fleetAPI) regions(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, nodesJSON(a.src.Snapshot().Regions()))
 }
 
-func (a *api) region(w http.ResponseWriter, r *http.Request) {
+func (a *fleetAPI) region(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	n := a.src.Snapshot().Region(id)
 	if n == nil {
@@ -305,7 +302,7 @@ func (a *api) region(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, RegionJSON{NodeJSON: NewNodeJSON(n), Substations: nodesJSON(n.Children)})
 }
 
-func (a *api) substation(w http.ResponseWriter, r *http.Request) {
+func (a *fleetAPI) substation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	n := a.src.Snapshot().Substation(id)
 	if n == nil {
@@ -315,7 +312,7 @@ func (a *api) substation(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, SubstationJSON{NodeJSON: NewNodeJSON(n), Sites: nodesJSON(n.Children)})
 }
 
-func (a *api) site(w http.ResponseWriter, r *http.Request) {
+func (a *fleetAPI) site(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	n := a.src.Snapshot().Site(id)
 	if n == nil {
@@ -330,12 +327,12 @@ func (a *api) site(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, SiteJSON{NodeJSON: NewNodeJSON(n), DeviceList: devs})
 }
 
-func (a *api) pipeline(w http.ResponseWriter, _ *http.Request) {
+func (a *fleetAPI) pipeline(w http.ResponseWriter, _ *http.Request) {
 	s := a.src.Snapshot()
 	writeJSON(w, http.StatusOK, NewPipelineJSON(&s.Pipeline))
 }
 
-func nodesJSON(ns []*Node) []NodeJSON {
+func nodesJSON(ns []*fleet.Node) []NodeJSON {
 	out := make([]NodeJSON, 0, len(ns))
 	for _, n := range ns {
 		out = append(out, NewNodeJSON(n))

@@ -1,15 +1,10 @@
-// Package web serves a small live web page over the fleet snapshots: the
-// fleet KPIs, the region table and sparklines, updated by Server-Sent
-// Events. The page is one self-contained HTML document (inline CSS and
-// JavaScript, no external resources) embedded in the binary.
-//
-// Mount it next to the JSON API on the same mux:
-//
-//	page := web.Handler(reader, reader.Changed)
-//	mux.Handle("GET /{$}", page)         // the page, at exactly /
-//	mux.Handle("GET /api/stream", page)  // the event stream
-//	mux.Handle("/", fleet.NewAPI(reader, time.Now))
-package web
+// page.go serves a small live web page over the fleet snapshots: the fleet
+// KPIs, the region table and sparklines, updated by Server-Sent Events. The
+// page is one self-contained HTML document (inline CSS and JavaScript, no
+// external resources) embedded in the binary. NewMux mounts it at / and
+// StreamPath.
+
+package api
 
 import (
 	"bytes"
@@ -25,7 +20,7 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 )
 
-// Paths the handler serves.
+// Paths the page handler serves.
 const (
 	// PagePath is the page.
 	PagePath = "/"
@@ -33,7 +28,7 @@ const (
 	StreamPath = "/api/stream"
 )
 
-// Defaults of Config.
+// Defaults of PageConfig.
 const (
 	// DefaultMinInterval is the shortest time between two events of one
 	// stream: changes in between are coalesced into the latest state.
@@ -52,12 +47,12 @@ const (
 //go:embed page.html
 var page []byte
 
-// Config configures the handler.
-type Config struct {
+// PageConfig configures the page handler.
+type PageConfig struct {
 	// Source serves the snapshots; required.
 	Source fleet.SnapshotSource
 	// Changed returns a channel closed when the next snapshot is published
-	// (fleet.Reader.Changed). Nil polls Source every MinInterval.
+	// (reader.Reader.Changed). Nil polls Source every MinInterval.
 	Changed func() <-chan struct{}
 	// MinInterval is the shortest time between two events of one stream
 	// (default DefaultMinInterval).
@@ -76,11 +71,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Handler returns the page and the event stream over src with the default
-// settings; changed is fleet.Reader.Changed (nil polls src). It serves
+// Page returns the page and the event stream over src with the default
+// settings; changed is reader.Reader.Changed (nil polls src). It serves
 // GET / (the page) and GET /api/stream (the events), and 404 otherwise.
-func Handler(src fleet.SnapshotSource, changed func() <-chan struct{}) http.Handler {
-	h, err := New(Config{Source: src, Changed: changed})
+func Page(src fleet.SnapshotSource, changed func() <-chan struct{}) http.Handler {
+	h, err := NewPage(PageConfig{Source: src, Changed: changed})
 	if err != nil {
 		// Only a nil source fails; serve the error rather than panic.
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -90,8 +85,8 @@ func Handler(src fleet.SnapshotSource, changed func() <-chan struct{}) http.Hand
 	return h
 }
 
-// New returns the page and event stream handler configured by cfg.
-func New(cfg Config) (http.Handler, error) {
+// NewPage returns the page and event stream handler configured by cfg.
+func NewPage(cfg PageConfig) (http.Handler, error) {
 	if cfg.Source == nil {
 		return nil, fmt.Errorf("web handler: no snapshot source")
 	}
@@ -132,7 +127,7 @@ func New(cfg Config) (http.Handler, error) {
 // server holds the handler's configuration; it has no other mutable state
 // than the stream slots.
 type server struct {
-	cfg   Config
+	cfg   PageConfig
 	log   *slog.Logger
 	slots chan struct{}
 	csp   string

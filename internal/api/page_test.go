@@ -1,4 +1,4 @@
-package web_test
+package api_test
 
 import (
 	"bufio"
@@ -14,12 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/fleet"
-	"github.com/vppctl/vpp/internal/web"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
-// source is a fleet.SnapshotSource that publishes like fleet.Reader: every
+// source is a fleet.SnapshotSource that publishes like reader.Reader: every
 // change stores a new snapshot and closes the Changed channel.
 type source struct {
 	mu      sync.Mutex
@@ -82,17 +82,17 @@ type sseClient struct {
 
 func dialStream(ctx context.Context, t *testing.T, url string) *sseClient {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+web.StreamPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+api.StreamPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", web.StreamPath, err)
+		t.Fatalf("GET %s: %v", api.StreamPath, err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", web.StreamPath, resp.Status)
+		t.Fatalf("GET %s: %s", api.StreamPath, resp.Status)
 	}
 	return &sseClient{resp: resp, r: bufio.NewReader(resp.Body)}
 }
@@ -122,7 +122,7 @@ func (c *sseClient) next() (sseEvent, error) {
 }
 
 // nextState reads messages until a "state" event and decodes it.
-func (c *sseClient) nextState(t *testing.T) (web.Event, string) {
+func (c *sseClient) nextState(t *testing.T) (api.Event, string) {
 	t.Helper()
 	for {
 		e, err := c.next()
@@ -132,7 +132,7 @@ func (c *sseClient) nextState(t *testing.T) (web.Event, string) {
 		if e.event != "state" {
 			continue
 		}
-		var ev web.Event
+		var ev api.Event
 		if err := json.Unmarshal([]byte(e.data), &ev); err != nil {
 			t.Fatalf("decode event %q: %v", e.data, err)
 		}
@@ -143,9 +143,9 @@ func (c *sseClient) nextState(t *testing.T) (web.Event, string) {
 	}
 }
 
-func newServer(t *testing.T, cfg web.Config) *httptest.Server {
+func newServer(t *testing.T, cfg api.PageConfig) *httptest.Server {
 	t.Helper()
-	h, err := web.New(cfg)
+	h, err := api.NewPage(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func newServer(t *testing.T, cfg web.Config) *httptest.Server {
 }
 
 func TestPage(t *testing.T) {
-	srv := newServer(t, web.Config{Source: newSource()})
+	srv := newServer(t, api.PageConfig{Source: newSource()})
 	resp, err := http.Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func TestStreamEventOnChange(t *testing.T) {
 	defer cancel()
 	src := newSource()
 	src.addSite("north", "s1", 2, 1.5)
-	srv := newServer(t, web.Config{Source: src, Changed: src.Changed, MinInterval: 20 * time.Millisecond})
+	srv := newServer(t, api.PageConfig{Source: src, Changed: src.Changed, MinInterval: 20 * time.Millisecond})
 	c := dialStream(ctx, t, srv.URL)
 	if ct := c.resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Errorf("Content-Type = %q", ct)
@@ -252,7 +252,7 @@ func TestStreamEventOnChange(t *testing.T) {
 	if err := json.Unmarshal([]byte(data), &raw); err != nil {
 		t.Fatal(err)
 	}
-	wantFleet, _ := json.Marshal(fleet.NewNodeJSON(snap.Fleet))
+	wantFleet, _ := json.Marshal(api.NewNodeJSON(snap.Fleet))
 	if string(raw.Fleet) != string(wantFleet) {
 		t.Errorf("fleet JSON\n got %s\nwant %s", raw.Fleet, wantFleet)
 	}
@@ -260,7 +260,7 @@ func TestStreamEventOnChange(t *testing.T) {
 		t.Fatalf("regions: %d, want 2", len(raw.Regions))
 	}
 	for i, r := range snap.Regions() {
-		want, _ := json.Marshal(fleet.NewNodeJSON(r))
+		want, _ := json.Marshal(api.NewNodeJSON(r))
 		if string(raw.Regions[i]) != string(want) {
 			t.Errorf("region %d JSON\n got %s\nwant %s", i, raw.Regions[i], want)
 		}
@@ -277,7 +277,7 @@ func TestStreamCoalescesChanges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	src := newSource()
-	srv := newServer(t, web.Config{Source: src, Changed: src.Changed, MinInterval: 300 * time.Millisecond})
+	srv := newServer(t, api.PageConfig{Source: src, Changed: src.Changed, MinInterval: 300 * time.Millisecond})
 	c := dialStream(ctx, t, srv.URL)
 	first, _ := c.nextState(t)
 	start := time.Now()
@@ -304,7 +304,7 @@ func TestStreamHeartbeat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	src := newSource()
-	srv := newServer(t, web.Config{Source: src, Changed: src.Changed, Heartbeat: 50 * time.Millisecond})
+	srv := newServer(t, api.PageConfig{Source: src, Changed: src.Changed, Heartbeat: 50 * time.Millisecond})
 	c := dialStream(ctx, t, srv.URL)
 	c.nextState(t)
 	beats := 0
@@ -328,7 +328,7 @@ func TestStreamPollsWithoutChanged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	src := newSource()
-	srv := newServer(t, web.Config{Source: src, MinInterval: 20 * time.Millisecond})
+	srv := newServer(t, api.PageConfig{Source: src, MinInterval: 20 * time.Millisecond})
 	c := dialStream(ctx, t, srv.URL)
 	if ev, _ := c.nextState(t); ev.AgeMS != nil || ev.Regions == nil || len(ev.Regions) != 0 {
 		t.Errorf("empty fleet: age %v regions %v, want null and []", ev.AgeMS, ev.Regions)
@@ -341,7 +341,7 @@ func TestStreamPollsWithoutChanged(t *testing.T) {
 
 func TestStreamStopsOnDisconnect(t *testing.T) {
 	src := newSource()
-	h, err := web.New(web.Config{Source: src, Changed: src.Changed, MaxStreams: 1})
+	h, err := api.NewPage(api.PageConfig{Source: src, Changed: src.Changed, MaxStreams: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func TestStreamStopsOnDisconnect(t *testing.T) {
 	c.nextState(t)
 
 	// The only slot is taken: a second stream is refused.
-	resp, err := http.Get(srv.URL + web.StreamPath)
+	resp, err := http.Get(srv.URL + api.StreamPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,12 +382,12 @@ func TestStreamStopsOnDisconnect(t *testing.T) {
 
 func TestStreamEndsWithServerContext(t *testing.T) {
 	src := newSource()
-	h, err := web.New(web.Config{Source: src, Changed: src.Changed})
+	h, err := api.NewPage(api.PageConfig{Source: src, Changed: src.Changed})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	req := httptest.NewRequestWithContext(ctx, http.MethodGet, web.StreamPath, nil)
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, api.StreamPath, nil)
 	rec := httptest.NewRecorder()
 	done := make(chan struct{})
 	go func() {
@@ -410,26 +410,28 @@ func TestStreamEndsWithServerContext(t *testing.T) {
 }
 
 func TestNewRequiresSource(t *testing.T) {
-	if _, err := web.New(web.Config{}); err == nil {
+	if _, err := api.NewPage(api.PageConfig{}); err == nil {
 		t.Fatal("New without a source: no error")
 	}
 	rec := httptest.NewRecorder()
-	web.Handler(nil, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	api.Page(nil, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 	if rec.Code != http.StatusInternalServerError {
 		t.Errorf("Handler(nil): %d, want 500", rec.Code)
 	}
 }
 
-// TestMountedNextToAPI mounts the page as cmd/vpp and the pipeline do: the
-// page at exactly GET /, the stream, and the JSON API for everything else.
+// TestMountedNextToAPI mounts the page as NewMux does (without its guard):
+// the page at exactly GET /, the stream, the health endpoints and the JSON
+// API for everything else.
 func TestMountedNextToAPI(t *testing.T) {
 	src := newSource()
 	src.addSite("north", "s1", 3, 1)
 	mux := http.NewServeMux()
-	page := web.Handler(src, src.Changed)
+	page := api.Page(src, src.Changed)
 	mux.Handle("GET /{$}", page)
-	mux.Handle("GET "+web.StreamPath, page)
-	mux.Handle("/", fleet.NewAPI(src, time.Now))
+	mux.Handle("GET "+api.StreamPath, page)
+	mux.Handle("GET /healthz", api.Health())
+	mux.Handle("/", api.FleetHandler(src, time.Now))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
@@ -446,7 +448,7 @@ func TestMountedNextToAPI(t *testing.T) {
 		{http.MethodGet, "/api/metrics/regions/north", http.StatusOK, "application/json", `"substations"`},
 		{http.MethodGet, "/nope", http.StatusNotFound, "application/json", `"error"`},
 		{http.MethodPost, "/", http.StatusNotFound, "application/json", `"error"`}, // as before the page existed
-		{http.MethodHead, web.StreamPath, http.StatusOK, "text/event-stream", ""},
+		{http.MethodHead, api.StreamPath, http.StatusOK, "text/event-stream", ""},
 	} {
 		req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
 		if err != nil {

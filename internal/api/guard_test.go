@@ -1,4 +1,4 @@
-package apiguard
+package api
 
 import (
 	"net/http"
@@ -16,7 +16,7 @@ func TestGuard(t *testing.T) {
 	mux.Handle("/metrics", ok)
 	mux.Handle("GET /{$}", ok)
 	const tok = "0123456789abcdef-token"
-	h := Wrap(mux, Options{Token: tok, CORSOrigin: "https://ops.example"})
+	h := Guard(mux, GuardOptions{Token: tok, CORSOrigin: "https://ops.example"})
 	for _, tc := range []struct {
 		method, path, auth, origin string
 		want                       int
@@ -65,7 +65,7 @@ func TestGuard(t *testing.T) {
 }
 
 func TestCORSOffByDefault(t *testing.T) {
-	h := Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), Options{})
+	h := Guard(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), GuardOptions{})
 	r := httptest.NewRequest("GET", "/api/metrics/fleet", nil)
 	r.Header.Set("Origin", "https://evil.example")
 	w := httptest.NewRecorder()
@@ -75,11 +75,11 @@ func TestCORSOffByDefault(t *testing.T) {
 	}
 	r.Header.Set("Origin", "https://ops.example")
 	w = httptest.NewRecorder()
-	Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), Options{CORSOrigin: "https://ops.example"}).ServeHTTP(w, r)
+	Guard(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), GuardOptions{CORSOrigin: "https://ops.example"}).ServeHTTP(w, r)
 	if w.Header().Get("Access-Control-Allow-Origin") != "https://ops.example" {
 		t.Fatalf("allowed origin not echoed: %v", w.Header())
 	}
-	if (Options{Token: "short"}).Validate() == nil {
+	if (GuardOptions{Token: "short"}).Validate() == nil {
 		t.Fatal("short token accepted")
 	}
 }

@@ -1,8 +1,8 @@
-// Package apiguard wraps vpp's read-only HTTP API (aggregate --http, the
-// demo): only GET and HEAD are served (other methods 405), /api/* and
-// /metrics optionally need a bearer token, and CORS headers are sent only
-// for an explicitly allowed origin.
-package apiguard
+// guard.go wraps the read-only HTTP API: only GET and HEAD are served
+// (other methods 405), /api/* and /metrics optionally need a bearer token,
+// and CORS headers are sent only for an explicitly allowed origin.
+
+package api
 
 import (
 	"crypto/sha256"
@@ -17,12 +17,8 @@ import (
 // MinTokenBytes is the shortest API token accepted.
 const MinTokenBytes = 16
 
-// StreamPath is the one protected path that also takes the token as the
-// token query parameter: a browser's EventSource cannot set headers.
-const StreamPath = "/api/stream"
-
-// Options configure Wrap.
-type Options struct {
+// GuardOptions configure Guard.
+type GuardOptions struct {
 	// Token, when set, is the bearer token /api/* and /metrics require
 	// (401 otherwise). /healthz, /readyz and the page at / stay open.
 	Token string
@@ -32,15 +28,17 @@ type Options struct {
 }
 
 // Validate checks the options.
-func (o Options) Validate() error {
+func (o GuardOptions) Validate() error {
 	if o.Token != "" && len(o.Token) < MinTokenBytes {
 		return errors.New("api token: want at least 16 characters")
 	}
 	return nil
 }
 
-// Wrap returns h behind the guard.
-func Wrap(h http.Handler, o Options) http.Handler {
+// Guard returns h behind the guard. StreamPath is the one protected path
+// that also takes the token as the token query parameter: a browser's
+// EventSource cannot set headers.
+func Guard(h http.Handler, o GuardOptions) http.Handler {
 	g := &guard{next: h, cors: o.CORSOrigin}
 	if o.Token != "" {
 		sum := sha256.Sum256([]byte(o.Token))

@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"context"
@@ -28,9 +28,9 @@ type Event struct {
 	// their clock's offset from the server's does not matter.
 	AgeMS *int64 `json:"age_ms"`
 	// Fleet is the fleet node, as GET /api/metrics/fleet.
-	Fleet fleet.NodeJSON `json:"fleet"`
+	Fleet NodeJSON `json:"fleet"`
 	// Regions are the region nodes, as GET /api/metrics/regions.
-	Regions []fleet.NodeJSON `json:"regions"`
+	Regions []NodeJSON `json:"regions"`
 }
 
 // NewEvent builds the event of a snapshot at time now.
@@ -38,11 +38,11 @@ func NewEvent(s *fleet.Snapshot, now time.Time) Event {
 	e := Event{
 		Version:    s.Version,
 		ServerTime: now.UTC().Format(time.RFC3339Nano),
-		Fleet:      fleet.NewNodeJSON(s.Fleet),
-		Regions:    make([]fleet.NodeJSON, 0, len(s.Regions())),
+		Fleet:      NewNodeJSON(s.Fleet),
+		Regions:    make([]NodeJSON, 0, len(s.Regions())),
 	}
 	for _, r := range s.Regions() {
-		e.Regions = append(e.Regions, fleet.NewNodeJSON(r))
+		e.Regions = append(e.Regions, NewNodeJSON(r))
 	}
 	if at := s.UpdatedAt(); !at.IsZero() {
 		e.UpdatedAt = at.UTC().Format(time.RFC3339Nano)

@@ -1,4 +1,4 @@
-package web_test
+package api_test
 
 import (
 	"bytes"
@@ -22,11 +22,10 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
-	"github.com/vppctl/vpp/internal/web"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -217,16 +216,16 @@ func getJSON(ctx context.Context, url string, v any) error {
 }
 
 // waitFleet polls the API until the fleet has devices devices.
-func waitFleet(ctx context.Context, t *testing.T, api string, devices int64) (fleet.NodeJSON, []fleet.NodeJSON) {
+func waitFleet(ctx context.Context, t *testing.T, base string, devices int64) (api.NodeJSON, []api.NodeJSON) {
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		var f fleet.NodeJSON
-		var regions []fleet.NodeJSON
-		err := getJSON(wctx, api+"/api/metrics/fleet", &f)
+		var f api.NodeJSON
+		var regions []api.NodeJSON
+		err := getJSON(wctx, base+"/api/metrics/fleet", &f)
 		if err == nil && f.Devices == devices {
-			if err = getJSON(wctx, api+"/api/metrics/regions", &regions); err == nil {
+			if err = getJSON(wctx, base+"/api/metrics/regions", &regions); err == nil {
 				return f, regions
 			}
 		}
@@ -308,14 +307,14 @@ func TestBrowserLivePage(t *testing.T) {
 			t.Errorf("pipeline shutdown: %v", err)
 		}
 	}()
-	api := p.APIURL()
+	apiURL := p.APIURL()
 
 	runSim(ctx, t, p, 120, 1200)
-	want, regions := waitFleet(ctx, t, api, 120)
+	want, regions := waitFleet(ctx, t, apiURL, 120)
 
 	tab := watch(bctx)
 	setColorScheme(bctx, t, "light")
-	if err := chromedp.Do(bctx, chromedp.Navigate(api+"/")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(apiURL+"/")); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}
 	if title, err := chromedp.Run(bctx, chromedp.Title()); err != nil || title != "vpp · fleet" {
@@ -344,7 +343,7 @@ func TestBrowserLivePage(t *testing.T) {
 		t.Fatal(err)
 	}
 	runSim(ctx, t, p, 200, 2000)
-	want, _ = waitFleet(ctx, t, api, 200)
+	want, _ = waitFleet(ctx, t, apiURL, 200)
 	waitPage(bctx, t, "fleet devices follow the API", devicesExpr, func(s string) bool { n, ok := count(s); return ok && n == want.Devices })
 	if same, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`window.__sameDocument === true`)); err != nil || !same {
 		t.Errorf("the page reloaded instead of updating live (err %v)", err)
@@ -355,7 +354,7 @@ func TestBrowserLivePage(t *testing.T) {
 	screenshot(bctx, t, "web-page-light.png")
 	setColorScheme(bctx, t, "dark")
 	screenshot(bctx, t, "web-page-dark.png")
-	tab.check(t, api)
+	tab.check(t, apiURL)
 }
 
 // TestBrowserStaleBadge serves data a minute old: the page must show the
@@ -372,7 +371,7 @@ func TestBrowserStaleBadge(t *testing.T) {
 	}}})
 	src.snap = src.tree.Snapshot()
 	src.mu.Unlock()
-	srv := httptest.NewServer(web.Handler(src, src.Changed))
+	srv := httptest.NewServer(api.Page(src, src.Changed))
 	t.Cleanup(srv.Close) // after the browser closed its event stream
 	bctx := browser(ctx, t)
 

@@ -1,7 +1,8 @@
-package fleet
+package api
 
 import (
 	"encoding/json"
+	"github.com/vppctl/vpp/internal/fleet"
 	"io"
 	"math"
 	"net/http"
@@ -13,14 +14,14 @@ import (
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
-type fixedSource struct{ s *Snapshot }
+type fixedSource struct{ s *fleet.Snapshot }
 
-func (f fixedSource) Snapshot() *Snapshot { return f.s }
+func (f fixedSource) Snapshot() *fleet.Snapshot { return f.s }
 
 // apiFleet: two regions; r1 has substations x1 (sites a, b) and x2 (site c);
 // r2 has substation y1 (site d).
-func apiFleet() *Tree {
-	tree := NewTree()
+func apiFleet() *fleet.Tree {
+	tree := fleet.NewTree()
 	dev := func(id string, soc, power, capacity, temp float64, alarms uint32, offline bool) *vppv1.DeviceState {
 		return &vppv1.DeviceState{
 			Last: reading(id, 3, soc, power, capacity, temp, alarms), AppliedMs: 1_700_000_000_000, Offline: offline,
@@ -64,7 +65,7 @@ func get(t *testing.T, h http.Handler, method, path string) (int, http.Header, m
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestAPIFleet(t *testing.T) {
-	h := NewAPI(fixedSource{apiFleet().Snapshot()}, nil)
+	h := FleetHandler(fixedSource{apiFleet().Snapshot()}, nil)
 	code, hdr, m, body := get(t, h, http.MethodGet, "/api/metrics/fleet")
 	if code != 200 || hdr.Get("Content-Type") != "application/json" {
 		t.Fatalf("code %d type %q", code, hdr.Get("Content-Type"))
@@ -103,7 +104,7 @@ func TestAPIFleet(t *testing.T) {
 }
 
 func TestAPIHierarchy(t *testing.T) {
-	h := NewAPI(fixedSource{apiFleet().Snapshot()}, func() time.Time { return time.UnixMilli(1_700_000_010_000) })
+	h := FleetHandler(fixedSource{apiFleet().Snapshot()}, func() time.Time { return time.UnixMilli(1_700_000_010_000) })
 
 	code, _, _, body := get(t, h, http.MethodGet, "/api/metrics/regions")
 	var regions []map[string]any
@@ -154,7 +155,7 @@ func TestAPIHierarchy(t *testing.T) {
 }
 
 func TestAPIErrors(t *testing.T) {
-	h := NewAPI(fixedSource{apiFleet().Snapshot()}, nil)
+	h := FleetHandler(fixedSource{apiFleet().Snapshot()}, nil)
 	for _, tc := range []struct{ path, msg string }{
 		{"/api/metrics/regions/x", `region "x" not found`},
 		{"/api/metrics/substations/nope", `substation "nope" not found`},
@@ -174,14 +175,15 @@ func TestAPIErrors(t *testing.T) {
 	if code != 405 {
 		t.Errorf("DELETE site: %d", code)
 	}
-	code, _, m, _ = get(t, h, http.MethodGet, "/healthz")
+	// The health endpoints sit beside the API on the one mux.
+	code, _, m, _ = get(t, NewMux(MuxConfig{Fleet: fixedSource{apiFleet().Snapshot()}}), http.MethodGet, "/healthz")
 	if code != 200 || m["status"] != "ok" {
 		t.Errorf("healthz %d %v", code, m)
 	}
 }
 
 func TestAPIPipeline(t *testing.T) {
-	h := NewAPI(fixedSource{apiFleet().Snapshot()}, nil)
+	h := FleetHandler(fixedSource{apiFleet().Snapshot()}, nil)
 	code, _, m, body := get(t, h, http.MethodGet, "/api/metrics/pipeline")
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
@@ -206,12 +208,20 @@ func TestAPIPipeline(t *testing.T) {
 }
 
 func TestAPIEmpty(t *testing.T) {
-	h := NewAPI(fixedSource{EmptySnapshot()}, nil)
+	h := FleetHandler(fixedSource{fleet.EmptySnapshot()}, nil)
 	code, _, m, body := get(t, h, http.MethodGet, "/api/metrics/fleet")
 	if code != 200 || m["devices"] != 0.0 || m["temperature_min_c"] != nil {
 		t.Fatalf("%d %s", code, body)
 	}
 	if code, _, _, body := get(t, h, http.MethodGet, "/api/metrics/regions"); code != 200 || strings.TrimSpace(body) != "[]" {
 		t.Fatalf("%d %s", code, body)
+	}
+}
+
+func reading(dev string, seq uint64, soc, power, capacity, temp float64, alarms uint32) *vppv1.Reading {
+	return &vppv1.Reading{
+		DeviceId: dev, Seq: seq, TsMs: 1_700_000_000_000 + int64(seq), SocPct: soc, SohPct: 97, PowerKw: power,
+		VoltageV: 400, CurrentA: power * 2.5, TemperatureC: temp, CapacityKwh: capacity,
+		MaxChargeKw: 5, MaxDischargeKw: 5, Mode: vppv1.Mode_MODE_IDLE, Alarms: alarms,
 	}
 }
