@@ -1,7 +1,10 @@
-// Package fleet is the reader side of vpp: the grid hierarchy (fleet →
-// regions → substations → sites → devices), its rollup math, a Kafka reader
-// that folds the compacted state and stats topics into that hierarchy, and
-// the HTTP API that serves it.
+// Package fleet is the model of the grid hierarchy (fleet → regions →
+// substations → sites → devices): the Tree that site states fold into, its
+// rollup math (DeviceContribution, Rollup), immutable Snapshots, and the
+// names of alarms and modes. It is shared by aggregate, the readers, the
+// API and the dashboard, and depends on no Kafka client and no net/http
+// (a test keeps it so): internal/reader feeds it from Kafka, internal/api
+// serves it.
 //
 // Rollups use integer fixed-point sums (1e-6 kW and 1e-6 kWh units), so an
 // incremental update (subtract the old contribution, add the new one) gives
