@@ -16,6 +16,7 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/pipeline"
+	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/sim"
 	"github.com/vppctl/vpp/internal/tui"
 	"github.com/vppctl/vpp/internal/units"
@@ -156,8 +157,8 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 
 	if tuiMode {
 		dctx, dcancel := context.WithCancel(ctx)
-		data, waitData := startTopData(dctx, p.Reader(), kopts, logger)
-		prog := tea.NewProgram(tui.New(data, tui.Options{Watch: data.watch}), tea.WithContext(ctx), tea.WithOutput(out))
+		data, waitData := reader.StartDashboard(dctx, p.Reader(), kopts, logger)
+		prog := tea.NewProgram(tui.New(data, tui.Options{Watch: data.Watch}), tea.WithContext(ctx), tea.WithOutput(out))
 		_, terr := prog.Run()
 		dcancel()
 		waitData()

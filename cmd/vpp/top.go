@@ -8,16 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 	"charm.land/ssh"
 	"github.com/spf13/cobra"
 
-	"github.com/vppctl/vpp/internal/fleet"
-	"github.com/vppctl/vpp/internal/history"
-	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/tui"
 	"github.com/vppctl/vpp/internal/tui/sshserve"
@@ -131,9 +127,9 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	go func() { done <- r.Run(rctx) }()
 	defer func() { cancel(); <-done }()
 
-	data, waitData := startTopData(rctx, r, o.kafka.options("vpp-top"), logger)
+	data, waitData := reader.StartDashboard(rctx, r, o.kafka.options("vpp-top"), logger)
 	defer func() { cancel(); waitData() }()
-	opts := tui.Options{Refresh: o.refresh, StaleAfter: o.stale, Watch: data.watch}
+	opts := tui.Options{Refresh: o.refresh, StaleAfter: o.stale, Watch: data.Watch}
 
 	if o.once {
 		wctx, wcancel := context.WithTimeout(ctx, o.catchUp)
@@ -177,60 +173,6 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 		return fmt.Errorf("dashboard: %w", err)
 	}
 	return nil
-}
-
-// topData is the dashboard's Data: the reader's snapshots and, until the
-// history store is wired, no series.
-//
-// TODO(history): replace Series with internal/history's Store (backfilled
-// from the history topic); the dashboard then draws its sparklines.
-// topData is what every dashboard of this process reads: the fleet reader,
-// and series from the history topic (fleet, regions, substations,
-// backfilled) and from the recorder (sites, watched devices, since start).
-type topData struct {
-	*reader.Reader
-	store *history.Store
-	rec   *history.Recorder
-}
-
-// Series implements history.Source.
-func (d *topData) Series(kind fleet.Kind, id string, m history.Metric, n int) []float64 {
-	return d.store.Series(kind, id, m, n)
-}
-
-// watch keeps a device's series while its detail view is open.
-func (d *topData) watch(siteID, deviceID string) func() { return d.rec.Watch(siteID, deviceID) }
-
-// startTopData starts the history reader and the recorder beside the fleet
-// reader r (which the caller runs). The returned wait function waits for
-// both to stop after ctx ends.
-func startTopData(ctx context.Context, r *reader.Reader, opts kafka.Options, logger *slog.Logger) (*topData, func()) {
-	opts.ClientID = "vpp-history"
-	hr := history.NewReader(opts, history.DefaultWindow, logger)
-	rec := history.NewRecorder(history.DefaultPoints)
-	d := &topData{Reader: r, store: history.NewStore(hr, rec), rec: rec}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := hr.Run(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("history reader stopped", "err", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				rec.Observe(r.Snapshot(), now)
-			}
-		}
-	}()
-	return d, wg.Wait
 }
 
 // sshLogger is the SSH server's logger: the log file when one is given,

@@ -1,0 +1,64 @@
+package reader
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/history"
+	"github.com/vppctl/vpp/internal/kafka"
+)
+
+// Dashboard is what every dashboard of a process reads (tui.Data): the
+// fleet reader's snapshots, and series from the history topic (fleet,
+// regions, substations, backfilled) and from the recorder (sites, watched
+// devices, since start).
+type Dashboard struct {
+	*Reader
+	store *history.Store
+	rec   *history.Recorder
+}
+
+// Series implements history.Source.
+func (d *Dashboard) Series(kind fleet.Kind, id string, m history.Metric, n int) []float64 {
+	return d.store.Series(kind, id, m, n)
+}
+
+// Watch keeps a device's series while its detail view is open; the
+// returned function stops watching.
+func (d *Dashboard) Watch(siteID, deviceID string) func() { return d.rec.Watch(siteID, deviceID) }
+
+// StartDashboard starts the history reader (client ID vpp-history) and the
+// recorder (one observation of r's snapshot per second) beside the fleet
+// reader r, which the caller runs. The returned wait function waits for
+// both to stop after ctx ends.
+func StartDashboard(ctx context.Context, r *Reader, opts kafka.Options, logger *slog.Logger) (*Dashboard, func()) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	opts.ClientID = "vpp-history"
+	hr := history.NewReader(opts, history.DefaultWindow, logger)
+	rec := history.NewRecorder(history.DefaultPoints)
+	d := &Dashboard{Reader: r, store: history.NewStore(hr, rec), rec: rec}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := hr.Run(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("history reader stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				rec.Observe(r.Snapshot(), now)
+			}
+		}
+	})
+	return d, wg.Wait
+}
