@@ -39,7 +39,7 @@ func Once(w io.Writer, d Data, o Options, width int) error {
 // treeJSON is the fleet node with its regions.
 type treeJSON struct {
 	api.NodeJSON
-	Regions  []regionJSON       `json:"regions"`
+	Regions  []regionJSON     `json:"regions"`
 	Pipeline api.PipelineJSON `json:"pipeline"`
 }
 
