@@ -29,9 +29,9 @@
 //     IdleCatchUp while below its mark, and had no consume error in that
 //     time, counts as read: compaction can remove the records just below a
 //     mark (an expired tombstone), and they never come. CaughtUp is called
-//     once, after the Flush of the batch that completed catch-up and before
-//     WaitCaughtUp returns, so that a caller's published state is complete
-//     when its waiters wake.
+//     once, before WaitCaughtUp returns and after the Flush of every record
+//     below the marks, so that a caller's published state is complete when
+//     its waiters wake. Catch-up is never undone by a later reconnect.
 //   - Ticks. Tick is called every TickInterval while connected, and once
 //     after every session ends.
 //

@@ -51,7 +51,6 @@ func WithClock(now func() time.Time) Option {
 // (1,011 nodes) × 900 s is 32.8 MB, plus the latest sample of every
 // partition (about 100 B per substation and partition).
 type Reader struct {
-	opts   kafka.Options
 	topic  string
 	window time.Duration
 	log    *slog.Logger
@@ -79,7 +78,6 @@ func NewReader(opts kafka.Options, window time.Duration, logger *slog.Logger, op
 		logger = slog.Default()
 	}
 	r := &Reader{
-		opts:   opts,
 		topic:  opts.Topics().History(),
 		window: window,
 		log:    logger.With("component", "history-reader"),
