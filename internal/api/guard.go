@@ -1,8 +1,8 @@
+package api
+
 // guard.go wraps the read-only HTTP API: only GET and HEAD are served
 // (other methods 405), /api/* and /metrics optionally need a bearer token,
 // and CORS headers are sent only for an explicitly allowed origin.
-
-package api
 
 import (
 	"crypto/sha256"

@@ -1,10 +1,10 @@
+package api
+
 // page.go serves a small live web page over the fleet snapshots: the fleet
 // KPIs, the region table and sparklines, updated by Server-Sent Events. The
 // page is one self-contained HTML document (inline CSS and JavaScript, no
 // external resources) embedded in the binary. NewMux mounts it at / and
 // StreamPath.
-
-package api
 
 import (
 	"bytes"
