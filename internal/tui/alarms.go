@@ -112,27 +112,46 @@ func collectAlarms(s *fleet.Snapshot) []alarmItem {
 // most once per snapshot version, and only while the view is shown.
 type alarmsView struct {
 	c       *common
+	short   []key.Binding
 	items   []alarmItem
 	version uint64
 	built   bool
 	// builds counts list computations (tests check the cache).
 	builds int
 
-	selID         string
-	cursor        int
-	offset        int
+	cur           listCursor
 	width, height int
 }
 
-func newAlarmsView(c *common) *alarmsView { return &alarmsView{c: c} }
+// screenAlarms is the alarms list.
+const screenAlarms screenID = "alarms"
 
-// SetSize implements component.
-func (a *alarmsView) SetSize(w, h int) {
-	a.width, a.height = w, h
-	a.scroll()
+func newAlarmsView(c *common) *alarmsView {
+	return &alarmsView{c: c, cur: newListCursor(), short: c.hints([]key.Binding{c.keys.Enter, c.keys.Back}, screenFleet, screenPipeline)}
 }
 
-// refresh recomputes the list when the snapshot version changed.
+// ShortHelp implements help.KeyMap: the alarms' hint bar.
+func (a *alarmsView) ShortHelp() []key.Binding { return a.short }
+
+// FullHelp implements help.KeyMap: the cursor's keys, open and back.
+func (a *alarmsView) FullHelp() [][]key.Binding {
+	return [][]key.Binding{a.cur.keys.help(), {a.c.keys.Enter, a.c.keys.Back}}
+}
+
+// Crumbs implements screen.
+func (a *alarmsView) Crumbs() []string { return []string{fleet.FleetID, "alarms"} }
+
+// SetSize implements screen.
+func (a *alarmsView) SetSize(w, h int) {
+	a.width, a.height = w, h
+	a.cur.setPage(max(1, a.height-2), a)
+}
+
+func (a *alarmsView) rowCount() int      { return len(a.items) }
+func (a *alarmsView) rowID(i int) string { return a.items[i].deviceID }
+
+// refresh implements refresher: it recomputes the list when the snapshot
+// version changed; the cursor follows the selected device.
 func (a *alarmsView) refresh() {
 	if a.built && a.version == a.c.snap.Version {
 		return
@@ -140,69 +159,81 @@ func (a *alarmsView) refresh() {
 	a.items = collectAlarms(a.c.snap)
 	a.version, a.built = a.c.snap.Version, true
 	a.builds++
-	// The cursor follows the selected device.
-	a.cursor = max(0, min(a.cursor, len(a.items)-1))
-	for i := range a.items {
-		if a.items[i].deviceID == a.selID {
-			a.cursor = i
-			break
-		}
-	}
-	a.sel()
-	a.scroll()
+	a.cur.follow(a)
 }
 
-func (a *alarmsView) sel() {
-	if a.cursor < len(a.items) {
-		a.selID = a.items[a.cursor].deviceID
-	}
-}
-
-func (a *alarmsView) pageRows() int { return max(1, a.height-2) }
-
-func (a *alarmsView) scroll() {
-	a.offset = scrollOffset(a.cursor, a.offset, a.pageRows(), len(a.items))
-}
-
-func (a *alarmsView) moveTo(i int) {
-	if len(a.items) == 0 {
-		return
-	}
-	a.cursor = max(0, min(i, len(a.items)-1))
-	a.sel()
-	a.scroll()
-}
-
-// Update implements component.
-func (a *alarmsView) Update(msg tea.Msg) tea.Cmd {
+// Update implements screen.
+func (a *alarmsView) Update(msg tea.Msg) (screen, tea.Cmd) {
 	kp, ok := msg.(tea.KeyPressMsg)
-	if !ok {
-		return nil
+	if !ok || a.cur.update(kp, a) {
+		return a, nil
 	}
-	k := &a.c.keys
 	switch {
-	case key.Matches(kp, k.Up):
-		a.moveTo(a.cursor - 1)
-	case key.Matches(kp, k.Down):
-		a.moveTo(a.cursor + 1)
-	case key.Matches(kp, k.PageUp):
-		a.moveTo(a.cursor - a.pageRows())
-	case key.Matches(kp, k.PageDown):
-		a.moveTo(a.cursor + a.pageRows())
-	case key.Matches(kp, k.Top):
-		a.moveTo(0)
-	case key.Matches(kp, k.Bottom):
-		a.moveTo(len(a.items) - 1)
-	case key.Matches(kp, k.Enter):
-		if a.cursor < len(a.items) {
-			it := a.items[a.cursor]
-			return func() tea.Msg { return openDeviceMsg{siteID: it.siteID, deviceID: it.deviceID} }
+	case key.Matches(kp, a.c.keys.Enter):
+		if i, ok := a.cur.at(a); ok {
+			it := a.items[i]
+			return a, func() tea.Msg { return openDeviceMsg{siteID: it.siteID, deviceID: it.deviceID} }
 		}
+	case key.Matches(kp, a.c.keys.Back):
+		return nil, nil
 	}
-	return nil
+	return a, nil
 }
 
-// View implements component.
+// alarmColumns are the widths of the alarm list's columns at a width; path
+// is 0 when the region/substation column is left out.
+type alarmColumns struct {
+	sev, dev, site, path, age, problem int
+}
+
+func alarmLayout(w int) alarmColumns {
+	c := alarmColumns{sev: 4, dev: 16, site: 12, path: 18, age: 7}
+	c.problem = w - marker - c.sev - c.dev - c.site - c.path - c.age - 5
+	if c.problem < 20 {
+		c.path = 0
+		c.problem = w - marker - c.sev - c.dev - c.site - c.age - 4
+	}
+	c.problem = max(1, c.problem)
+	return c
+}
+
+// What an alarm says: its cells.
+
+// alarmCells is what an alarm shows: severity (with its meaning), device,
+// site, region/substation, how long ago it was seen, and its problems.
+type alarmCells struct {
+	sev, dev, site, path, age, problem cell
+}
+
+func (a *alarmsView) cellsOf(it *alarmItem) alarmCells {
+	age := "—"
+	if it.appliedMS > 0 {
+		age = fmtAge(a.c.now.Sub(time.UnixMilli(it.appliedMS)))
+	}
+	return alarmCells{
+		sev:     cell{text: it.sev.String(), tone: it.sev.tone()},
+		dev:     cell{text: it.deviceID},
+		site:    cell{text: it.siteID},
+		path:    cell{text: it.path},
+		age:     cell{text: age},
+		problem: cell{text: it.words},
+	}
+}
+
+// tone is the meaning of a severity.
+func (s severity) tone() tone {
+	switch s {
+	case sevCrit:
+		return toneCrit
+	case sevWarn:
+		return toneWarn
+	}
+	return toneNone
+}
+
+// How it looks.
+
+// View implements screen.
 func (a *alarmsView) View() string {
 	st := &a.c.styles
 	var b strings.Builder
@@ -217,66 +248,51 @@ func (a *alarmsView) View() string {
 	}
 	left := st.Section.Render("alarms") + st.Dim.Render(" ("+itoa(len(a.items))+" devices: "+itoa(crit)+" critical, "+itoa(warn)+" offline) · severity, then newest")
 	right := ""
-	if len(a.items) > 0 {
-		right = st.Dim.Render(itoa(a.cursor+1) + "/" + itoa(len(a.items)))
+	if p := a.cur.position(a); p != "" {
+		right = st.Dim.Render(p)
 	}
 	b.WriteString(spread(left, right, a.width))
 
-	const sevW, ageW = 4, 7
-	devW := 16
-	siteW := 12
-	pathW := 18
-	rest := a.width - marker - sevW - devW - siteW - pathW - ageW - 5
-	if rest < 20 {
-		pathW = 0
-		rest = a.width - marker - sevW - devW - siteW - ageW - 4
-	}
+	lay := alarmLayout(a.width)
 	b.WriteByte('\n')
-	hdr := strings.Repeat(" ", marker) + fit("SEV", sevW, false) + " " + fit("DEVICE", devW, false) + " " + fit("SITE", siteW, false) + " "
-	if pathW > 0 {
-		hdr += fit("REGION/SUBST", pathW, false) + " "
+	hdr := strings.Repeat(" ", marker) + fit("SEV", lay.sev, false) + " " + fit("DEVICE", lay.dev, false) + " " + fit("SITE", lay.site, false) + " "
+	if lay.path > 0 {
+		hdr += fit("REGION/SUBST", lay.path, false) + " "
 	}
-	hdr += fit("SEEN", ageW, true) + " " + "PROBLEM"
+	hdr += fit("SEEN", lay.age, true) + " " + "PROBLEM"
 	b.WriteString(st.TableHeader.Render(fit(hdr, a.width, false)))
 	if len(a.items) == 0 {
 		b.WriteString("\n  " + st.Dim.Render("no alarms, no offline devices"))
 		return b.String()
 	}
-	end := min(len(a.items), a.offset+a.pageRows())
-	for i := a.offset; i < end; i++ {
-		it := &a.items[i]
-		sel := i == a.cursor
-		var sevStyle *lipgloss.Style
-		if !sel {
-			switch it.sev {
-			case sevCrit:
-				sevStyle = &st.Crit
-			case sevWarn:
-				sevStyle = &st.Warn
-			}
-		}
-		age := "—"
-		if it.appliedMS > 0 {
-			age = fmtAge(a.c.now.Sub(time.UnixMilli(it.appliedMS)))
-		}
-		var line strings.Builder
-		if sel {
-			line.WriteString("▸ ")
-		} else {
-			line.WriteString("  ")
-		}
-		line.WriteString(render(sevStyle, fit(it.sev.String(), sevW, false)))
-		line.WriteString(" " + fit(it.deviceID, devW, false) + " " + fit(it.siteID, siteW, false) + " ")
-		if pathW > 0 {
-			line.WriteString(fit(it.path, pathW, false) + " ")
-		}
-		line.WriteString(fit(age, ageW, true) + " " + truncate(it.words, max(1, rest)))
+	from, to := a.cur.visible(a)
+	for i := from; i < to; i++ {
 		b.WriteByte('\n')
-		if sel {
-			b.WriteString(st.Selected.Render(fit(line.String(), a.width, false)))
-		} else {
-			b.WriteString(line.String())
-		}
+		b.WriteString(a.renderRow(a.cellsOf(&a.items[i]), lay, i == a.cur.index))
 	}
 	return b.String()
+}
+
+// renderRow draws one alarm from its cells; the cursor row is plain on the
+// selection background.
+func (a *alarmsView) renderRow(c alarmCells, lay alarmColumns, selected bool) string {
+	st := &a.c.styles
+	var line strings.Builder
+	var sevStyle *lipgloss.Style
+	if selected {
+		line.WriteString("▸ ")
+	} else {
+		line.WriteString("  ")
+		sevStyle = st.of(c.sev.tone)
+	}
+	line.WriteString(render(sevStyle, fit(c.sev.text, lay.sev, false)))
+	line.WriteString(" " + fit(c.dev.text, lay.dev, false) + " " + fit(c.site.text, lay.site, false) + " ")
+	if lay.path > 0 {
+		line.WriteString(fit(c.path.text, lay.path, false) + " ")
+	}
+	line.WriteString(fit(c.age.text, lay.age, true) + " " + truncate(c.problem.text, lay.problem))
+	if selected {
+		return st.Selected.Render(fit(line.String(), a.width, false))
+	}
+	return line.String()
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
@@ -15,31 +16,88 @@ import (
 
 // deviceView is the detail of one device: every field of its last
 // reading with units, its twin bookkeeping and its history sparklines. It
-// looks the device up in each frame's snapshot (one binary search).
+// looks the device up in each frame's snapshot (one binary search). While
+// it is open, the history recorder keeps the device's series
+// (Options.Watch).
 type deviceView struct {
 	c                *common
+	short            []key.Binding
 	siteID, deviceID string
 	width, height    int
+	// unwatch ends the history recorder's watch of the device; nil when
+	// none is.
+	unwatch func()
 }
 
-func newDeviceView(c *common) *deviceView { return &deviceView{c: c} }
+// screenDevice is the detail of one device, opened by openDeviceMsg.
+const screenDevice screenID = "device"
 
-func (d *deviceView) open(siteID, deviceID string) { d.siteID, d.deviceID = siteID, deviceID }
+// openDeviceMsg opens the detail of a device.
+type openDeviceMsg struct{ siteID, deviceID string }
 
-// SetSize implements component.
+// opens implements opener.
+func (openDeviceMsg) opens() screenID { return screenDevice }
+
+func newDeviceView(c *common) *deviceView {
+	return &deviceView{c: c, short: c.hints([]key.Binding{c.keys.Back}, screenAlarms, screenPipeline)}
+}
+
+// open shows a device and tells the history recorder.
+func (d *deviceView) open(siteID, deviceID string) {
+	d.close()
+	d.siteID, d.deviceID = siteID, deviceID
+	if d.c.opts.Watch != nil {
+		d.unwatch = d.c.opts.Watch(siteID, deviceID)
+	}
+}
+
+// close implements closer: the recorder stops watching the device.
+func (d *deviceView) close() {
+	if d.unwatch != nil {
+		d.unwatch()
+		d.unwatch = nil
+	}
+}
+
+// ShortHelp implements help.KeyMap: the detail's hint bar.
+func (d *deviceView) ShortHelp() []key.Binding { return d.short }
+
+// FullHelp implements help.KeyMap.
+func (d *deviceView) FullHelp() [][]key.Binding { return [][]key.Binding{{d.c.keys.Back}} }
+
+// Crumbs implements screen: the device under its region, substation and
+// site.
+func (d *deviceView) Crumbs() []string {
+	out := []string{fleet.FleetID}
+	if n := d.c.snap.Site(d.siteID); n != nil {
+		out = append(out, n.RegionID, n.SubstationID)
+	}
+	return append(out, d.siteID, d.deviceID)
+}
+
+// SetSize implements screen.
 func (d *deviceView) SetSize(w, h int) { d.width, d.height = w, h }
 
-// Update implements component.
-func (d *deviceView) Update(tea.Msg) tea.Cmd { return nil }
+// Update implements screen.
+func (d *deviceView) Update(msg tea.Msg) (screen, tea.Cmd) {
+	switch msg := msg.(type) {
+	case openDeviceMsg:
+		d.open(msg.siteID, msg.deviceID)
+	case tea.KeyPressMsg:
+		if key.Matches(msg, d.c.keys.Back) {
+			return nil, nil
+		}
+	}
+	return d, nil
+}
 
 // field is one labelled value of the detail.
 type field struct {
 	label string
-	value string
-	style *lipgloss.Style
+	cell
 }
 
-// View implements component.
+// View implements screen.
 func (d *deviceView) View() string {
 	st := &d.c.styles
 	site := d.c.snap.Site(d.siteID)
@@ -51,7 +109,6 @@ func (d *deviceView) View() string {
 		return st.Section.Render("device "+d.deviceID) + "\n" + st.Dim.Render("  not in the current snapshot (removed or moved)")
 	}
 	l := dev.GetLast()
-	now := d.c.now
 	var b strings.Builder
 
 	status := st.Live.Render("ONLINE")
@@ -61,54 +118,7 @@ func (d *deviceView) View() string {
 	b.WriteString(spread(st.Section.Render("device "+d.deviceID)+"  "+status+st.Label.Render("  mode ")+st.Value.Render(fleet.ModeName(l.GetMode())),
 		st.Dim.Render(d.siteID+" · "+site.SubstationID+" · "+site.RegionID), d.width))
 
-	ago := func(ms int64) string {
-		if ms <= 0 {
-			return "—"
-		}
-		t := time.UnixMilli(ms).In(now.Location())
-		return fmtAge(now.Sub(t)) + " ago (" + t.Format("15:04:05") + ")"
-	}
-	var seenStyle *lipgloss.Style
-	if dev.GetOffline() {
-		seenStyle = &st.Crit
-	}
-	pw := l.GetPowerKw()
-	dir := "idle"
-	if pw > 0 {
-		dir = "discharging"
-	} else if pw < 0 {
-		dir = "charging"
-	}
-	alarms := "none"
-	var alarmStyle *lipgloss.Style
-	if names := fleet.AlarmNames(l.GetAlarms()); len(names) > 0 {
-		words := make([]string, len(names))
-		for i, n := range names {
-			words[i] = alarmWords(n)
-		}
-		alarms = strings.Join(words, ", ")
-		alarmStyle = &st.Crit
-	}
-	fields := []field{
-		{"last seen", ago(dev.GetAppliedMs()), seenStyle},
-		{"reading at", ago(l.GetTsMs()), nil},
-		{"seq", fmtCount(l.GetSeq()), nil},
-		{"power", fmtFixed(pw, 2) + " kW " + dir, st.powerStyle(pw)},
-		{"SoC", fmtFixed(l.GetSocPct(), 1) + " %", st.socStyle(l.GetSocPct())},
-		{"SoH", fmtFixed(l.GetSohPct(), 1) + " %", nil},
-		{"energy", fmtFixed(l.GetSocPct()/100*l.GetCapacityKwh(), 2) + " / " + fmtFixed(l.GetCapacityKwh(), 2) + " kWh", nil},
-		{"voltage", fmtFixed(l.GetVoltageV(), 1) + " V", nil},
-		{"current", fmtFixed(l.GetCurrentA(), 1) + " A", nil},
-		{"temperature", fmtFixed(l.GetTemperatureC(), 1) + " °C", st.tempStyle(l.GetTemperatureC())},
-		{"max charge", fmtFixed(l.GetMaxChargeKw(), 2) + " kW", nil},
-		{"max discharge", fmtFixed(l.GetMaxDischargeKw(), 2) + " kW", nil},
-		{"headroom ↑", fmtFixed(dev.GetHeadroomDischargeKw(), 2) + " kW", nil},
-		{"headroom ↓", fmtFixed(dev.GetHeadroomChargeKw(), 2) + " kW", nil},
-		{"applied", fmtCount(dev.GetApplied()), nil},
-		{"duplicates", fmtCount(dev.GetDuplicates()), nil},
-		{"gaps", fmtCount(dev.GetGaps()), gapStyle(st, dev.GetGaps())},
-		{"alarms", alarms, alarmStyle},
-	}
+	fields := d.fields(dev)
 	b.WriteByte('\n')
 	b.WriteString(grid(st, fields, d.width))
 
@@ -148,11 +158,55 @@ func (d *deviceView) View() string {
 	return b.String()
 }
 
-func gapStyle(st *styleSet, gaps uint64) *lipgloss.Style {
-	if gaps > 0 {
-		return &st.Warn
+// fields is what the detail says about dev: every value with its unit
+// and meaning (render side; grid styles them).
+func (d *deviceView) fields(dev *vppv1.DeviceState) []field {
+	l := dev.GetLast()
+	now := d.c.now
+	ago := func(ms int64) string {
+		if ms <= 0 {
+			return "—"
+		}
+		t := time.UnixMilli(ms).In(now.Location())
+		return fmtAge(now.Sub(t)) + " ago (" + t.Format("15:04:05") + ")"
 	}
-	return nil
+	pw := l.GetPowerKw()
+	dir := "idle"
+	if pw > 0 {
+		dir = "discharging"
+	} else if pw < 0 {
+		dir = "charging"
+	}
+	alarms := cell{text: "none"}
+	if names := fleet.AlarmNames(l.GetAlarms()); len(names) > 0 {
+		words := make([]string, len(names))
+		for i, n := range names {
+			words[i] = alarmWords(n)
+		}
+		alarms = cell{text: strings.Join(words, ", "), tone: toneCrit}
+	}
+	val := func(text string) cell { return cell{text: text} }
+	fields := []field{
+		{"last seen", cell{text: ago(dev.GetAppliedMs()), tone: critIf(dev.GetOffline())}},
+		{"reading at", val(ago(l.GetTsMs()))},
+		{"seq", val(fmtCount(l.GetSeq()))},
+		{"power", cell{text: fmtFixed(pw, 2) + " kW " + dir, tone: powerTone(pw)}},
+		{"SoC", cell{text: fmtFixed(l.GetSocPct(), 1) + " %", tone: socTone(l.GetSocPct())}},
+		{"SoH", val(fmtFixed(l.GetSohPct(), 1) + " %")},
+		{"energy", val(fmtFixed(l.GetSocPct()/100*l.GetCapacityKwh(), 2) + " / " + fmtFixed(l.GetCapacityKwh(), 2) + " kWh")},
+		{"voltage", val(fmtFixed(l.GetVoltageV(), 1) + " V")},
+		{"current", val(fmtFixed(l.GetCurrentA(), 1) + " A")},
+		{"temperature", cell{text: fmtFixed(l.GetTemperatureC(), 1) + " °C", tone: tempTone(l.GetTemperatureC())}},
+		{"max charge", val(fmtFixed(l.GetMaxChargeKw(), 2) + " kW")},
+		{"max discharge", val(fmtFixed(l.GetMaxDischargeKw(), 2) + " kW")},
+		{"headroom ↑", val(fmtFixed(dev.GetHeadroomDischargeKw(), 2) + " kW")},
+		{"headroom ↓", val(fmtFixed(dev.GetHeadroomChargeKw(), 2) + " kW")},
+		{"applied", val(fmtCount(dev.GetApplied()))},
+		{"duplicates", val(fmtCount(dev.GetDuplicates()))},
+		{"gaps", cell{text: fmtCount(dev.GetGaps()), tone: warnIf(dev.GetGaps() > 0)}},
+		{"alarms", alarms},
+	}
+	return fields
 }
 
 // fieldW is the width of one label/value cell of the detail grid.
@@ -169,8 +223,8 @@ func grid(st *styleSet, fields []field, w int) string {
 		if i > 0 && i%n == 0 {
 			b.WriteByte('\n')
 		}
-		cell := st.Label.Render(fit("  "+f.label, 16, false)) + render(f.style, f.value)
-		b.WriteString(fit(cell, cw, false))
+		c := st.Label.Render(fit("  "+f.label, 16, false)) + render(st.of(f.tone), f.text)
+		b.WriteString(fit(c, cw, false))
 	}
 	return b.String()
 }

@@ -10,25 +10,6 @@ import (
 	"github.com/vppctl/vpp/internal/history"
 )
 
-// crumbs is the breadcrumb of the active screen.
-func (m *model) crumbs() []string {
-	switch m.screen {
-	case screenAlarms:
-		return []string{"fleet", "alarms"}
-	case screenPipeline:
-		return []string{"fleet", "pipeline"}
-	case screenHelp:
-		return []string{"help"}
-	case screenDevice:
-		out := []string{fleet.FleetID}
-		if n := m.c.snap.Site(m.device.siteID); n != nil {
-			out = append(out, n.RegionID, n.SubstationID)
-		}
-		return append(out, m.device.siteID, m.device.deviceID)
-	}
-	return append([]string{fleet.FleetID}, m.table.path...)
-}
-
 // badge is the freshness badge: PAUSED, NO DATA, STALE with the age, or LIVE.
 func (m *model) badge() string {
 	st := &m.c.styles
@@ -57,7 +38,7 @@ func (m *model) header() string {
 	r := &c.snap.Fleet.Rollup
 
 	// Line 1: title, breadcrumb, badge and clock.
-	cr := m.crumbs()
+	cr := m.top().Crumbs()
 	var crumb strings.Builder
 	for i, s := range cr {
 		if i > 0 {
@@ -70,44 +51,33 @@ func (m *model) header() string {
 
 	// Stale numbers are drawn dim and without colour: never as live.
 	stale := c.stale()
-	val := func(s *lipgloss.Style, text string) string {
+	val := func(t tone, text string) string {
 		if stale {
 			return st.Dim.Render(text)
 		}
-		if s == nil {
-			return st.Value.Render(text)
+		if s := st.of(t); s != nil {
+			return s.Render(text)
 		}
-		return s.Render(text)
+		return st.Value.Render(text)
 	}
 	lbl := func(s string) string { return st.Label.Render(s) }
 	sep := "  "
 
 	kw := r.PowerKW()
 	l2 := joinFit(w, sep,
-		lbl("Net ")+val(st.powerStyle(kw), fmtScaled(kw, "W", true))+
-			lbl(" (chg ")+val(&st.Charge, fmtScaled(r.ChargeKW(), "W", false))+
-			lbl(" dis ")+val(&st.Discharge, fmtScaled(r.DischargeKW(), "W", false))+lbl(")"),
-		lbl("Stored ")+val(nil, fmtScaledPair(r.EnergyKWh(), r.CapacityKWh(), "Wh")),
-		lbl("SoC ")+val(st.socStyle(r.SoCPct()), fmtFixed(r.SoCPct(), 1)+"%"),
+		lbl("Net ")+val(powerTone(kw), fmtScaled(kw, "W", true))+
+			lbl(" (chg ")+val(toneCharge, fmtScaled(r.ChargeKW(), "W", false))+
+			lbl(" dis ")+val(toneDischarge, fmtScaled(r.DischargeKW(), "W", false))+lbl(")"),
+		lbl("Stored ")+val(toneNone, fmtScaledPair(r.EnergyKWh(), r.CapacityKWh(), "Wh")),
+		lbl("SoC ")+val(socTone(r.SoCPct()), fmtFixed(r.SoCPct(), 1)+"%"),
 	)
 
-	var offStyle, alarmStyle *lipgloss.Style
-	if r.Offline > 0 {
-		offStyle = &st.Warn
-	}
-	if r.Alarming > 0 {
-		alarmStyle = &st.Crit
-	}
-	var lagStyle *lipgloss.Style
-	if c.snap.Pipeline.Lag > lagWarnRecs {
-		lagStyle = &st.Warn
-	}
 	hd, hp := scale(max(r.HeadroomDischargeKW(), r.HeadroomChargeKW()))
 	l3 := joinFit(w, sep,
-		lbl("Devices ")+val(nil, fmtCount(r.Online)+" on")+lbl(" · ")+val(offStyle, fmtCount(r.Offline)+" off")+lbl(" · ")+val(alarmStyle, fmtCount(r.Alarming)+" alarm"),
-		lbl("Headroom ")+val(nil, "↑"+sig3(r.HeadroomDischargeKW()/hd)+" ↓"+sig3(r.HeadroomChargeKW()/hd)+" "+hp+"W"),
-		lbl("Ingest ")+val(nil, fmtRate(c.ingestRate())),
-		lbl("Lag ")+val(lagStyle, fmtCount(c.snap.Pipeline.Lag)),
+		lbl("Devices ")+val(toneNone, fmtCount(r.Online)+" on")+lbl(" · ")+val(warnIf(r.Offline > 0), fmtCount(r.Offline)+" off")+lbl(" · ")+val(critIf(r.Alarming > 0), fmtCount(r.Alarming)+" alarm"),
+		lbl("Headroom ")+val(toneNone, "↑"+sig3(r.HeadroomDischargeKW()/hd)+" ↓"+sig3(r.HeadroomChargeKW()/hd)+" "+hp+"W"),
+		lbl("Ingest ")+val(toneNone, fmtRate(c.ingestRate())),
+		lbl("Lag ")+val(warnIf(c.snap.Pipeline.Lag > lagWarnRecs), fmtCount(c.snap.Pipeline.Lag)),
 	)
 	return l1 + "\n" + l2 + "\n" + l3
 }

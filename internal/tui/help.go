@@ -1,28 +1,55 @@
 package tui
 
 import (
+	"slices"
 	"strings"
 
 	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 )
 
-// helpView is the full key help, generated from the key map, and the
-// meaning of the colours and badges.
+// helpView is the ? help: the key table of the screen it was opened
+// from, with the global keys, and the meaning of the colours and badges.
+// The root opens it over the active screen (explain) and closes it on ?
+// or Back.
 type helpView struct {
 	c             *common
+	short         []key.Binding
+	keys          [][]key.Binding // the columns explained
 	width, height int
 }
 
-func newHelpView(c *common) *helpView { return &helpView{c: c} }
+func newHelpView(c *common) *helpView {
+	return &helpView{c: c, short: []key.Binding{c.keys.Back, c.keys.Quit}}
+}
 
-// SetSize implements component.
+// explain sets the screen whose keys the help shows.
+func (h *helpView) explain(s screen) {
+	h.keys = append(slices.Clip(s.FullHelp()), h.c.globalHelp())
+}
+
+// ShortHelp implements help.KeyMap: back and quit.
+func (h *helpView) ShortHelp() []key.Binding { return h.short }
+
+// FullHelp implements help.KeyMap.
+func (h *helpView) FullHelp() [][]key.Binding { return [][]key.Binding{h.short} }
+
+// Crumbs implements screen.
+func (h *helpView) Crumbs() []string { return []string{"help"} }
+
+// SetSize implements screen.
 func (h *helpView) SetSize(w, hh int) { h.width, h.height = w, hh }
 
-// Update implements component.
-func (h *helpView) Update(tea.Msg) tea.Cmd { return nil }
+// Update implements screen.
+func (h *helpView) Update(msg tea.Msg) (screen, tea.Cmd) {
+	if kp, ok := msg.(tea.KeyPressMsg); ok && key.Matches(kp, h.c.keys.Back) {
+		return nil, nil
+	}
+	return h, nil
+}
 
-// View implements component.
+// View implements screen.
 func (h *helpView) View() string {
 	st := &h.c.styles
 	hm := help.New()
@@ -30,7 +57,7 @@ func (h *helpView) View() string {
 	hm.SetWidth(h.width)
 	var b strings.Builder
 	b.WriteString(st.Section.Render("keys") + "\n")
-	b.WriteString(hm.FullHelpView(h.c.keys.fullHelp()))
+	b.WriteString(hm.FullHelpView(h.keys))
 	b.WriteString("\n\n" + st.Section.Render("reading the screen") + "\n")
 	legend := []string{
 		"power: " + st.Discharge.Render("+ discharging") + " (to the grid), " + st.Charge.Render("− charging") + "; trends are centred on zero",

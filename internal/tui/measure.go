@@ -29,7 +29,6 @@ func MeasureFrame(d Data, width, height, frames int) (FrameCost, error) {
 	for range frames {
 		m.c.snap = nil // a new version: rows rebuilt
 		m.table.version = 0
-		m.alarms.built = false
 		m.Update(tickMsg(time.Now()))
 		_ = m.View()
 	}

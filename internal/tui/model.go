@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -9,31 +10,8 @@ import (
 	tea "charm.land/bubbletea/v2"
 )
 
-// screen is what the body of the dashboard shows.
-type screen int
-
-const (
-	screenTable screen = iota
-	screenDevice
-	screenAlarms
-	screenPipeline
-	screenHelp
-)
-
-// component is one screen of the dashboard (soft-serve's pattern): it
-// handles the messages meant for it, renders exactly its box and is told
-// its size.
-type component interface {
-	Update(msg tea.Msg) tea.Cmd
-	View() string
-	SetSize(w, h int)
-}
-
 // tickMsg asks for a refresh.
 type tickMsg time.Time
-
-// openDeviceMsg opens the detail of a device.
-type openDeviceMsg struct{ siteID, deviceID string }
 
 // Layout: the header's text lines, the chart block's height (title line
 // plus chart), and the smallest terminal that gets charts.
@@ -46,17 +24,20 @@ const (
 	minBodyLines = 3
 )
 
-// model is the root model: the header, one screen and the hint bar.
+// model is the root model: the header, the screen on top of the stack and
+// the hint bar. It knows no screen but the home (the fleet table, which
+// Once prints) and the ? help it opens over the others.
 type model struct {
-	c        *common
-	width    int
-	height   int
-	screen   screen
-	back     screen // where the device detail and help return to
+	c      *common
+	width  int
+	height int
+	// screens are the registered screens (registry order), ids their names.
+	screens []screen
+	ids     []screenID
+	// stack is what is open, the home screen at the bottom and the active
+	// screen on top.
+	stack    []screen
 	table    *tableView
-	device   *deviceView
-	alarms   *alarmsView
-	pipeline *pipelineView
 	helpView *helpView
 	hints    help.Model
 	plain    bool // Once: no charts and no hint bar
@@ -67,29 +48,49 @@ type model struct {
 	chartGen   uint64
 	chartWidth int
 	chartText  string
-
-	// unwatch ends the history recorder's watch of the device whose detail
-	// is open; nil when none is.
-	unwatch func()
 }
 
-func newModel(d Data, o Options) *model {
+func newModel(d Data, o Options) *model { return newModelOf(d, o, registry()) }
+
+// newModelOf is a root model showing the screens of reg, which holds the
+// home screen.
+func newModelOf(d Data, o Options, reg []registration) *model {
 	c := newCommon(d, o)
+	for _, r := range reg {
+		if hasKeys(r.jump) {
+			c.jumps = append(c.jumps, jump{r.id, r.jump})
+		}
+	}
 	m := &model{
 		c:        c,
 		width:    80,
 		height:   24,
-		table:    newTableView(c),
-		device:   newDeviceView(c),
-		alarms:   newAlarmsView(c),
-		pipeline: newPipelineView(c),
 		helpView: newHelpView(c),
 		hints:    help.New(),
 	}
+	for _, r := range reg {
+		m.screens = append(m.screens, r.make(c))
+		m.ids = append(m.ids, r.id)
+	}
+	m.table = m.registered(homeScreen).(*tableView)
+	m.stack = []screen{m.table}
 	m.hints.Styles = c.styles.Help
 	m.layout()
 	return m
 }
+
+// registered is the registered screen id.
+func (m *model) registered(id screenID) screen {
+	for i, s := range m.ids {
+		if s == id {
+			return m.screens[i]
+		}
+	}
+	panic("tui: no screen " + string(id))
+}
+
+// top is the active screen.
+func (m *model) top() screen { return m.stack[len(m.stack)-1] }
 
 func (m *model) tick() tea.Cmd {
 	return tea.Tick(m.c.opts.Refresh, func(t time.Time) tea.Msg { return tickMsg(t) })
@@ -101,32 +102,8 @@ func (m *model) Init() tea.Cmd {
 	return tea.Batch(m.tick(), tea.RequestBackgroundColor)
 }
 
-// current is the component of the active screen.
-func (m *model) current() component {
-	switch m.screen {
-	case screenDevice:
-		return m.device
-	case screenAlarms:
-		return m.alarms
-	case screenPipeline:
-		return m.pipeline
-	case screenHelp:
-		return m.helpView
-	}
-	return m.table
-}
-
 // Update implements tea.Model.
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
-	next, cmd := m.update(msg)
-	if m.screen != screenDevice && m.unwatch != nil {
-		m.unwatch()
-		m.unwatch = nil
-	}
-	return next, cmd
-}
-
-func (m *model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
@@ -142,33 +119,48 @@ func (m *model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.refresh()
 		}
 		return m, m.tick()
-	case openDeviceMsg:
-		m.openDevice(msg.siteID, msg.deviceID)
-		return m, nil
+	case opener:
+		s := m.registered(msg.opens())
+		_, cmd := s.Update(msg)
+		m.open(s)
+		return m, cmd
 	case tea.KeyPressMsg:
 		return m, m.handleKey(msg)
 	}
-	return m, m.current().Update(msg)
+	return m, m.send(msg)
 }
 
-// refresh adopts the latest snapshot and brings the visible screen up to
+// send gives msg to the active screen and follows where it leads.
+func (m *model) send(msg tea.Msg) tea.Cmd {
+	cur := m.top()
+	next, cmd := cur.Update(msg)
+	switch {
+	case next == nil:
+		m.back()
+	case next != cur:
+		next.SetSize(m.width, m.bodyHeight())
+		m.open(next)
+	}
+	return cmd
+}
+
+// refresh adopts the latest snapshot and brings the active screen up to
 // date with it.
 func (m *model) refresh() {
 	m.c.refresh()
-	m.table.refresh()
-	if m.screen == screenAlarms {
-		m.alarms.refresh()
+	if r, ok := m.top().(refresher); ok {
+		r.refresh()
 	}
 }
 
 func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := &m.c.keys
-	// Typing a filter takes every key but Ctrl-C.
-	if m.screen == screenTable && m.table.filtering {
+	// Typing takes every key but ctrl+c.
+	if t, ok := m.top().(typist); ok && t.typing() {
 		if msg.String() == "ctrl+c" {
 			return tea.Quit
 		}
-		return m.table.Update(msg)
+		return m.send(msg)
 	}
 	switch {
 	case key.Matches(msg, k.Quit):
@@ -180,52 +172,64 @@ func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 		}
 		return nil
 	case key.Matches(msg, k.Help):
-		if m.screen == screenHelp {
-			m.screen = m.back
+		if m.top() == m.helpView {
+			m.back()
 		} else {
-			m.back, m.screen = m.screen, screenHelp
+			m.helpView.explain(m.top())
+			m.open(m.helpView)
 		}
 		return nil
-	case key.Matches(msg, k.Alarms):
-		m.screen = screenAlarms
-		m.alarms.refresh()
-		return nil
-	case key.Matches(msg, k.Pipeline):
-		m.screen = screenPipeline
-		return nil
-	case key.Matches(msg, k.Fleet):
-		m.screen = screenTable
-		return nil
 	}
-	if key.Matches(msg, k.Back) {
-		switch m.screen {
-		case screenHelp:
-			m.screen = m.back
-			return nil
-		case screenDevice:
-			m.screen = m.back
-			return nil
-		case screenAlarms, screenPipeline:
-			m.screen = screenTable
+	for _, j := range m.c.jumps {
+		if key.Matches(msg, j.key) {
+			m.jump(j.id)
 			return nil
 		}
 	}
-	return m.current().Update(msg)
+	return m.send(msg)
 }
 
-// openDevice shows a device's detail and tells the history recorder.
-func (m *model) openDevice(siteID, deviceID string) {
-	if m.screen != screenDevice {
-		m.back = m.screen
+// open shows s on top of the active screen; a screen already open is
+// brought back with what was open below it.
+func (m *model) open(s screen) {
+	next := make([]screen, 0, len(m.stack)+1)
+	for _, o := range m.stack {
+		if o == s {
+			break
+		}
+		next = append(next, o)
 	}
-	m.device.open(siteID, deviceID)
-	m.screen = screenDevice
-	if m.unwatch != nil {
-		m.unwatch()
-		m.unwatch = nil
+	m.setStack(append(next, s))
+}
+
+// back closes the active screen; the home screen stays.
+func (m *model) back() {
+	if len(m.stack) > 1 {
+		m.setStack(m.stack[: len(m.stack)-1 : len(m.stack)-1])
 	}
-	if m.c.opts.Watch != nil {
-		m.unwatch = m.c.opts.Watch(siteID, deviceID)
+}
+
+// jump shows a registered screen over the home screen, closing the rest.
+func (m *model) jump(id screenID) {
+	s := m.registered(id)
+	if s == m.table {
+		m.setStack([]screen{m.table})
+		return
+	}
+	m.setStack([]screen{m.table, s})
+}
+
+// setStack makes next the open screens: those that left are closed and the
+// one on top is refreshed.
+func (m *model) setStack(next []screen) {
+	for _, o := range m.stack {
+		if c, ok := o.(closer); ok && !slices.Contains(next, o) {
+			c.close()
+		}
+	}
+	m.stack = next
+	if r, ok := m.top().(refresher); ok {
+		r.refresh()
 	}
 }
 
@@ -249,9 +253,10 @@ func (m *model) bodyHeight() int {
 
 func (m *model) layout() {
 	h := m.bodyHeight()
-	for _, c := range []component{m.table, m.device, m.alarms, m.pipeline, m.helpView} {
-		c.SetSize(m.width, h)
+	for _, s := range m.screens {
+		s.SetSize(m.width, h)
 	}
+	m.helpView.SetSize(m.width, h)
 	m.hints.SetWidth(m.width)
 }
 
@@ -276,7 +281,7 @@ func (m *model) render() string {
 		}
 		b.WriteString(m.chartText)
 	}
-	body := fitLines(m.current().View(), m.width, m.bodyHeight())
+	body := fitLines(m.top().View(), m.width, m.bodyHeight())
 	b.WriteByte('\n')
 	b.WriteString(body)
 	if !m.plain {
@@ -290,11 +295,11 @@ func (m *model) render() string {
 	return fitLines(b.String(), m.width, max(m.height, 1))
 }
 
-// hintBar is the one-line key hint of the active screen.
+// hintBar is the one-line key hint of the active screen, from its key
+// table.
 func (m *model) hintBar() string {
-	s := m.screen
-	if s == screenTable && m.table.filtering {
-		return m.c.styles.Dim.Render(truncate("type to filter · enter keep · esc clear", m.width))
+	if t, ok := m.top().(typist); ok && t.typing() {
+		return m.c.styles.Dim.Render(truncate(t.typingHint(), m.width))
 	}
-	return m.hints.ShortHelpView(m.c.keys.shortHelp(s))
+	return m.hints.ShortHelpView(m.top().ShortHelp())
 }

@@ -7,16 +7,6 @@ import (
 	"charm.land/lipgloss/v2"
 )
 
-// Thresholds at which a value turns warn or critical. Colour carries
-// meaning only: a value in range is drawn in the default colour.
-const (
-	socWarnPct  = 20.0 // SoC below this is warn
-	socCritPct  = 10.0 // SoC below this is critical
-	tempWarnC   = 45.0 // temperature above this is warn
-	tempCritC   = 55.0 // temperature above this is critical
-	lagWarnRecs = 10_000
-)
-
 // styleSet is every style the dashboard draws with, built in one place. The
 // colours are truecolor; the program downsamples them to the terminal's
 // profile (256, 16 colours, or none for NO_COLOR), so text attributes and
@@ -97,37 +87,28 @@ func newStyles(isDark bool) styleSet {
 	return s
 }
 
-// socStyle is the style of a state of charge.
-func (s *styleSet) socStyle(pct float64) *lipgloss.Style {
-	switch {
-	case pct < socCritPct:
-		return &s.Crit
-	case pct < socWarnPct:
+// of is the style of a meaning; nil (plain) for toneNone. tonePower
+// has two styles: see series.
+func (s *styleSet) of(t tone) *lipgloss.Style {
+	switch t {
+	case toneWarn:
 		return &s.Warn
-	}
-	return nil
-}
-
-// tempStyle is the style of a temperature.
-func (s *styleSet) tempStyle(c float64) *lipgloss.Style {
-	switch {
-	case c >= tempCritC:
+	case toneCrit:
 		return &s.Crit
-	case c >= tempWarnC:
-		return &s.Warn
-	}
-	return nil
-}
-
-// powerStyle is the style of a signed power: charge or discharge.
-func (s *styleSet) powerStyle(kw float64) *lipgloss.Style {
-	switch {
-	case kw > 0:
-		return &s.Discharge
-	case kw < 0:
+	case toneCharge:
 		return &s.Charge
+	case toneDischarge, tonePower:
+		return &s.Discharge
 	}
 	return nil
+}
+
+// series is the styles of a trend of tone t above and below its baseline.
+func (s *styleSet) series(t tone) (pos, neg *lipgloss.Style) {
+	if t == tonePower {
+		return &s.Discharge, &s.Charge
+	}
+	return s.of(t), nil
 }
 
 // render applies st to text; a nil style leaves it plain.

@@ -45,18 +45,17 @@ func (r *row) alarming() bool { return r.r.Alarming > 0 || r.r.Offline > 0 }
 
 // tableView is the hierarchy table: regions → substations → sites →
 // devices, with drill-down, sort, filter and a cursor that follows the
-// selected node's ID.
+// selected node's ID. It is the home screen.
 type tableView struct {
-	c *common
+	c    *common
+	keys tableKeys
+	// short is the hint bar.
+	short []key.Binding
 
 	path []string // IDs below the fleet: region, substation, site
 	rows []row    // the current level, filtered and sorted
 	all  int      // rows before filtering
-	// selID is the ID under the cursor: the cursor follows it across
-	// refreshes, re-sorts and filters; cursor is its index in rows.
-	selID  string
-	cursor int
-	offset int
+	cur  listCursor
 
 	sortBy    sortKey
 	desc      bool
@@ -68,19 +67,58 @@ type tableView struct {
 	levelKind     fleet.Kind // kind of the node whose children are listed
 	levelID       string
 	version       uint64
+
+	// cells is the render buffer of one row.
+	cells []cell
+}
+
+// screenFleet is the hierarchy table.
+const screenFleet screenID = "fleet"
+
+// tableKeys are the table's own keys.
+type tableKeys struct {
+	Filter, Sort, Reverse, NextAlarm key.Binding
 }
 
 func newTableView(c *common) *tableView {
-	t := &tableView{c: c}
+	t := &tableView{c: c, cur: newListCursor(), keys: tableKeys{
+		Filter:    binding("/", "filter", "/"),
+		Sort:      binding("s", "sort column", "s"),
+		Reverse:   binding("S", "reverse sort", "S"),
+		NextAlarm: binding("!", "next alarm row", "!"),
+	}}
+	k := &t.keys
+	t.short = c.hints([]key.Binding{c.keys.Enter, c.keys.Back, k.Filter, k.Sort, k.Reverse, k.NextAlarm}, screenAlarms, screenPipeline)
 	t.rebuild()
 	return t
 }
 
-// SetSize implements component.
+// ShortHelp implements help.KeyMap: the table's hint bar.
+func (t *tableView) ShortHelp() []key.Binding { return t.short }
+
+// FullHelp implements help.KeyMap: the cursor's keys and the table's.
+func (t *tableView) FullHelp() [][]key.Binding {
+	k := &t.keys
+	return [][]key.Binding{t.cur.keys.help(), {t.c.keys.Enter, t.c.keys.Back, k.Filter, k.Sort, k.Reverse, k.NextAlarm}}
+}
+
+// Crumbs implements screen: the fleet and the path drilled into.
+func (t *tableView) Crumbs() []string { return append([]string{fleet.FleetID}, t.path...) }
+
+// typing implements typist: a filter is being typed.
+func (t *tableView) typing() bool { return t.filtering }
+
+// typingHint implements typist.
+func (t *tableView) typingHint() string { return "type to filter · enter keep · esc clear" }
+
+// SetSize implements screen.
 func (t *tableView) SetSize(w, h int) {
 	t.width, t.height = w, h
-	t.scroll()
+	t.cur.setPage(t.pageRows(), t)
 }
+
+func (t *tableView) rowCount() int      { return len(t.rows) }
+func (t *tableView) rowID(i int) string { return t.rows[i].id }
 
 // pageRows is the number of rows on screen (title and column header take
 // two lines).
@@ -94,7 +132,7 @@ func (t *tableView) level() *fleet.Node {
 		ch := n.Child(id)
 		if ch == nil {
 			t.path = t.path[:i]
-			t.selID = id
+			t.cur.selectID(id)
 			return n
 		}
 		n = ch
@@ -102,7 +140,8 @@ func (t *tableView) level() *fleet.Node {
 	return n
 }
 
-// refresh rebuilds the rows when the snapshot changed.
+// refresh implements refresher: it rebuilds the rows when the snapshot
+// changed.
 func (t *tableView) refresh() {
 	if t.c.snap.Version != t.version {
 		t.rebuild()
@@ -138,7 +177,7 @@ func (t *tableView) rebuild() {
 		}
 	}
 	t.sort()
-	t.follow()
+	t.cur.follow(t)
 }
 
 // sort orders the rows by the sort column (ties by ID, always ascending).
@@ -174,102 +213,35 @@ func compareRows(a, b *row, by sortKey) int {
 	return strings.Compare(a.id, b.id)
 }
 
-// follow moves the cursor to the row of selID; when that row is gone it
-// keeps the cursor's position (clamped) and selects what is there now.
-func (t *tableView) follow() {
-	if i := t.indexOf(t.selID); i >= 0 {
-		t.cursor = i
-	} else {
-		t.cursor = max(0, min(t.cursor, len(t.rows)-1))
-		if len(t.rows) > 0 && t.selID == "" {
-			t.cursor = 0
-		}
-	}
-	t.sel()
-	t.scroll()
-}
-
-func (t *tableView) indexOf(id string) int {
-	if id == "" {
-		return -1
-	}
-	for i := range t.rows {
-		if t.rows[i].id == id {
-			return i
-		}
-	}
-	return -1
-}
-
-// sel records the ID under the cursor.
-func (t *tableView) sel() {
-	if t.cursor >= 0 && t.cursor < len(t.rows) {
-		t.selID = t.rows[t.cursor].id
-	}
-}
-
-// scroll keeps the cursor on screen.
-func (t *tableView) scroll() { t.offset = scrollOffset(t.cursor, t.offset, t.pageRows(), len(t.rows)) }
-
-// scrollOffset is the first visible row of a list of n rows shown page rows
-// at a time, moved as little as possible from offset so that cursor shows.
-func scrollOffset(cursor, offset, page, n int) int {
-	if cursor < offset {
-		offset = cursor
-	}
-	if cursor >= offset+page {
-		offset = cursor - page + 1
-	}
-	return max(0, min(offset, n-page))
-}
-
-func (t *tableView) moveTo(i int) {
-	if len(t.rows) == 0 {
-		return
-	}
-	t.cursor = max(0, min(i, len(t.rows)-1))
-	t.sel()
-	t.scroll()
-}
-
 // selected is the row under the cursor, or nil.
 func (t *tableView) selected() *row {
-	if t.cursor >= 0 && t.cursor < len(t.rows) {
-		return &t.rows[t.cursor]
+	if i, ok := t.cur.at(t); ok {
+		return &t.rows[i]
 	}
 	return nil
 }
 
-// Update implements component.
-func (t *tableView) Update(msg tea.Msg) tea.Cmd {
+// Update implements screen.
+func (t *tableView) Update(msg tea.Msg) (screen, tea.Cmd) {
 	kp, ok := msg.(tea.KeyPressMsg)
 	if !ok {
-		return nil
+		return t, nil
 	}
 	if t.filtering {
 		t.typeFilter(kp)
-		return nil
+		return t, nil
 	}
-	k := &t.c.keys
+	if t.cur.update(kp, t) {
+		return t, nil
+	}
+	k := &t.keys
 	switch {
-	case key.Matches(kp, k.Up):
-		t.moveTo(t.cursor - 1)
-	case key.Matches(kp, k.Down):
-		t.moveTo(t.cursor + 1)
-	case key.Matches(kp, k.PageUp):
-		t.moveTo(t.cursor - t.pageRows())
-	case key.Matches(kp, k.PageDown):
-		t.moveTo(t.cursor + t.pageRows())
-	case key.Matches(kp, k.Top):
-		t.moveTo(0)
-	case key.Matches(kp, k.Bottom):
-		t.moveTo(len(t.rows) - 1)
-	case key.Matches(kp, k.Enter):
-		return t.enter()
-	case key.Matches(kp, k.Back):
+	case key.Matches(kp, t.c.keys.Enter):
+		return t, t.enter()
+	case key.Matches(kp, t.c.keys.Back):
 		if t.filter != "" && kp.String() == "esc" {
 			t.setFilter("")
-			return nil
+			return t, nil
 		}
 		t.up()
 	case key.Matches(kp, k.Filter):
@@ -283,7 +255,7 @@ func (t *tableView) Update(msg tea.Msg) tea.Cmd {
 	case key.Matches(kp, k.NextAlarm):
 		t.nextAlarm()
 	}
-	return nil
+	return t, nil
 }
 
 // typeFilter edits the filter while typing: enter keeps it, esc clears it.
@@ -323,7 +295,8 @@ func (t *tableView) enter() tea.Cmd {
 		return func() tea.Msg { return openDeviceMsg{siteID: site, deviceID: id} }
 	}
 	t.path = append(t.path, r.id)
-	t.selID, t.cursor, t.offset, t.filter = "", 0, 0, ""
+	t.cur.reset()
+	t.filter = ""
 	t.rebuild()
 	return nil
 }
@@ -333,7 +306,7 @@ func (t *tableView) up() {
 	if len(t.path) == 0 {
 		return
 	}
-	t.selID = t.path[len(t.path)-1]
+	t.cur.selectID(t.path[len(t.path)-1])
 	t.path = t.path[:len(t.path)-1]
 	t.filter = ""
 	t.rebuild()
@@ -344,9 +317,9 @@ func (t *tableView) up() {
 func (t *tableView) nextAlarm() {
 	n := len(t.rows)
 	for i := 1; i <= n; i++ {
-		j := (t.cursor + i) % n
+		j := (t.cur.index + i) % n
 		if t.rows[j].alarming() {
-			t.moveTo(j)
+			t.cur.moveTo(j, t)
 			return
 		}
 	}
@@ -357,7 +330,7 @@ type column struct {
 	title string
 	w     int
 	right bool
-	key   sortKey // -1: not sortable
+	key   sortKey // colTrend: not sortable
 }
 
 // Fixed column widths; the name and trend columns share the rest.
@@ -408,12 +381,82 @@ func (t *tableView) columns(w int) []column {
 	}
 	cols[0].w = name
 	if trend > 0 {
-		cols = append(cols, column{"TREND", trend, false, -1})
+		cols = append(cols, column{"TREND", trend, false, colTrend})
 	}
 	return cols
 }
 
-// View implements component.
+// colTrend is the key of the trend column: not sortable.
+const colTrend sortKey = -1
+
+// What a row says: its cells, computed from the row alone.
+
+// rowCells is what row r shows in each of cols, values with their units
+// and meanings, no styles; out is reused.
+func (t *tableView) rowCells(r *row, cols []column, out []cell) []cell {
+	out = out[:0]
+	for _, c := range cols {
+		out = append(out, t.cellOf(r, c))
+	}
+	return out
+}
+
+// cellOf is what row r shows in column c.
+func (t *tableView) cellOf(r *row, c column) cell {
+	rr := &r.r
+	switch c.key {
+	case sortName:
+		return cell{text: r.id}
+	case sortOnline:
+		if r.kind == fleet.KindDevice {
+			if r.dev.GetOffline() {
+				return cell{text: "OFFLINE", tone: toneWarn}
+			}
+			return cell{text: "on"}
+		}
+		return cell{text: itoa(int(rr.Online)) + "/" + itoa(int(rr.Devices)), tone: warnIf(rr.Offline > 0)}
+	case sortPower:
+		if rr.Temps == 0 && r.kind == fleet.KindDevice {
+			return cell{text: "—"}
+		}
+		return cell{text: fmtPower(rr.PowerKW()), tone: powerTone(rr.PowerKW())}
+	case sortSoC:
+		if rr.CapacityMicroKWh <= 0 {
+			return cell{text: "—"}
+		}
+		return cell{text: fmtFixed(rr.SoCPct(), 1) + "%", tone: socTone(rr.SoCPct())}
+	case sortEnergy:
+		return cell{text: fmtEnergy(rr.EnergyKWh())}
+	case sortHeadroom:
+		return cell{text: fmtPair(rr.HeadroomDischargeKW(), rr.HeadroomChargeKW(), "W")}
+	case sortAlarms:
+		n := int(rr.Alarming)
+		if r.kind == fleet.KindDevice {
+			n = len(fleet.AlarmNames(r.dev.GetLast().GetAlarms()))
+		}
+		if n == 0 {
+			return cell{text: "·"}
+		}
+		return cell{text: itoa(n), tone: toneCrit}
+	}
+	return t.trendOf(r, c.w)
+}
+
+// trendOf is the row's power over the last w seconds, on a centred
+// baseline scaled to the node's limits.
+func (t *tableView) trendOf(r *row, w int) cell {
+	vals := t.c.seriesOf(r.kind, r.id, history.PowerKW, w)
+	limit := powerLimit(&r.r)
+	if r.kind == fleet.KindDevice {
+		l := r.dev.GetLast()
+		limit = math.Max(l.GetMaxChargeKw(), l.GetMaxDischargeKw())
+	}
+	return cell{tone: tonePower, series: vals, hi: math.Max(limit, absMax(vals))}
+}
+
+// How it looks: the view lays the cells out and styles them by meaning.
+
+// View implements screen.
 func (t *tableView) View() string {
 	st := &t.c.styles
 	var b strings.Builder
@@ -450,10 +493,11 @@ func (t *tableView) View() string {
 		}
 		return b.String()
 	}
-	end := min(len(t.rows), t.offset+t.pageRows())
-	for i := t.offset; i < end; i++ {
+	from, to := t.cur.visible(t)
+	for i := from; i < to; i++ {
 		b.WriteByte('\n')
-		b.WriteString(t.renderRow(&t.rows[i], cols, i == t.cursor))
+		t.cells = t.rowCells(&t.rows[i], cols, t.cells)
+		b.WriteString(t.renderRow(t.cells, cols, i == t.cur.index))
 	}
 	return b.String()
 }
@@ -483,116 +527,45 @@ func (t *tableView) title() string {
 		left += st.Label.Render("  filter: ") + st.Value.Render(t.filter) + st.Dim.Render(" (esc clears)")
 	}
 	right := ""
-	if len(t.rows) > 0 {
-		right = st.Dim.Render(itoa(t.cursor+1) + "/" + itoa(len(t.rows)))
+	if p := t.cur.position(t); p != "" {
+		right = st.Dim.Render(p)
 	}
 	return spread(left, right, t.width)
 }
 
-// renderRow draws one row. The cursor row is drawn plain on the selection
-// background (so that it reads as one bar); other rows colour the cells
-// that carry a meaning.
-func (t *tableView) renderRow(r *row, cols []column, selected bool) string {
+// renderRow draws one row from its cells. The cursor row is drawn plain on
+// the selection background (so that it reads as one bar); other rows
+// style the cells that carry a meaning.
+func (t *tableView) renderRow(cells []cell, cols []column, selected bool) string {
 	st := &t.c.styles
-	var plain *styleSet
-	if !selected {
-		plain = st
-	}
 	var b strings.Builder
 	if selected {
 		b.WriteString("▸ ")
 	} else {
 		b.WriteString("  ")
 	}
-	rr := &r.r
 	for i, c := range cols {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		var text string
-		var s *lipgloss.Style
-		switch c.key {
-		case sortName:
-			text = r.id
-		case sortOnline:
-			if r.kind == fleet.KindDevice {
-				text = "on"
-				if r.dev.GetOffline() {
-					text = "OFFLINE"
-					s = pick(plain, func(p *styleSet) *lipgloss.Style { return &p.Warn })
-				}
-			} else {
-				text = itoa(int(rr.Online)) + "/" + itoa(int(rr.Devices))
-				if rr.Offline > 0 {
-					s = pick(plain, func(p *styleSet) *lipgloss.Style { return &p.Warn })
-				}
+		cl := &cells[i]
+		if c.key == colTrend {
+			var pos, neg *lipgloss.Style
+			if !selected {
+				pos, neg = st.series(cl.tone)
 			}
-		case sortPower:
-			if rr.Temps == 0 && r.kind == fleet.KindDevice {
-				text = "—"
-			} else {
-				text = fmtPower(rr.PowerKW())
-				if plain != nil {
-					s = plain.powerStyle(rr.PowerKW())
-				}
-			}
-		case sortSoC:
-			if rr.CapacityMicroKWh <= 0 {
-				text = "—"
-			} else {
-				text = fmtFixed(rr.SoCPct(), 1) + "%"
-				if plain != nil {
-					s = plain.socStyle(rr.SoCPct())
-				}
-			}
-		case sortEnergy:
-			text = fmtEnergy(rr.EnergyKWh())
-		case sortHeadroom:
-			text = fmtPair(rr.HeadroomDischargeKW(), rr.HeadroomChargeKW(), "W")
-		case sortAlarms:
-			text = itoa(int(rr.Alarming))
-			if r.kind == fleet.KindDevice {
-				text = itoa(len(fleet.AlarmNames(r.dev.GetLast().GetAlarms())))
-			}
-			if text == "0" {
-				text = "·"
-			} else {
-				s = pick(plain, func(p *styleSet) *lipgloss.Style { return &p.Crit })
-			}
-		default: // trend
-			b.WriteString(t.trend(r, c.w, plain))
+			b.WriteString(spark(cl.series, c.w, cl.hi, true, pos, neg))
 			continue
 		}
-		b.WriteString(render(s, fit(text, c.w, c.right)))
+		var s *lipgloss.Style
+		if !selected {
+			s = st.of(cl.tone)
+		}
+		b.WriteString(render(s, fit(cl.text, c.w, c.right)))
 	}
 	line := b.String()
 	if selected {
 		return st.Selected.Render(fit(line, t.width, false))
 	}
 	return line
-}
-
-// trend is the row's power sparkline over the last w seconds, on a
-// centred baseline scaled to the node's limits.
-func (t *tableView) trend(r *row, w int, plain *styleSet) string {
-	vals := t.c.seriesOf(r.kind, r.id, history.PowerKW, w)
-	limit := powerLimit(&r.r)
-	if r.kind == fleet.KindDevice {
-		l := r.dev.GetLast()
-		limit = math.Max(l.GetMaxChargeKw(), l.GetMaxDischargeKw())
-	}
-	limit = math.Max(limit, absMax(vals))
-	var pos, neg *lipgloss.Style
-	if plain != nil {
-		pos, neg = &plain.Discharge, &plain.Charge
-	}
-	return spark(vals, w, limit, true, pos, neg)
-}
-
-// pick returns f(s), or nil when s is nil (the cursor row is plain).
-func pick(s *styleSet, f func(*styleSet) *lipgloss.Style) *lipgloss.Style {
-	if s == nil {
-		return nil
-	}
-	return f(s)
 }

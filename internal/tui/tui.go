@@ -6,6 +6,16 @@
 // Options.Refresh, takes the latest snapshot (cheap and immutable) and
 // renders the current level of the hierarchy from the nodes' rollups, so a
 // frame costs the rows on screen, never the devices of the fleet.
+//
+// The root model (model.go) holds a stack of screens (screen.go): it draws
+// the header, the screen on top and the hint bar, and handles only quit,
+// pause, the ? help and the jump keys. Each screen owns its keys (with
+// their help text, from which the hint bar and the ? help are generated),
+// its breadcrumb and its messages; a new screen is a file with its type
+// and one line in registry. List screens share one cursor (listCursor)
+// that follows the selected ID. What a row says (cells: text with its
+// unit and its meaning, cells.go) is computed apart from how it looks (the
+// view styles cells by meaning, styleSet.of).
 package tui
 
 import (
@@ -82,7 +92,9 @@ type common struct {
 	data   Data
 	opts   Options
 	styles styleSet
-	keys   keyMap
+	keys   keyMap // shared keys; screens own theirs
+	// jumps are the registered screens' jump keys, registry order.
+	jumps []jump
 
 	snap   *fleet.Snapshot
 	now    time.Time

@@ -77,8 +77,8 @@ func TestCursorFollowsNodeID(t *testing.T) {
 	if got := m.table.selected().id; got != "south" {
 		t.Fatalf("after refresh: selected %q, want south (rows %v)", got, rowIDs(m.table))
 	}
-	if m.table.cursor != 3 {
-		t.Fatalf("cursor index %d, want 3 (south is the 4th region now)", m.table.cursor)
+	if m.table.cur.index != 3 {
+		t.Fatalf("cursor index %d, want 3 (south is the 4th region now)", m.table.cur.index)
 	}
 	// Drill down and back up: the cursor returns to the node we left.
 	pressAll(m, kEnter)
@@ -283,8 +283,8 @@ func TestDeviceDetailWatch(t *testing.T) {
 	}})
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
 	pressAll(m, char('a'), kEnter)
-	if m.screen != screenDevice || m.device.deviceID != "dev-0042-2" {
-		t.Fatalf("enter on the first alarm opens its device: screen %d device %q", m.screen, m.device.deviceID)
+	if dv := m.registered(screenDevice).(*deviceView); m.top() != dv || dv.deviceID != "dev-0042-2" {
+		t.Fatalf("enter on the first alarm opens its device: screen %v device %q", m.top().Crumbs(), dv.deviceID)
 	}
 	if len(watched) != 1 || !strings.HasSuffix(watched[0], "/dev-0042-2") || stopped != 0 {
 		t.Fatalf("watched %v, stopped %d", watched, stopped)
@@ -296,30 +296,34 @@ func TestDeviceDetailWatch(t *testing.T) {
 		}
 	}
 	pressAll(m, kEsc)
-	if m.screen != screenAlarms {
-		t.Fatalf("esc returns to the alarms, screen %d", m.screen)
+	if m.top() != m.registered(screenAlarms) {
+		t.Fatalf("esc returns to the alarms, screen %v", m.top().Crumbs())
 	}
 	if stopped != 1 {
 		t.Fatalf("leaving the detail stopped %d watches, want 1", stopped)
 	}
 }
 
+// alarmsOf is the alarms screen of m.
+func alarmsOf(m *model) *alarmsView { return m.registered(screenAlarms).(*alarmsView) }
+
 func TestAlarmsCachedPerVersion(t *testing.T) {
 	m, d := newTestModel(t, testSnapshot(), 120, 40)
 	pressAll(m, char('a'))
-	if m.alarms.builds != 1 || len(m.alarms.items) != 3 {
-		t.Fatalf("builds %d items %d", m.alarms.builds, len(m.alarms.items))
+	alarms := alarmsOf(m)
+	if alarms.builds != 1 || len(alarms.items) != 3 {
+		t.Fatalf("builds %d items %d", alarms.builds, len(alarms.items))
 	}
 	for range 5 {
 		m.Update(tickMsg(testNow))
 		m.render()
 	}
-	if m.alarms.builds != 1 {
-		t.Fatalf("same version rebuilt: %d builds", m.alarms.builds)
+	if alarms.builds != 1 {
+		t.Fatalf("same version rebuilt: %d builds", alarms.builds)
 	}
 	want := []string{"dev-0042-2", "dev-0003-1", "dev-0042-3"} // critical, offline, low SoC
 	var got []string
-	for _, it := range m.alarms.items {
+	for _, it := range alarms.items {
 		got = append(got, it.deviceID)
 	}
 	if !slices.Equal(got, want) {
@@ -327,8 +331,8 @@ func TestAlarmsCachedPerVersion(t *testing.T) {
 	}
 	d.snap = bigSnapshot(2, 2, 5, 4)
 	m.Update(tickMsg(testNow))
-	if m.alarms.builds != 2 {
-		t.Fatalf("a new version rebuilds once: %d", m.alarms.builds)
+	if alarms.builds != 2 {
+		t.Fatalf("a new version rebuilds once: %d", alarms.builds)
 	}
 	// Only hot subtrees are visited, but nothing is missed.
 	var brute int
@@ -343,8 +347,8 @@ func TestAlarmsCachedPerVersion(t *testing.T) {
 			}
 		}
 	}
-	if len(m.alarms.items) != brute {
-		t.Fatalf("alarms %d, brute force %d", len(m.alarms.items), brute)
+	if len(alarms.items) != brute {
+		t.Fatalf("alarms %d, brute force %d", len(alarms.items), brute)
 	}
 }
 
@@ -484,7 +488,7 @@ func BenchmarkRender(b *testing.B) {
 				for b.Loop() {
 					m.c.snap = nil // force the rows to rebuild as for a new version
 					m.table.version = 0
-					m.alarms.built = false
+					alarmsOf(m).built = false
 					m.Update(tickMsg(testNow))
 					_ = m.View()
 				}
