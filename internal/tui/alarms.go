@@ -147,6 +147,7 @@ func (a *alarmsView) SetSize(w, h int) {
 	a.cur.setPage(max(1, a.height-2), a)
 }
 
+// rowCount and rowID implement rowList.
 func (a *alarmsView) rowCount() int      { return len(a.items) }
 func (a *alarmsView) rowID(i int) string { return a.items[i].deviceID }
 

@@ -117,6 +117,7 @@ func (t *tableView) SetSize(w, h int) {
 	t.cur.setPage(t.pageRows(), t)
 }
 
+// rowCount and rowID implement rowList.
 func (t *tableView) rowCount() int      { return len(t.rows) }
 func (t *tableView) rowID(i int) string { return t.rows[i].id }
 
