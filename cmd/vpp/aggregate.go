@@ -13,11 +13,11 @@ import (
 
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/api"
+	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/reader"
-	"github.com/vppctl/vpp/internal/units"
 )
 
 // Aggregate defaults.
@@ -163,8 +163,8 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 			}
 			prev, prevAt = st, now
 			return fmt.Sprintf("partitions %d  sites %d  devices %d  consumed %s (%s/s)  applied %s  duplicates %d  gaps %d  lag %d",
-				len(st.Partitions), st.Sites, st.Devices, units.FormatCount(float64(st.Consumed)), units.FormatCount(rate),
-				units.FormatCount(float64(st.Applied)), st.Duplicates, st.Gaps, st.Lag)
+				len(st.Partitions), st.Sites, st.Devices, flagval.FormatCount(float64(st.Consumed)), flagval.FormatCount(rate),
+				flagval.FormatCount(float64(st.Applied)), st.Duplicates, st.Gaps, st.Lag)
 		})
 	}
 	err = agg.Run(ctx)

@@ -12,18 +12,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/bench"
-	"github.com/vppctl/vpp/internal/units"
+	"github.com/vppctl/vpp/internal/flagval"
 )
 
 func newBenchCmd() *cobra.Command {
 	var (
 		kf      kafkaFlags
 		cfg     bench.Config
-		devices = units.Count{V: 20_000}
-		records = units.Count{V: 500_000}
-		maxRate = units.Count{V: 2_000_000}
-		readerN = units.Count{V: 100_000}
-		twinN   = units.Count{V: 1_000_000}
+		devices = flagval.Count{V: 20_000}
+		records = flagval.Count{V: 500_000}
+		maxRate = flagval.Count{V: 2_000_000}
+		readerN = flagval.Count{V: 100_000}
+		twinN   = flagval.Count{V: 1_000_000}
 		rates   string
 		runs    int
 	)
@@ -74,7 +74,7 @@ every request in one loop, so real Kafka is the number that counts.
 			}
 			if rates != "" {
 				for _, r := range strings.Split(rates, ",") {
-					v, err := units.ParseCount(r)
+					v, err := flagval.ParseCount(r)
 					if err != nil {
 						return usageError{fmt.Errorf("--rates: %w", err)}
 					}
@@ -142,7 +142,7 @@ every request in one loop, so real Kafka is the number that counts.
 }
 
 // skipZero maps a count flag to a bench.Config size: 0 skips (-1).
-func skipZero(c units.Count) int {
+func skipZero(c flagval.Count) int {
 	if c.V <= 0 {
 		return -1
 	}
@@ -167,49 +167,49 @@ func printBench(w io.Writer, r *bench.Result, runs int) {
 		fmt.Fprintf(tw, "median of %d runs\t\t\n", runs)
 	}
 	row("figure", "value", "how")
-	row("floor", units.FormatCount(r.FloorRate)+" records/s",
+	row("floor", flagval.FormatCount(r.FloorRate)+" records/s",
 		"raw sarama produce → consume, %d-byte readings keyed by site, broker %s; CPU/record: broker %s, sarama producer + consumer %s",
 		r.FloorBytes, r.Broker, us(r.FloorBrokerCPU), us(r.FloorClientCPU))
 	best := r.MaxSustained()
 	if best == nil {
 		row("end-to-end throughput", "n/a", "no step was sustained")
 	} else {
-		row("end-to-end throughput", units.FormatCount(best.Applied)+" readings/s",
-			"%.0f %% of the floor; sim → ingest → Kafka → aggregate at %s/s requested, lag bounded", 100*best.Applied/r.FloorRate, units.FormatCount(best.Requested))
+		row("end-to-end throughput", flagval.FormatCount(best.Applied)+" readings/s",
+			"%.0f %% of the floor; sim → ingest → Kafka → aggregate at %s/s requested, lag bounded", 100*best.Applied/r.FloorRate, flagval.FormatCount(best.Requested))
 	}
 	fresh := func(label string, s *bench.Step) {
 		if s == nil {
 			return
 		}
 		row("freshness at "+label, fmt.Sprintf("p50 %s, p99 %s, p99.9 %s, max %s ms", ms(s.Freshness.P50), ms(s.Freshness.P99), ms(s.Freshness.P999), ms(s.Freshness.Max)),
-			"%s/s requested, %d readings (1 site in %d), from scheduled send time to state read back", units.FormatCount(s.Requested), s.Freshness.N, r.FreshnessSample)
+			"%s/s requested, %d readings (1 site in %d), from scheduled send time to state read back", flagval.FormatCount(s.Requested), s.Freshness.N, r.FreshnessSample)
 	}
 	fresh("10k/s", r.At(10_000))
 	fresh("50 % of max", r.Half)
 	fresh("90 % of max", r.Ninety)
 	if best != nil {
-		row("ingest cost", us(best.IngestCPU)+"/reading", "vpp ingest process CPU (decode, validate, buffer, produce, acks) at the maximum; %s RSS", units.FormatBytes(best.IngestRSS))
-		row("aggregate cost", us(best.AggregateCPU)+"/reading", "vpp aggregate process CPU (consume, twins, rollups, state) at the maximum; %s RSS", units.FormatBytes(best.AggregateRSS))
+		row("ingest cost", us(best.IngestCPU)+"/reading", "vpp ingest process CPU (decode, validate, buffer, produce, acks) at the maximum; %s RSS", flagval.FormatBytes(best.IngestRSS))
+		row("aggregate cost", us(best.AggregateCPU)+"/reading", "vpp aggregate process CPU (consume, twins, rollups, state) at the maximum; %s RSS", flagval.FormatBytes(best.AggregateRSS))
 		row("ingest + aggregate vs broker", us(best.PipelineCPU())+" vs "+us(best.BrokerCPU),
 			"CPU per reading at the maximum; the broker per record in the floor: %s", us(r.FloorBrokerCPU))
 	}
 	if r.TwinBytes > 0 {
-		row("twin memory", fmt.Sprintf("%.0f bytes/device", r.TwinBytes), "heap after GC ÷ devices, %s devices", units.FormatCount(float64(r.TwinDevices)))
+		row("twin memory", fmt.Sprintf("%.0f bytes/device", r.TwinBytes), "heap after GC ÷ devices, %s devices", flagval.FormatCount(float64(r.TwinDevices)))
 	}
 	if r.ReaderDevices > 0 {
-		row("reader fold", fmt.Sprintf("%.0f ms", float64(r.ReaderFold)/1e6), "%s devices' state from Kafka into the fleet tree", units.FormatCount(float64(r.ReaderDevices)))
+		row("reader fold", fmt.Sprintf("%.0f ms", float64(r.ReaderFold)/1e6), "%s devices' state from Kafka into the fleet tree", flagval.FormatCount(float64(r.ReaderDevices)))
 		row("TUI frame", fmt.Sprintf("%.2f ms", float64(r.Frame.Refresh)/1e6), "fleet screen %d×%d over that fleet after new data; %.2f ms redraw", r.Frame.Width, r.Frame.Height, float64(r.Frame.Redraw)/1e6)
 	}
 	acc := func(label string, s *bench.Step) {
 		if s != nil {
-			row("sim accuracy at "+label, fmt.Sprintf("%.3f", s.SimRate/s.Requested), "achieved ÷ requested (%s/s)", units.FormatCount(s.Requested))
+			row("sim accuracy at "+label, fmt.Sprintf("%.3f", s.SimRate/s.Requested), "achieved ÷ requested (%s/s)", flagval.FormatCount(s.Requested))
 		}
 	}
 	acc("10k/s", r.At(10_000))
 	acc("100k/s", r.At(100_000))
 	acc("the maximum", best)
 	for _, s := range r.Steps {
-		row("step "+units.FormatCount(s.Requested)+"/s", "applied "+units.FormatCount(s.Applied)+"/s",
+		row("step "+flagval.FormatCount(s.Requested)+"/s", "applied "+flagval.FormatCount(s.Applied)+"/s",
 			"sustained %v, lag at end %d, drained %v; p99 %s ms; CPU/reading ingest %s aggregate %s broker %s",
 			s.Sustained, s.LagAtEnd, s.DrainTime.Round(time.Millisecond), ms(s.Freshness.P99), us(s.IngestCPU), us(s.AggregateCPU), us(s.BrokerCPU))
 	}

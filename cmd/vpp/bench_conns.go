@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/bench"
-	"github.com/vppctl/vpp/internal/units"
+	"github.com/vppctl/vpp/internal/flagval"
 )
 
 // newBenchConnsCmd is `vpp bench conns`: ingest's memory per open
@@ -98,10 +98,10 @@ Limits:
 func printBenchConns(w io.Writer, r bench.ConnsResult) {
 	fmt.Fprintf(w, "ingest with %d connections (connected in %v, %d of %d readings acked): VmRSS %s → %s, Go heap in use %s → %s, stacks %s → %s, free heap kept %s → %s, next GC at %s, goroutines %d → %d\n",
 		r.Conns, r.Connect.Round(time.Millisecond), r.Acked, r.Sent,
-		units.FormatBytes(r.RSSBefore), units.FormatBytes(r.RSSAfter),
-		units.FormatBytes(r.HeapBefore), units.FormatBytes(r.HeapAfter),
-		units.FormatBytes(r.StackBefore), units.FormatBytes(r.StackAfter),
-		units.FormatBytes(r.FreeBefore), units.FormatBytes(r.FreeAfter), units.FormatBytes(r.GCGoalAfter),
+		flagval.FormatBytes(r.RSSBefore), flagval.FormatBytes(r.RSSAfter),
+		flagval.FormatBytes(r.HeapBefore), flagval.FormatBytes(r.HeapAfter),
+		flagval.FormatBytes(r.StackBefore), flagval.FormatBytes(r.StackAfter),
+		flagval.FormatBytes(r.FreeBefore), flagval.FormatBytes(r.FreeAfter), flagval.FormatBytes(r.GCGoalAfter),
 		r.GoroutinesBefore, r.GoroutinesAfter)
 	fmt.Fprintf(w, "per connection: %.0f bytes RSS (Go heap %.0f, stacks %.0f, %.2f goroutines)\n",
 		r.PerConn(), r.HeapPerConn(), r.StackPerConn(), r.GoroutinesPerConn())

@@ -13,13 +13,13 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/sim"
 	"github.com/vppctl/vpp/internal/tui"
-	"github.com/vppctl/vpp/internal/units"
 )
 
 // Demo defaults: a fleet big enough to look like one, small enough for a
@@ -32,8 +32,8 @@ const (
 
 type demoOptions struct {
 	kafka       kafkaFlags
-	devices     units.Count
-	rate        units.Count
+	devices     flagval.Count
+	rate        flagval.Count
 	http        string
 	noTUI       bool
 	aggregators int
@@ -44,7 +44,7 @@ type demoOptions struct {
 }
 
 func newDemoCmd() *cobra.Command {
-	o := &demoOptions{devices: units.Count{V: defaultDemoDevices}, rate: units.Count{V: defaultDemoRate}}
+	o := &demoOptions{devices: flagval.Count{V: defaultDemoDevices}, rate: flagval.Count{V: defaultDemoRate}}
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole pipeline in one process on an embedded broker",
@@ -131,7 +131,7 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	if p.APIURL() != "" {
 		fmt.Fprintf(out, "; API on %s/api/metrics/fleet", p.APIURL())
 	}
-	fmt.Fprintf(out, "\nsimulating %s devices at %s readings/s; Ctrl-C stops\n", units.FormatCount(o.devices.V), units.FormatCount(o.rate.V))
+	fmt.Fprintf(out, "\nsimulating %s devices at %s readings/s; Ctrl-C stops\n", flagval.FormatCount(o.devices.V), flagval.FormatCount(o.rate.V))
 
 	s, err := sim.New(sim.Config{
 		URL:       p.IngestURL(),
@@ -225,7 +225,7 @@ func summaryLine(snap *fleet.Snapshot, prev *fleet.Pipeline, dt time.Duration, s
 	fmt.Fprintf(&b, " | net %+.2f MW (chg %.2f, dis %.2f)", r.PowerKW()/1000, r.ChargeKW()/1000, r.DischargeKW()/1000)
 	fmt.Fprintf(&b, " | %.2f/%.2f MWh SoC %.1f%%", r.EnergyKWh()/1000, r.CapacityKWh()/1000, r.SoCPct())
 	fmt.Fprintf(&b, " | headroom up %.2f MW down %.2f MW", r.HeadroomDischargeKW()/1000, r.HeadroomChargeKW()/1000)
-	fmt.Fprintf(&b, " | ingest %s r/s lag %d | sim sent %d acked %d", units.FormatCount(rate), pl.Lag, st.Sent, st.Acked)
+	fmt.Fprintf(&b, " | ingest %s r/s lag %d | sim sent %d acked %d", flagval.FormatCount(rate), pl.Lag, st.Sent, st.Acked)
 	if age := time.Since(snap.UpdatedAt()); !snap.UpdatedAt().IsZero() && age > 5*time.Second {
 		fmt.Fprintf(&b, " | STALE %s", age.Round(time.Second))
 	}

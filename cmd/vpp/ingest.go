@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/spool"
-	"github.com/vppctl/vpp/internal/units"
 )
 
 // newIngestCmd is `vpp ingest`: the WebSocket telemetry server that
@@ -20,15 +20,15 @@ func newIngestCmd() *cobra.Command {
 	var (
 		cfg      ingest.Config
 		kf       kafkaFlags
-		maxFrame = units.Bytes{V: 1 << 20}
-		bufBytes = units.Bytes{V: 64 << 20}
+		maxFrame = flagval.Bytes{V: 1 << 20}
+		bufBytes = flagval.Bytes{V: 64 << 20}
 		status   bool
 		sec      ingestSecurityFlags
 		httpAddr string
 
 		spoolDir      string
-		spoolMax      = units.Bytes{V: spool.DefaultMaxBytes}
-		spoolSegment  = units.Bytes{V: spool.DefaultSegmentBytes}
+		spoolMax      = flagval.Bytes{V: spool.DefaultMaxBytes}
+		spoolSegment  = flagval.Bytes{V: spool.DefaultSegmentBytes}
 		spoolFsync    string
 		spoolInterval time.Duration
 	)
@@ -161,11 +161,11 @@ func ingestStatus(srv *ingest.Server, sp *spool.Spool) func() string {
 		spooled := ""
 		if sp != nil {
 			ss := sp.Stats()
-			spooled = fmt.Sprintf("  spool %s/%s", units.FormatBytes(ss.DiskBytes), units.FormatBytes(st.BufferCapacityBytes))
+			spooled = fmt.Sprintf("  spool %s/%s", flagval.FormatBytes(ss.DiskBytes), flagval.FormatBytes(st.BufferCapacityBytes))
 		}
 		return fmt.Sprintf("ingest %s  conns %d  recv %s/s  published %s  rejected %s  acked %s  buffered %s/%s%s  kafka %s",
-			srv.Addr(), st.Connections, units.FormatCount(rate), units.FormatCount(float64(st.Published)),
-			units.FormatCount(float64(st.RejectedTotal())), units.FormatCount(float64(st.Acked)),
-			units.FormatCount(float64(st.Buffered)), units.FormatCount(float64(st.BufferCapacity)), spooled, kafka)
+			srv.Addr(), st.Connections, flagval.FormatCount(rate), flagval.FormatCount(float64(st.Published)),
+			flagval.FormatCount(float64(st.RejectedTotal())), flagval.FormatCount(float64(st.Acked)),
+			flagval.FormatCount(float64(st.Buffered)), flagval.FormatCount(float64(st.BufferCapacity)), spooled, kafka)
 	}
 }

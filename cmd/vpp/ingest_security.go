@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vppctl/vpp/internal/auth"
+	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/tlsutil"
-	"github.com/vppctl/vpp/internal/units"
 )
 
 // ingestSecurityFlags are vpp ingest's flags for who may connect and how
@@ -28,13 +28,13 @@ type ingestSecurityFlags struct {
 	maxPerIP  int
 	handshake time.Duration
 	idle      time.Duration
-	rate      units.Count
+	rate      flagval.Count
 	burst     int
 	rateTable int
 }
 
 func (f *ingestSecurityFlags) register(fs *pflag.FlagSet) {
-	f.rate = units.Count{V: 100}
+	f.rate = flagval.Count{V: 100}
 	fs.StringVar(&f.authKey, "auth-key", "", "verify device tokens with this `file`: an HMAC-SHA256 secret or an Ed25519 public key (PEM); see vpp token")
 	fs.BoolVar(&f.insecure, "insecure", false, "accept devices without a token (development only; logs a warning)")
 	fs.DurationVar(&f.leeway, "auth-leeway", auth.DefaultLeeway, "clock skew allowed on a token's exp, nbf and iat")

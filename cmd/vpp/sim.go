@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vppctl/vpp/internal/auth"
+	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/sim"
 	"github.com/vppctl/vpp/internal/tlsutil"
-	"github.com/vppctl/vpp/internal/units"
 )
 
 // Defaults of vpp sim's flags.
@@ -72,9 +72,9 @@ const simExample = `  # 1000 devices, 10k readings/s, until Ctrl-C
 func newSimCmd() *cobra.Command {
 	var (
 		cfg     sim.Config
-		rate    = units.Count{V: defaultSimRate}
-		devices = units.Count{V: defaultSimDevices}
-		count   units.Count
+		rate    = flagval.Count{V: defaultSimRate}
+		devices = flagval.Count{V: defaultSimDevices}
+		count   flagval.Count
 		start   string
 		truth   string
 		quiet   bool
@@ -180,9 +180,9 @@ func runSim(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quie
 	st := s.Stats()
 	if !quiet {
 		fmt.Fprintf(w, "sim: %s readings sent, %s acked, %d unacked in %s (%s/s), %s retransmitted, %d duplicate frames, %d reconnects, %d errors\n",
-			units.FormatCount(float64(st.Sent)), units.FormatCount(float64(st.Acked)), st.InFlight,
-			st.Elapsed.Round(time.Millisecond), units.FormatCount(st.Rate),
-			units.FormatCount(float64(st.Retransmitted)), st.DuplicateFrames, st.Reconnects, st.Errors)
+			flagval.FormatCount(float64(st.Sent)), flagval.FormatCount(float64(st.Acked)), st.InFlight,
+			st.Elapsed.Round(time.Millisecond), flagval.FormatCount(st.Rate),
+			flagval.FormatCount(float64(st.Retransmitted)), st.DuplicateFrames, st.Reconnects, st.Errors)
 	}
 	if truthPath != "" {
 		if werr := s.Truth().WriteFile(truthPath); werr != nil {
@@ -220,7 +220,7 @@ func simStatus(s *sim.Sim) func() string {
 		}
 		prev = st
 		return fmt.Sprintf("sent %s  acked %s  rate %s/s  in-flight %d  reconnects %d  errors %d  elapsed %s",
-			units.FormatCount(float64(st.Sent)), units.FormatCount(float64(st.Acked)), units.FormatCount(rate),
+			flagval.FormatCount(float64(st.Sent)), flagval.FormatCount(float64(st.Acked)), flagval.FormatCount(rate),
 			st.InFlight, st.Reconnects, st.Errors, st.Elapsed.Round(time.Second))
 	}
 }

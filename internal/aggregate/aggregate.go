@@ -20,8 +20,8 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/vppctl/vpp/internal/hist"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/latency"
 )
 
 // Defaults of Config.
@@ -97,8 +97,8 @@ type Stats struct {
 	// PublishLatency times the state flushes (until Kafka acknowledged);
 	// Freshness is the time from a reading's timestamp to its twin update.
 	// Both cover this process's lifetime.
-	PublishLatency hist.Snapshot
-	Freshness      hist.Snapshot
+	PublishLatency latency.Snapshot
+	Freshness      latency.Snapshot
 }
 
 // Aggregator is one member of the aggregate consumer group. Create it with
@@ -113,8 +113,8 @@ type Aggregator struct {
 
 	// publishLatency times each state flush (SendMessages until Kafka
 	// acknowledged); freshness is reading timestamp → applied to its twin.
-	publishLatency hist.Histogram
-	freshness      hist.Histogram
+	publishLatency latency.Histogram
+	freshness      latency.Histogram
 
 	mu      sync.Mutex
 	running bool

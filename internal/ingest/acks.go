@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/vppctl/vpp/internal/qutil"
+	"github.com/vppctl/vpp/internal/queue"
+	"github.com/vppctl/vpp/internal/smallmap"
 )
 
 // ackTracker computes the acks of one connection.
@@ -23,7 +24,7 @@ import (
 // one reading stays outstanding while later ones complete.
 type ackTracker struct {
 	mu      sync.Mutex
-	devices qutil.SmallIndex[*deviceAcks]
+	devices smallmap.Map[*deviceAcks]
 	dirty   []*deviceAcks
 	// free holds forgotten device states for reuse (with their heaps'
 	// arrays): a device that sends less often than acks are flushed is
@@ -33,7 +34,7 @@ type ackTracker struct {
 	free    []*deviceAcks
 	entries int
 	limit   int
-	room    qutil.Notifier
+	room    queue.Notifier
 	// advanced, when set, is called (with mu held) whenever an ack
 	// advances: the connection queues itself for the next flush.
 	advanced func()
@@ -45,8 +46,8 @@ type ackTracker struct {
 type deviceAcks struct {
 	t       *ackTracker
 	id      string
-	pend    qutil.SeqHeap
-	done    qutil.SeqHeap
+	pend    queue.SeqHeap
+	done    queue.SeqHeap
 	acked   uint64 // highest seq ackable
 	sent    uint64 // highest seq sent to the device
 	unsent  uint64 // readings newly ackable and not yet sent

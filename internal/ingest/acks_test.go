@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vppctl/vpp/internal/qutil"
+	"github.com/vppctl/vpp/internal/queue"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -115,7 +115,7 @@ type refAcks struct {
 }
 
 type refDevice struct {
-	pend, done  qutil.SeqHeap
+	pend, done  queue.SeqHeap
 	acked, sent uint64
 	unsent      uint64
 	dirty       bool

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vppctl/vpp/internal/qutil"
+	"github.com/vppctl/vpp/internal/queue"
 )
 
 // ErrBufferClosed is returned by Put and Next once the buffer is closed.
@@ -158,12 +158,12 @@ type MemoryBuffer struct {
 	mu       sync.Mutex
 	records  int                // held: queued, in flight or waiting for retry
 	bytes    int64              // bytes of the held records
-	queue    qutil.FIFO[Record] // stored, not yet handed out
-	retry    qutil.FIFO[Record] // failed, waiting for their notBefore
+	queue    queue.FIFO[Record] // stored, not yet handed out
+	retry    queue.FIFO[Record] // failed, waiting for their notBefore
 	failures int                // consecutive publish failures, for the backoff
 	closed   bool
-	space    qutil.Notifier // broadcast when capacity is released
-	items    qutil.Notifier // broadcast when a record becomes available
+	space    queue.Notifier // broadcast when capacity is released
+	items    queue.Notifier // broadcast when a record becomes available
 }
 
 // NewMemoryBuffer returns a buffer holding at most maxRecords records and

@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/vppctl/vpp/internal/qutil"
+	"github.com/vppctl/vpp/internal/smallmap"
 	"github.com/vppctl/vpp/internal/wire"
 )
 
@@ -115,10 +115,10 @@ type decoder struct {
 	// devs interns the device IDs of the connection and ids its site IDs,
 	// so that a reading of a known device costs no allocation; together
 	// they hold at most maxInterned IDs. While devs holds few devices
-	// (qutil.SmallIndexFew, no map) their sites are found through them and
+	// (smallmap.MaxFew, no map) their sites are found through them and
 	// ids is not made: most connections carry one device. misses counts
 	// the IDs not interned since the tables filled up.
-	devs   qutil.SmallIndex[*devEntry]
+	devs   smallmap.Map[*devEntry]
 	ids    map[string]string
 	misses int
 	// admit, when set, decides on every reading whose IDs are valid (e is

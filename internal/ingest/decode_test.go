@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vppctl/vpp/internal/qutil"
+	"github.com/vppctl/vpp/internal/smallmap"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -237,7 +237,7 @@ func TestDecodeInterns(t *testing.T) {
 	}
 }
 
-// TestDecodeFewDevices: a connection's first qutil.SmallIndexFew devices
+// TestDecodeFewDevices: a connection's first smallmap.MaxFew devices
 // are interned without maps, a device more moves them all into the maps
 // with the same entries (their rate buckets and ack states stay attached),
 // and devices of one site share its site ID either way.
@@ -260,7 +260,7 @@ func TestDecodeFewDevices(t *testing.T) {
 		return out[0]
 	}
 	var first decodedReading
-	for i := range qutil.SmallIndexFew {
+	for i := range smallmap.MaxFew {
 		dr := read(fmt.Sprintf("dev-%d", i), "site-a")
 		if i == 0 {
 			first = dr
@@ -268,8 +268,8 @@ func TestDecodeFewDevices(t *testing.T) {
 			t.Fatalf("device %d of site-a holds a site ID of its own", i)
 		}
 	}
-	if d.devs.Mapped() || d.ids != nil || d.devs.Len() != qutil.SmallIndexFew {
-		t.Fatalf("%d devices: maps made (devs %v, ids %v), %d devices", qutil.SmallIndexFew, d.devs.Mapped(), d.ids != nil, d.devs.Len())
+	if d.devs.Mapped() || d.ids != nil || d.devs.Len() != smallmap.MaxFew {
+		t.Fatalf("%d devices: maps made (devs %v, ids %v), %d devices", smallmap.MaxFew, d.devs.Mapped(), d.ids != nil, d.devs.Len())
 	}
 	known := validReading()
 	known.DeviceId, known.SiteId = "dev-3", "site-a"
@@ -282,13 +282,13 @@ func TestDecodeFewDevices(t *testing.T) {
 		t.Fatalf("a known device among few allocates %v times", n)
 	}
 	more := read("dev-more", "site-a")
-	if !d.devs.Mapped() || d.devs.Len() != qutil.SmallIndexFew+1 {
-		t.Fatalf("after %d devices: mapped %v, devs %d", qutil.SmallIndexFew+1, d.devs.Mapped(), d.devs.Len())
+	if !d.devs.Mapped() || d.devs.Len() != smallmap.MaxFew+1 {
+		t.Fatalf("after %d devices: mapped %v, devs %d", smallmap.MaxFew+1, d.devs.Mapped(), d.devs.Len())
 	}
 	if unsafe.StringData(more.site) != unsafe.StringData(first.site) {
 		t.Fatal("the first device in the maps did not get the interned site ID")
 	}
-	for i := range qutil.SmallIndexFew {
+	for i := range smallmap.MaxFew {
 		read(fmt.Sprintf("dev-%d", i), "site-a")
 	}
 	read("dev-0", "site-b") // a device that moves site keeps its entry

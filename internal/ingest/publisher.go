@@ -11,8 +11,8 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/vppctl/vpp/internal/hist"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/latency"
 )
 
 // Publisher is the seam to Kafka.
@@ -57,7 +57,7 @@ type SaramaPublisher struct {
 	// free holds *pending whose message sarama gave back, for reuse.
 	free sync.Pool
 
-	latency hist.Histogram // Publish → Kafka's verdict
+	latency latency.Histogram // Publish → Kafka's verdict
 	// epoch is the monotonic origin of pending.start: a reading of the
 	// monotonic clock alone (time.Since) costs about half of time.Now,
 	// which reads the wall clock too.
@@ -244,7 +244,7 @@ func (p *SaramaPublisher) Publish(ctx context.Context, m *Message, v Verdict) er
 
 // ProducerStats returns the produce latency (from Publish to Kafka's
 // acknowledgement or error) and the number of failed produce attempts.
-func (p *SaramaPublisher) ProducerStats() (hist.Snapshot, uint64) {
+func (p *SaramaPublisher) ProducerStats() (latency.Snapshot, uint64) {
 	return p.latency.Snapshot(), p.errors.Load()
 }
 

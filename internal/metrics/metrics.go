@@ -13,8 +13,8 @@ import (
 
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/fleet"
-	"github.com/vppctl/vpp/internal/hist"
 	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/latency"
 )
 
 // Handler returns the /metrics handler of a registry holding the given
@@ -35,7 +35,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // IngestCollector reports an ingest server's counters.
 type IngestCollector struct {
 	src      func() ingest.Stats
-	producer func() (hist.Snapshot, uint64, bool)
+	producer func() (latency.Snapshot, uint64, bool)
 
 	readings, frames, acked, connections, protocolErrors   *prometheus.Desc
 	buffered, bufferedBytes, capRecords, capBytes, kafkaUp *prometheus.Desc
@@ -66,7 +66,7 @@ func NewIngestCollector(src func() ingest.Stats) *IngestCollector {
 
 // WithProducer adds the producer's latency histogram and error count (see
 // ingest.Server.ProducerStats).
-func (c *IngestCollector) WithProducer(f func() (hist.Snapshot, uint64, bool)) *IngestCollector {
+func (c *IngestCollector) WithProducer(f func() (latency.Snapshot, uint64, bool)) *IngestCollector {
 	c.producer = f
 	return c
 }
@@ -177,8 +177,8 @@ func (c *AggregateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- histogram(c.freshness, st.Freshness)
 }
 
-// histogram converts a hist.Snapshot to a Prometheus histogram.
-func histogram(d *prometheus.Desc, s hist.Snapshot) prometheus.Metric {
+// histogram converts a latency.Snapshot to a Prometheus histogram.
+func histogram(d *prometheus.Desc, s latency.Snapshot) prometheus.Metric {
 	return prometheus.MustNewConstHistogram(d, s.Count, s.Sum, s.Cumulative)
 }
 

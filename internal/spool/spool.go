@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/ingest"
-	"github.com/vppctl/vpp/internal/qutil"
+	"github.com/vppctl/vpp/internal/queue"
 )
 
 // Retry backoff after a publish error: it grows with consecutive failed
@@ -56,12 +56,12 @@ type Spool struct {
 	flushed uint64            // records below were written to their files
 	durable uint64            // records below were fsynced (or were on disk at Open)
 	acked   uint64            // watermark: every record below is in Kafka
-	ackHeap qutil.SeqHeap     // acked records above the watermark
+	ackHeap queue.SeqHeap     // acked records above the watermark
 	toDel   []*segment        // fully acked segments whose files the syncer removes
 	disk    int64             // bytes of the live segments, pending writes included
 	records int               // held: not yet acknowledged by Kafka
 	bytes   int64             // frame bytes of the held records
-	window  qutil.FIFO[entry] // in memory, not handed out yet: seqs readSeq…
+	window  queue.FIFO[entry] // in memory, not handed out yet: seqs readSeq…
 	readSeq uint64            // next sequence number to hand out in order
 	inf     map[*ingest.Record]*entry
 	held    int64    // memory bytes of window, in-flight and failed records
@@ -73,9 +73,9 @@ type Spool struct {
 	// replayEnd is nextSeq at Open: the records below it that Kafka had
 	// not acknowledged before the restart are the replay (see Replaying).
 	replayEnd uint64
-	space     qutil.Notifier // capacity released
-	items     qutil.Notifier // a record may be available, or in-flight settled
-	work      qutil.Notifier // work for the syncer
+	space     queue.Notifier // capacity released
+	items     queue.Notifier // a record may be available, or in-flight settled
+	work      queue.Notifier // work for the syncer
 
 	ctr      counters
 	ackWrote atomic.Uint64 // watermark last written to the acked file

@@ -1,4 +1,4 @@
-package qutil
+package queue
 
 import (
 	"math/rand/v2"

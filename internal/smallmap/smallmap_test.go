@@ -1,4 +1,4 @@
-package qutil
+package smallmap
 
 import (
 	"fmt"
@@ -6,14 +6,14 @@ import (
 	"testing"
 )
 
-// TestSmallIndexModel: random puts, gets and deletes agree with a plain
+// TestModel: random puts, gets and deletes agree with a plain
 // map, across the move from the slices into the map and back to empty.
-func TestSmallIndexModel(t *testing.T) {
+func TestModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for round := range 50 {
-		var x SmallIndex[int]
+		var x Map[int]
 		model := map[string]int{}
-		keys := 2 + r.IntN(3*SmallIndexFew)
+		keys := 2 + r.IntN(3*MaxFew)
 		for step := range 400 {
 			k := fmt.Sprintf("k%d", r.IntN(keys))
 			switch r.IntN(4) {
@@ -50,22 +50,22 @@ func TestSmallIndexModel(t *testing.T) {
 	}
 }
 
-// TestSmallIndexMovesToMap: the index keeps SmallIndexFew entries without
+// TestMovesToMap: the index keeps MaxFew entries without
 // a map and makes one for the next.
-func TestSmallIndexMovesToMap(t *testing.T) {
-	var x SmallIndex[*int]
-	for i := range SmallIndexFew {
+func TestMovesToMap(t *testing.T) {
+	var x Map[*int]
+	for i := range MaxFew {
 		x.Put(fmt.Sprint(i), new(i))
 	}
-	if x.Mapped() || len(x.Few()) != SmallIndexFew {
-		t.Fatalf("%d entries: mapped %v, few %d", SmallIndexFew, x.Mapped(), len(x.Few()))
+	if x.Mapped() || len(x.Few()) != MaxFew {
+		t.Fatalf("%d entries: mapped %v, few %d", MaxFew, x.Mapped(), len(x.Few()))
 	}
 	if n := testing.AllocsPerRun(100, func() { x.GetBytes([]byte("3")) }); n != 0 {
 		t.Fatalf("GetBytes allocates %v times", n)
 	}
 	x.Put("more", new(-1))
-	if !x.Mapped() || x.Few() != nil || x.Len() != SmallIndexFew+1 {
-		t.Fatalf("%d entries: mapped %v, few %d, len %d", SmallIndexFew+1, x.Mapped(), len(x.Few()), x.Len())
+	if !x.Mapped() || x.Few() != nil || x.Len() != MaxFew+1 {
+		t.Fatalf("%d entries: mapped %v, few %d, len %d", MaxFew+1, x.Mapped(), len(x.Few()), x.Len())
 	}
 	if v, ok := x.Get("0"); !ok || *v != 0 {
 		t.Fatal("an entry was lost moving into the map")

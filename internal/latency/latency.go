@@ -1,6 +1,6 @@
-// Package hist is a lock-free latency histogram with fixed buckets, cheap
+// Package latency is a lock-free latency histogram with fixed buckets, cheap
 // enough for per-reading hot paths. Exporters (Prometheus) read snapshots.
-package hist
+package latency
 
 import (
 	"sync/atomic"

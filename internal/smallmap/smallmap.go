@@ -1,23 +1,25 @@
-package qutil
+// Package smallmap is a string-keyed map for the few keys most owners
+// hold: its first entries live in two slices, searched in order, and only
+// more than MaxFew of them make a Go map.
+package smallmap
 
-// SmallIndexFew is how many entries a SmallIndex keeps in slices before it
-// makes a map.
-const SmallIndexFew = 8
+// MaxFew is how many entries a Map keeps in slices before it makes a map.
+const MaxFew = 8
 
-// SmallIndex maps string keys to values. Its first SmallIndexFew entries
+// Map maps string keys to values. Its first MaxFew entries
 // are kept in two slices and searched in order; one more moves them all
 // into a map, which it keeps from then on. Most of ingest's connections
 // carry one device, or a small gateway's few: a map would cost each of them
 // a few hundred bytes more than the slices, and a search of a few keys
 // costs no more than a map lookup. The zero value is empty and ready.
-type SmallIndex[V any] struct {
+type Map[V any] struct {
 	keys []string
 	vals []V
 	m    map[string]V
 }
 
 // Get returns the value of key k.
-func (x *SmallIndex[V]) Get(k string) (V, bool) {
+func (x *Map[V]) Get(k string) (V, bool) {
 	if x.m != nil {
 		v, ok := x.m[k]
 		return v, ok
@@ -32,7 +34,7 @@ func (x *SmallIndex[V]) Get(k string) (V, bool) {
 }
 
 // GetBytes is Get for a key as bytes, without allocating.
-func (x *SmallIndex[V]) GetBytes(b []byte) (V, bool) {
+func (x *Map[V]) GetBytes(b []byte) (V, bool) {
 	if x.m != nil {
 		v, ok := x.m[string(b)]
 		return v, ok
@@ -47,7 +49,7 @@ func (x *SmallIndex[V]) GetBytes(b []byte) (V, bool) {
 }
 
 // Put sets the value of key k.
-func (x *SmallIndex[V]) Put(k string, v V) {
+func (x *Map[V]) Put(k string, v V) {
 	if x.m != nil {
 		x.m[k] = v
 		return
@@ -58,12 +60,12 @@ func (x *SmallIndex[V]) Put(k string, v V) {
 			return
 		}
 	}
-	if len(x.keys) < SmallIndexFew {
+	if len(x.keys) < MaxFew {
 		x.keys = append(x.keys, k)
 		x.vals = append(x.vals, v)
 		return
 	}
-	x.m = make(map[string]V, 2*SmallIndexFew)
+	x.m = make(map[string]V, 2*MaxFew)
 	for i, key := range x.keys {
 		x.m[key] = x.vals[i]
 	}
@@ -72,7 +74,7 @@ func (x *SmallIndex[V]) Put(k string, v V) {
 }
 
 // Delete removes key k (the last entry takes its place in the slices).
-func (x *SmallIndex[V]) Delete(k string) {
+func (x *Map[V]) Delete(k string) {
 	if x.m != nil {
 		delete(x.m, k)
 		return
@@ -90,7 +92,7 @@ func (x *SmallIndex[V]) Delete(k string) {
 }
 
 // Len is the number of entries.
-func (x *SmallIndex[V]) Len() int {
+func (x *Map[V]) Len() int {
 	if x.m != nil {
 		return len(x.m)
 	}
@@ -100,7 +102,7 @@ func (x *SmallIndex[V]) Len() int {
 // Few returns the values while they are kept in slices (nil once the index
 // has a map), in the order they were put, but for deletions. It is valid
 // until the index changes.
-func (x *SmallIndex[V]) Few() []V {
+func (x *Map[V]) Few() []V {
 	if x.m != nil {
 		return nil
 	}
@@ -108,10 +110,10 @@ func (x *SmallIndex[V]) Few() []V {
 }
 
 // Mapped reports whether the index has its map.
-func (x *SmallIndex[V]) Mapped() bool { return x.m != nil }
+func (x *Map[V]) Mapped() bool { return x.m != nil }
 
 // Clear removes every entry and keeps the storage for reuse.
-func (x *SmallIndex[V]) Clear() {
+func (x *Map[V]) Clear() {
 	clear(x.m)
 	clear(x.keys)
 	clear(x.vals)
@@ -119,4 +121,4 @@ func (x *SmallIndex[V]) Clear() {
 }
 
 // Release removes every entry and lets go of the storage.
-func (x *SmallIndex[V]) Release() { *x = SmallIndex[V]{} }
+func (x *Map[V]) Release() { *x = Map[V]{} }

@@ -1,6 +1,8 @@
-// Package qutil holds the small queueing primitives that ingest's buffers
-// share: a min-heap of sequence numbers and a broadcast notifier.
-package qutil
+// Package queue holds the small queueing primitives that ingest's buffers
+// and the spool share: a FIFO of pointers that reuses its array, a min-heap
+// of sequence numbers and a broadcast notifier. None is safe for concurrent
+// use on its own: the owner's mutex guards them.
+package queue
 
 // SeqHeap is a binary min-heap of sequence numbers (hand-written:
 // container/heap would box every uint64 in an interface).

@@ -1,6 +1,6 @@
-// Package units parses and formats the human quantities vpp's flags accept:
+// Package flagval parses and formats the human quantities vpp's flags accept:
 // counts and rates with SI suffixes (10k, 1.5M) and byte sizes (64MiB, 1GB).
-package units
+package flagval
 
 import (
 	"fmt"
