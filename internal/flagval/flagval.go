@@ -42,7 +42,9 @@ func ParseCount(s string) (float64, error) {
 }
 
 // ParseBytes parses a byte size: a plain number, or one with a suffix
-// B, KB/MB/GB (powers of 1000) or KiB/MiB/GiB (powers of 1024).
+// B, KB/MB/GB/TB (powers of 1000) or KiB/MiB/GiB/TiB (powers of 1024);
+// a bare k is 1000, a bare K, M or G a power of 1024. Sizes that do not
+// fit an int64 are an error.
 func ParseBytes(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	units := []struct {
@@ -65,6 +67,9 @@ func ParseBytes(s string) (int64, error) {
 	v, err := strconv.ParseFloat(t, 64)
 	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0, fmt.Errorf("parse size %q: want a number with an optional unit such as 64MiB", s)
+	}
+	if v*mult >= math.MaxInt64 {
+		return 0, fmt.Errorf("parse size %q: more than %d bytes", s, int64(math.MaxInt64))
 	}
 	return int64(v * mult), nil
 }
