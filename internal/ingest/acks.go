@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/queue"
 	"github.com/vppctl/vpp/internal/smallmap"
 )
@@ -41,8 +42,9 @@ type ackTracker struct {
 }
 
 // deviceAcks is the ack state of one device on one connection. The
-// records of its outstanding readings point to it (ackRef), so it is
-// forgotten (or reused) only once pend is empty.
+// records of its outstanding readings point to it (their Completer, with
+// the reading's seq), so it is forgotten (or reused) only once pend is
+// empty.
 type deviceAcks struct {
 	t       *ackTracker
 	id      string
@@ -82,7 +84,7 @@ func (t *ackTracker) waitRoom(ctx context.Context, n int) error {
 // addFrame registers the readings of a frame that have a device and a
 // seq (see tracked), under one lock, and points their records (recs[i]
 // is items[i]'s) at them.
-func (t *ackTracker) addFrame(items []decodedReading, recs []Record) {
+func (t *ackTracker) addFrame(items []decodedReading, recs []buffer.Record) {
 	if len(items) == 0 {
 		return
 	}
@@ -110,7 +112,8 @@ func (t *ackTracker) addFrame(items []decodedReading, recs []Record) {
 		default:
 			d = t.device(it.device)
 		}
-		recs[i].ack = t.addLocked(d, it.seq)
+		ref := t.addLocked(d, it.seq)
+		recs[i].Completer, recs[i].Seq = ref.dev, ref.seq
 	}
 }
 
@@ -132,6 +135,16 @@ func (t *ackTracker) device(id string) *deviceAcks {
 	return d
 }
 
+// ackRef names a reading in its connection's ack tracker: its device's
+// ack state, resolved once when the reading was added, so that completing
+// it looks nothing up. The state outlives the reference: the tracker
+// forgets a device only once none of its readings is outstanding. A
+// record carries it as its Completer and Seq.
+type ackRef struct {
+	dev *deviceAcks
+	seq uint64
+}
+
 // addLocked registers a reading of d. t.mu is held.
 func (t *ackTracker) addLocked(d *deviceAcks, seq uint64) ackRef {
 	d.pend.Push(seq)
@@ -139,8 +152,9 @@ func (t *ackTracker) addLocked(d *deviceAcks, seq uint64) ackRef {
 	return ackRef{dev: d, seq: seq}
 }
 
-// complete records that a registered reading of d is durable.
-func (d *deviceAcks) complete(seq uint64) {
+// Complete implements buffer.Completer: a registered reading of d is
+// durable.
+func (d *deviceAcks) Complete(seq uint64) {
 	t := d.t
 	t.mu.Lock()
 	defer t.mu.Unlock()

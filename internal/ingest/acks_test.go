@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/queue"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -57,15 +58,15 @@ func TestAckTracker(t *testing.T) {
 	for _, s := range []uint64{3, 1, 2} {
 		refs[s] = tr.add("a", s)
 	}
-	refs[3].dev.complete(3)
+	refs[3].dev.Complete(3)
 	if m := acks(); len(m) != 0 {
 		t.Fatalf("ack while 1 and 2 outstanding: %v", m)
 	}
-	refs[1].dev.complete(1)
+	refs[1].dev.Complete(1)
 	if m := acks(); m["a"] != 1 {
 		t.Fatalf("after 1 durable: %v, want a=1", m)
 	}
-	refs[2].dev.complete(2)
+	refs[2].dev.Complete(2)
 	if m := acks(); m["a"] != 3 {
 		t.Fatalf("after all durable: %v, want a=3", m)
 	}
@@ -74,17 +75,17 @@ func TestAckTracker(t *testing.T) {
 	}
 	// A retransmitted duplicate and a lower seq after a higher one.
 	b1, b2 := tr.add("b", 5), tr.add("b", 5)
-	b1.dev.complete(5)
+	b1.dev.Complete(5)
 	// One copy of reading 5 is durable: that is reading 5 durable.
 	if m := acks(); m["b"] != 5 {
 		t.Fatalf("got %v, want b=5", m)
 	}
-	b2.dev.complete(5)
+	b2.dev.Complete(5)
 	b4 := tr.add("b", 4)
 	if m := acks(); len(m) != 0 {
 		t.Fatalf("ack repeated: %v", m)
 	}
-	b4.dev.complete(4)
+	b4.dev.Complete(4)
 	if m := acks(); len(m) != 0 {
 		t.Fatalf("ack went backwards or repeated: %v", m)
 	}
@@ -100,7 +101,7 @@ func TestAckTrackerRoom(t *testing.T) {
 	if err := tr.waitRoom(ctx, 2); err == nil {
 		t.Fatal("room for 2 more with 3 of 4 held")
 	}
-	a1.dev.complete(1)
+	a1.dev.Complete(1)
 	if err := tr.waitRoom(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func TestAckTrackerModel(t *testing.T) {
 		tr := newAckTracker(1 << 20)
 		ref := &refAcks{devices: map[string]*refDevice{}}
 		type open struct {
-			rec    *Record
+			rec    *buffer.Record
 			device string
 			seq    uint64
 		}
@@ -202,11 +203,11 @@ func TestAckTrackerModel(t *testing.T) {
 					}
 					items[i] = decodedReading{device: dev, seq: seq}
 				}
-				recs := make([]Record, len(items))
+				recs := make([]buffer.Record, len(items))
 				tr.addFrame(items, recs)
 				for i, it := range items {
 					if !tracked(&it) {
-						if recs[i].ack.dev != nil {
+						if recs[i].Completer != nil {
 							t.Fatalf("seed %d: untracked reading %+v has an ack ref", seed, it)
 						}
 						continue
@@ -223,8 +224,8 @@ func TestAckTrackerModel(t *testing.T) {
 					o := outstanding[i]
 					outstanding[i] = outstanding[len(outstanding)-1]
 					outstanding = outstanding[:len(outstanding)-1]
-					if o.rec.ack.dev.id != o.device || o.rec.ack.seq != o.seq {
-						t.Fatalf("seed %d: ack ref %s/%d for reading %s/%d", seed, o.rec.ack.dev.id, o.rec.ack.seq, o.device, o.seq)
+					if d, ok := o.rec.Completer.(*deviceAcks); !ok || d.id != o.device || o.rec.Seq != o.seq {
+						t.Fatalf("seed %d: ack ref %v/%d for reading %s/%d", seed, o.rec.Completer, o.rec.Seq, o.device, o.seq)
 					}
 					o.rec.Completion().Run()
 					ref.complete(o.device, o.seq)
@@ -255,7 +256,7 @@ func TestAckTrackerReusesDevices(t *testing.T) {
 	for i := range items {
 		items[i] = decodedReading{device: fmt.Sprintf("dev-%d", i), seq: 1}
 	}
-	recs := make([]Record, len(items))
+	recs := make([]buffer.Record, len(items))
 	var out ackMsgs
 	frame := func() {
 		for i := range items {
@@ -334,7 +335,7 @@ func TestAckTrackerSplitsMessages(t *testing.T) {
 	for i := range items {
 		items[i] = decodedReading{device: fmt.Sprintf("device-%06d", i), seq: uint64(i + 1)}
 	}
-	recs := make([]Record, devices)
+	recs := make([]buffer.Record, devices)
 	tr.addFrame(items, recs)
 	for i := range recs {
 		recs[i].Completion().Run()

@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -49,7 +50,7 @@ func benchGateway(b testing.TB, pub Publisher, devices, rejectPct int) (*Server,
 
 // benchFrame has c read frame, then takes its devices records out of the
 // buffer and settles each, as the producer's result path would.
-func benchFrame(ctx context.Context, tb testing.TB, s *Server, c *conn, frame []byte, devices int, settle func(*Record)) {
+func benchFrame(ctx context.Context, tb testing.TB, s *Server, c *conn, frame []byte, devices int, settle func(*buffer.Record)) {
 	if _, stop := c.handleFrame(frame); stop {
 		tb.Fatal("handleFrame stopped the connection")
 	}
@@ -88,7 +89,7 @@ func BenchmarkCompletionPath(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
-		verdict := func(r *Record) { s.published(r, nil) }
+		verdict := func(r *buffer.Record) { s.published(r, nil) }
 		for range b.N {
 			benchFrame(ctx, b, s, c, frame, devices, verdict)
 			if _, n := benchEncodeAcks(c); n != devices {
@@ -148,7 +149,7 @@ func TestCompletionPathAllocs(t *testing.T) {
 	s, c, frame := benchGateway(t, instantPub{}, devices, 0)
 	ctx := context.Background()
 	out := &ackMsgs{}
-	publish := func(r *Record) {
+	publish := func(r *buffer.Record) {
 		if err := s.publish(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +179,7 @@ func TestCompletionPathAllocs(t *testing.T) {
 // keeps nothing.
 type instantPub struct{}
 
-func (instantPub) Publish(_ context.Context, _ *Message, v Verdict) error {
+func (instantPub) Publish(_ context.Context, _ *buffer.Message, v Verdict) error {
 	v.Published(nil)
 	return nil
 }

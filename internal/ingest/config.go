@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/auth"
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
@@ -37,8 +38,8 @@ type Config struct {
 	// 64 MiB).
 	BufferBytes int64
 	// Buffer replaces the in-memory buffer (for a durable spool); nil uses
-	// NewMemoryBuffer(BufferRecords, BufferBytes).
-	Buffer Buffer
+	// buffer.NewMemoryBuffer(BufferRecords, BufferBytes).
+	Buffer buffer.Buffer
 	// MaxClockSkew is how far in the future a reading's timestamp may lie
 	// (default 5m).
 	MaxClockSkew time.Duration

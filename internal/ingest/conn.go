@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/vppctl/vpp/internal/auth"
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
@@ -520,7 +521,7 @@ func (c *conn) handleFrame(data []byte) (end readEnd, stop bool) {
 	// The frame's records are allocated together: they hold sub-slices of
 	// the frame, which stays in memory until the last of them is released
 	// anyway.
-	recs := make([]Record, len(items))
+	recs := make([]buffer.Record, len(items))
 	var stamp []byte // formatted once a reading of the frame is rejected
 	for i := range items {
 		if items[i].reason != reasonOK && stamp == nil {
@@ -532,7 +533,7 @@ func (c *conn) handleFrame(data []byte) (end readEnd, stop bool) {
 	// record may become durable at once.
 	c.acks.addFrame(items, recs)
 	if s.frameBuf != nil {
-		if err := s.frameBuf.putFrame(s.readCtx, recs); err != nil {
+		if err := s.frameBuf.PutBatch(s.readCtx, recs); err != nil {
 			return readEnd{kind: endShutdown, err: err}, true
 		}
 		return readEnd{}, false
@@ -563,12 +564,12 @@ func timeStamp(now time.Time) []byte {
 // Kafka, or fsync'd in a spool) lets the reading's ack advance, once the
 // ack tracker registered it (addFrame); the server counts publications
 // when Kafka acknowledges them.
-func (c *conn) record(rec *Record, it *decodedReading, stamp []byte) {
+func (c *conn) record(rec *buffer.Record, it *decodedReading, stamp []byte) {
 	s := c.s
 	if it.reason == reasonOK {
 		// The key is the site ID as sent: a sub-slice of the frame, like
 		// the value.
-		rec.Message = Message{Topic: s.topics.Telemetry(), Key: it.siteKey, Value: it.raw}
+		rec.Message = buffer.Message{Topic: s.topics.Telemetry(), Key: it.siteKey, Value: it.raw}
 		return
 	}
 	s.ctr.rejected[it.reason].Add(1)
@@ -581,31 +582,31 @@ func (c *conn) record(rec *Record, it *decodedReading, stamp []byte) {
 
 // rejected builds a rejected-topic message with its headers, keyed by key
 // (nil: the connection's ID).
-func (c *conn) rejected(raw []byte, rs reason, stamp, device, key []byte) Message {
-	hs := make([]Header, 0, 5)
+func (c *conn) rejected(raw []byte, rs reason, stamp, device, key []byte) buffer.Message {
+	hs := make([]buffer.Header, 0, 5)
 	hs = append(hs,
-		Header{Key: kafka.HeaderReason, Value: []byte(rs.String())},
-		Header{Key: kafka.HeaderRemote, Value: []byte(c.remote)},
-		Header{Key: kafka.HeaderTime, Value: stamp},
+		buffer.Header{Key: kafka.HeaderReason, Value: []byte(rs.String())},
+		buffer.Header{Key: kafka.HeaderRemote, Value: []byte(c.remote)},
+		buffer.Header{Key: kafka.HeaderTime, Value: stamp},
 	)
 	if len(device) > 0 {
-		hs = append(hs, Header{Key: kafka.HeaderDevice, Value: device[:min(len(device), maxHeaderDevice)]})
+		hs = append(hs, buffer.Header{Key: kafka.HeaderDevice, Value: device[:min(len(device), maxHeaderDevice)]})
 	}
 	if len(raw) > maxRejectedValue {
-		hs = append(hs, Header{Key: HeaderTruncated, Value: []byte(strconv.Itoa(len(raw)))})
+		hs = append(hs, buffer.Header{Key: HeaderTruncated, Value: []byte(strconv.Itoa(len(raw)))})
 		raw = raw[:maxRejectedValue]
 	}
 	if key == nil {
 		key = []byte(c.id)
 	}
-	return Message{Topic: c.s.topics.Rejected(), Key: key, Value: raw, Headers: hs}
+	return buffer.Message{Topic: c.s.topics.Rejected(), Key: key, Value: raw, Headers: hs}
 }
 
 // rejectFrame writes a whole rejected frame to the rejected topic (best
 // effort on shutdown: the frame was never acked).
 func (c *conn) rejectFrame(data []byte, rs reason, now time.Time) {
 	m := c.rejected(data, rs, timeStamp(now), nil, nil)
-	if err := c.s.buf.Put(c.s.readCtx, &Record{Message: m}); err != nil {
+	if err := c.s.buf.Put(c.s.readCtx, &buffer.Record{Message: m}); err != nil {
 		c.log.Debug("rejected frame not buffered", "reason", rs.String(), "err", err)
 	}
 }

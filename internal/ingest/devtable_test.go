@@ -1,6 +1,10 @@
 package ingest
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/vppctl/vpp/internal/buffer"
+)
 
 // TestLimiterRefEvicted: a connection's reference to an evicted bucket is
 // not used: the device gets the bucket the table holds now, as a lookup
@@ -30,12 +34,12 @@ func TestAckEntryStale(t *testing.T) {
 	ea, eb := &devEntry{id: "a"}, &devEntry{id: "b"}
 	add := func(e *devEntry, seq uint64) ackRef {
 		items := []decodedReading{{device: e.id, dev: e, seq: seq}}
-		recs := make([]Record, 1)
+		recs := make([]buffer.Record, 1)
 		tr.addFrame(items, recs)
-		return recs[0].ack
+		return ackRef{dev: recs[0].Completer.(*deviceAcks), seq: recs[0].Seq}
 	}
 	r := add(ea, 1)
-	r.dev.complete(1)
+	r.dev.Complete(1)
 	if acks, _, _ := collectAcks(t, tr); acks["a"] != 1 {
 		t.Fatalf("acks %v", acks)
 	}
@@ -48,8 +52,8 @@ func TestAckEntryStale(t *testing.T) {
 	if ra.dev == rb.dev || ra.dev.id != "a" || ea.acks != ra.dev {
 		t.Fatal("a's reading registered in b's state")
 	}
-	ra.dev.complete(2)
-	rb.dev.complete(5)
+	ra.dev.Complete(2)
+	rb.dev.Complete(5)
 	if acks, _, _ := collectAcks(t, tr); acks["a"] != 2 || acks["b"] != 5 {
 		t.Fatalf("acks %v", acks)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/latency"
 )
@@ -24,7 +25,7 @@ type Publisher interface {
 	// block), with nil when Kafka acknowledged the record (acks from all
 	// in-sync replicas) or with the error that made it fail. m and its
 	// slices must not be modified until then.
-	Publish(ctx context.Context, m *Message, v Verdict) error
+	Publish(ctx context.Context, m *buffer.Message, v Verdict) error
 	// Close flushes what was handed to Publish (calling every pending
 	// Verdict) and releases the producer. Publish must not be called after
 	// Close.
@@ -88,7 +89,7 @@ func (e *bytesEncoder) Encode() ([]byte, error) { return e.b, nil }
 func (e *bytesEncoder) Length() int { return len(e.b) }
 
 // get returns a pending for m and v, its message ready to send.
-func (p *SaramaPublisher) get(m *Message, v Verdict) *pending {
+func (p *SaramaPublisher) get(m *buffer.Message, v Verdict) *pending {
 	pd, _ := p.free.Get().(*pending)
 	if pd == nil {
 		pd = &pending{}
@@ -231,7 +232,7 @@ func (c *verdictClock) next(waiting int) {
 }
 
 // Publish implements Publisher.
-func (p *SaramaPublisher) Publish(ctx context.Context, m *Message, v Verdict) error {
+func (p *SaramaPublisher) Publish(ctx context.Context, m *buffer.Message, v Verdict) error {
 	pd := p.get(m, v)
 	select {
 	case p.producer.Input() <- &pd.msg:

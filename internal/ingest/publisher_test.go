@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
+
+	"github.com/vppctl/vpp/internal/buffer"
 )
 
 // echoProducer is a sarama.AsyncProducer that answers every message at
@@ -69,9 +71,9 @@ func TestSaramaPublisherReusesMessages(t *testing.T) {
 		nil) // set per message below
 	p := startPublisher(prod, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
-	msgs := []Message{
+	msgs := []buffer.Message{
 		{Topic: "t", Key: []byte("site-1"), Value: []byte("v1")},
-		{Topic: "r", Key: []byte("dev-1"), Value: []byte("v2"), Headers: []Header{{Key: "h1", Value: []byte("a")}, {Key: "h2", Value: []byte("b")}}},
+		{Topic: "r", Key: []byte("dev-1"), Value: []byte("v2"), Headers: []buffer.Header{{Key: "h1", Value: []byte("a")}, {Key: "h2", Value: []byte("b")}}},
 		{Topic: "t", Value: []byte("v3")},
 	}
 	for i := range 30 {
@@ -125,7 +127,7 @@ func TestSaramaPublisherAllocs(t *testing.T) {
 	prod := newEchoProducer(func(*sarama.ProducerMessage) bool { return false }, func(*sarama.ProducerMessage) {})
 	p := startPublisher(prod, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer p.Close()
-	m := &Message{Topic: "t", Key: []byte("site-1"), Value: []byte("v")}
+	m := &buffer.Message{Topic: "t", Key: []byte("site-1"), Value: []byte("v")}
 	got := make(chan error, 1)
 	done := VerdictFunc(func(err error) { got <- err })
 	ctx := context.Background()
@@ -148,7 +150,7 @@ func BenchmarkSaramaPublish(b *testing.B) {
 	prod := newEchoProducer(func(*sarama.ProducerMessage) bool { return false }, func(*sarama.ProducerMessage) {})
 	p := startPublisher(prod, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer p.Close()
-	m := &Message{Topic: "t", Key: []byte("site-1"), Value: make([]byte, 120)}
+	m := &buffer.Message{Topic: "t", Key: []byte("site-1"), Value: make([]byte, 120)}
 	got := make(chan error, 1)
 	done := VerdictFunc(func(err error) { got <- err })
 	ctx := context.Background()

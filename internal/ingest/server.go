@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/auth"
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -62,8 +63,8 @@ type Server struct {
 	lim      Limits
 	topics   kafka.Topics
 	pub      Publisher
-	buf      Buffer
-	frameBuf framePutter // buf, if it stores a frame's records at once
+	buf      buffer.Buffer
+	frameBuf buffer.BatchPutter // buf, if it stores a frame's records at once
 	upgrader websocket.Upgrader
 	started  time.Time
 	ln       net.Listener
@@ -110,6 +111,10 @@ type Server struct {
 	stopping bool
 	readers  sync.WaitGroup // read loops
 	running  sync.WaitGroup // connection goroutines (conn.run)
+
+	// onPublished is published as a func, made once: every record the
+	// pump publishes carries it (see pumped).
+	onPublished func(*buffer.Record, error)
 }
 
 // New returns a server for cfg. pub nil means a SaramaPublisher for
@@ -122,7 +127,7 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 	}
 	buf := cfg.Buffer
 	if buf == nil {
-		buf = NewMemoryBuffer(cfg.BufferRecords, cfg.BufferBytes)
+		buf = buffer.NewMemoryBuffer(cfg.BufferRecords, cfg.BufferBytes)
 	}
 	readCtx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -152,7 +157,8 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 		stopReadWorkers: make(chan struct{}),
 		conns:           make(map[*conn]struct{}),
 	}
-	s.frameBuf, _ = buf.(framePutter)
+	s.frameBuf, _ = buf.(buffer.BatchPutter)
+	s.onPublished = s.published
 	if !math.IsInf(cfg.DeviceRate, 1) {
 		s.limiter = newRateLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable)
 	}
@@ -363,23 +369,24 @@ func (s *Server) pump(ctx context.Context) {
 }
 
 // publish hands r to the publisher; the verdict goes to published.
-func (s *Server) publish(ctx context.Context, r *Record) error {
-	r.srv = s
+func (s *Server) publish(ctx context.Context, r *buffer.Record) error {
+	r.OnPublished = s.onPublished
 	return s.pub.Publish(ctx, &r.Message, (*pumped)(r))
 }
 
 // pumped is a record handed to the publisher by its server's pump: its
-// own Verdict, so that publishing a record allocates no closure.
-type pumped Record
+// own Verdict (its OnPublished is the server's published), so that
+// publishing a record allocates no closure.
+type pumped buffer.Record
 
 // Published implements Verdict.
 func (p *pumped) Published(err error) {
-	r := (*Record)(p)
-	r.srv.published(r, err)
+	r := (*buffer.Record)(p)
+	r.OnPublished(r, err)
 }
 
 // published is the publisher's verdict on one record.
-func (s *Server) published(r *Record, err error) {
+func (s *Server) published(r *buffer.Record, err error) {
 	if err != nil {
 		if s.ctr.kafkaDown.CompareAndSwap(false, true) {
 			s.log.Warn("kafka lost: publishing fails, records stay buffered and are retried", "err", err)
@@ -430,11 +437,11 @@ func (s *Server) publishStats(ctx context.Context, now time.Time, done func(erro
 		return fmt.Errorf("marshal stats history record: %w", err)
 	}
 	key := []byte("ingest/" + s.cfg.Instance)
-	m := &Message{Topic: s.topics.Stats(), Key: key, Value: b}
+	m := &buffer.Message{Topic: s.topics.Stats(), Key: key, Value: b}
 	if err := s.pub.Publish(ctx, m, VerdictFunc(done)); err != nil {
 		return fmt.Errorf("publish stats: %w", err)
 	}
-	hm := &Message{Topic: s.topics.History(), Key: key, Value: hb}
+	hm := &buffer.Message{Topic: s.topics.History(), Key: key, Value: hb}
 	if err := s.pub.Publish(ctx, hm, VerdictFunc(func(error) {})); err != nil {
 		return fmt.Errorf("publish stats to history: %w", err)
 	}

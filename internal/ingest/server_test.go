@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -27,16 +28,16 @@ type fakePub struct {
 	mu     sync.Mutex
 	hold   bool
 	held   []heldMsg
-	msgs   []Message
+	msgs   []buffer.Message
 	closed bool
 }
 
 type heldMsg struct {
-	m Message
+	m buffer.Message
 	v Verdict
 }
 
-func (p *fakePub) Publish(_ context.Context, m *Message, v Verdict) error {
+func (p *fakePub) Publish(_ context.Context, m *buffer.Message, v Verdict) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -77,7 +78,7 @@ func (p *fakePub) setHold(h bool) {
 }
 
 // release completes the held records keep selects (all when nil).
-func (p *fakePub) release(keep func(Message) bool) int {
+func (p *fakePub) release(keep func(buffer.Message) bool) int {
 	p.mu.Lock()
 	var out []heldMsg
 	rest := p.held[:0]
@@ -103,10 +104,10 @@ func (p *fakePub) heldCount() int {
 	return len(p.held)
 }
 
-func (p *fakePub) topic(suffix string) []Message {
+func (p *fakePub) topic(suffix string) []buffer.Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []Message
+	var out []buffer.Message
 	for _, m := range p.msgs {
 		if strings.HasSuffix(m.Topic, suffix) {
 			out = append(out, m)
@@ -115,7 +116,7 @@ func (p *fakePub) topic(suffix string) []Message {
 	return out
 }
 
-func seqOf(t testing.TB, m Message) uint64 {
+func seqOf(t testing.TB, m buffer.Message) uint64 {
 	var r vppv1.Reading
 	if err := proto.Unmarshal(m.Value, &r); err != nil {
 		t.Fatalf("record value is not a Reading: %v", err)
@@ -347,7 +348,7 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-func header(m Message, key string) []byte {
+func header(m buffer.Message, key string) []byte {
 	for _, h := range m.Headers {
 		if h.Key == key {
 			return h.Value
@@ -416,7 +417,7 @@ func TestAcksOnlyAfterDurable(t *testing.T) {
 		t.Fatalf("%d downlinks before anything was durable", n)
 	}
 	// Only seq 1 durable → ack 1.
-	pub.release(func(m Message) bool { return seqOf(t, m) == 1 })
+	pub.release(func(m buffer.Message) bool { return seqOf(t, m) == 1 })
 	c.waitAck("a", 1)
 	pub.release(nil)
 	c.waitAck("a", 3)
@@ -424,7 +425,7 @@ func TestAcksOnlyAfterDurable(t *testing.T) {
 	// Out of order within the connection: 5, 3, 4; 5 and 4 durable first.
 	c.send(reading("b", "s", 5), reading("b", "s", 3), reading("b", "s", 4))
 	eventually(t, "3 held", func() bool { return pub.heldCount() == 3 })
-	pub.release(func(m Message) bool { s := seqOf(t, m); return s == 5 || s == 4 })
+	pub.release(func(m buffer.Message) bool { s := seqOf(t, m); return s == 5 || s == 4 })
 	time.Sleep(20 * srv.cfg.AckInterval)
 	if got := c.ack("b"); got != 0 {
 		t.Fatalf("ack b=%d while seq 3 is not durable", got)
@@ -438,18 +439,18 @@ func TestAcksOnlyAfterDurable(t *testing.T) {
 
 // watchBuffer records the most records a buffer ever held.
 type watchBuffer struct {
-	*MemoryBuffer
+	*buffer.MemoryBuffer
 	max atomic.Int64
 }
 
-func (w *watchBuffer) Put(ctx context.Context, r *Record) error {
+func (w *watchBuffer) Put(ctx context.Context, r *buffer.Record) error {
 	err := w.MemoryBuffer.Put(ctx, r)
 	w.watch()
 	return err
 }
 
-func (w *watchBuffer) putFrame(ctx context.Context, rs []Record) error {
-	err := w.MemoryBuffer.putFrame(ctx, rs)
+func (w *watchBuffer) PutBatch(ctx context.Context, rs []buffer.Record) error {
+	err := w.MemoryBuffer.PutBatch(ctx, rs)
 	w.watch()
 	return err
 }
@@ -475,7 +476,7 @@ func TestBackpressure(t *testing.T) {
 		maxFrames = capacity/perFrame + 1 // buffered + one blocked in Put
 	)
 	pub := &fakePub{hold: true}
-	buf := &watchBuffer{MemoryBuffer: NewMemoryBuffer(capacity, 1<<30)}
+	buf := &watchBuffer{MemoryBuffer: buffer.NewMemoryBuffer(capacity, 1<<30)}
 	srv := startServer(t, Config{Buffer: buf, BufferRecords: capacity}, pub)
 	c := dial(t, srv.url)
 	sent := make(chan error, 1)
@@ -606,7 +607,7 @@ type flakyPub struct {
 	failures atomic.Int64
 }
 
-func (p *flakyPub) Publish(ctx context.Context, m *Message, v Verdict) error {
+func (p *flakyPub) Publish(ctx context.Context, m *buffer.Message, v Verdict) error {
 	if !isStatsTopic(m.Topic) && p.failures.Add(-1) >= 0 {
 		go v.Published(errors.New("kafka: leader not available"))
 		return nil

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/buffer"
 )
 
 const (
@@ -293,7 +293,7 @@ func (c *cursor) close() {
 
 // read returns record seq of the segment at path whose first record is
 // first, its frame size and (on error) the offset of the failure.
-func (c *cursor) read(path string, first, seq uint64, dec *decoder) (*ingest.Record, int64, int64, error) {
+func (c *cursor) read(path string, first, seq uint64, dec *decoder) (*buffer.Record, int64, int64, error) {
 	if c.f == nil || c.path != path || c.seq > seq {
 		c.close()
 		f, err := os.Open(path)
@@ -322,7 +322,7 @@ func (c *cursor) read(path string, first, seq uint64, dec *decoder) (*ingest.Rec
 		return nil, 0, off, fmt.Errorf("read seq %d: %w", seq, err)
 	}
 	c.seq++
-	r := &ingest.Record{}
+	r := &buffer.Record{}
 	if err := dec.decode(p, &r.Message); err != nil {
 		off := c.rr.off - frame
 		c.close()

@@ -6,7 +6,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/buffer"
 )
 
 // FuzzSpoolRecordReader decodes arbitrary bytes as a segment's records:
@@ -50,7 +50,7 @@ func FuzzSpoolRecordReader(f *testing.F) {
 			if frame != int64(len(p))+frameHeader || rr.off != start+frame {
 				t.Fatalf("frame %d, payload %d, offset %d → %d", frame, len(p), start, rr.off)
 			}
-			var m ingest.Message
+			var m buffer.Message
 			if err := dec.decode(p, &m); err != nil {
 				if !errors.Is(err, errCorrupt) {
 					t.Fatalf("decode error kind: %v", err)
@@ -64,7 +64,7 @@ func FuzzSpoolRecordReader(f *testing.F) {
 			if int64(len(again)) != frameLen(&m) {
 				t.Fatalf("frameLen %d, encoded %d", frameLen(&m), len(again))
 			}
-			var m2 ingest.Message
+			var m2 buffer.Message
 			if err := dec.decode(again[frameHeader:], &m2); err != nil {
 				t.Fatalf("re-encoded record does not decode: %v", err)
 			}

@@ -93,7 +93,7 @@ type Options struct {
 	// one started (default 64 MiB, at most MaxBytes/4, at least 4 KiB).
 	SegmentBytes int64
 	// MemoryBytes bounds the records the spool keeps in memory (default
-	// 64 MiB, counted with ingest.Record.Size): the window of records not
+	// 64 MiB, counted with buffer.Record.Size): the window of records not
 	// yet handed out plus those in flight or waiting for a retry. When the
 	// window is full new records are only written to disk, and Next reads
 	// them back from there.

@@ -8,7 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 
-	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/buffer"
 )
 
 // On-disk format.
@@ -48,7 +48,7 @@ var (
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // appendRecord appends the framed record of m to dst.
-func appendRecord(dst []byte, m *ingest.Message) ([]byte, error) {
+func appendRecord(dst []byte, m *buffer.Message) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeader)...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Topic)))
@@ -88,7 +88,7 @@ type decoder struct {
 
 // decode parses a payload into m. m's byte slices alias p: the caller
 // passes a payload it owns.
-func (d *decoder) decode(p []byte, m *ingest.Message) error {
+func (d *decoder) decode(p []byte, m *buffer.Message) error {
 	topic, p, err := readBytes(p)
 	if err != nil {
 		return fmt.Errorf("topic: %w", err)
@@ -122,7 +122,7 @@ func (d *decoder) decode(p []byte, m *ingest.Message) error {
 	}
 	m.Headers = nil
 	if n > 0 {
-		m.Headers = make([]ingest.Header, n)
+		m.Headers = make([]buffer.Header, n)
 		for i := range m.Headers {
 			var hk []byte
 			if hk, p, err = readBytes(p); err != nil {

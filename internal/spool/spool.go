@@ -1,4 +1,4 @@
-// Package spool is vpp's durable ingest spool: an ingest.Buffer that keeps
+// Package spool is vpp's durable ingest spool: a buffer.Buffer that keeps
 // every accepted record in an append-only segment log on disk, so that a
 // reading can be acknowledged to its device once it is fsynced, before
 // Kafka has it, and survives an ingest crash or a Kafka outage.
@@ -28,7 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/queue"
 )
 
@@ -39,8 +39,8 @@ const (
 	maxRetryBackoff = 5 * time.Second
 )
 
-// Spool is a durable ingest.Buffer. Create it with Open; it is safe for
-// concurrent use (Next by one goroutine, as ingest.Buffer requires).
+// Spool is a durable buffer.Buffer. Create it with Open; it is safe for
+// concurrent use (Next by one goroutine, as buffer.Buffer requires).
 type Spool struct {
 	opts Options
 	log  *slog.Logger
@@ -63,7 +63,7 @@ type Spool struct {
 	bytes   int64             // frame bytes of the held records
 	window  queue.FIFO[entry] // in memory, not handed out yet: seqs readSeq…
 	readSeq uint64            // next sequence number to hand out in order
-	inf     map[*ingest.Record]*entry
+	inf     map[*buffer.Record]*entry
 	held    int64    // memory bytes of window, in-flight and failed records
 	failed  []*entry // nacked, waiting for the in-flight ones and a backoff
 	retry   []*entry // being handed out again, in sequence order
@@ -120,13 +120,13 @@ type chunk struct {
 
 // entry is a record the spool tracks in memory.
 type entry struct {
-	rec   *ingest.Record // nil once only the disk has it
+	rec   *buffer.Record // nil once only the disk has it
 	seq   uint64
 	mem   int64 // rec.Size(), counted in held
 	frame int64 // bytes on disk
 	// done completes the record (its Done): kept apart from rec, which
 	// is dropped once only the disk has the record.
-	done  ingest.Completion
+	done  buffer.Completion
 	fired atomic.Bool
 }
 
@@ -149,7 +149,7 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 	s := &Spool{
 		opts:     opts,
 		log:      opts.Logger.With("component", "spool", "dir", opts.Dir),
-		inf:      make(map[*ingest.Record]*entry),
+		inf:      make(map[*buffer.Record]*entry),
 		syncDone: make(chan struct{}),
 	}
 	if err := s.openDir(); err != nil {
@@ -165,9 +165,9 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 	return s, nil
 }
 
-// Put implements ingest.Buffer: it queues r for the syncer and returns; r
+// Put implements buffer.Buffer: it queues r for the syncer and returns; r
 // is durable (and its Done called) after the next fsync.
-func (s *Spool) Put(ctx context.Context, r *ingest.Record) error {
+func (s *Spool) Put(ctx context.Context, r *buffer.Record) error {
 	flen := frameLen(&r.Message)
 	if flen-frameHeader > MaxRecordBytes {
 		return fmt.Errorf("spool put: record of %d bytes exceeds %d", flen-frameHeader, MaxRecordBytes)
@@ -177,7 +177,7 @@ func (s *Spool) Put(ctx context.Context, r *ingest.Record) error {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return ingest.ErrBufferClosed
+			return buffer.ErrBufferClosed
 		}
 		if s.fits(flen, size) {
 			err := s.append(r, flen, size)
@@ -217,7 +217,7 @@ func (s *Spool) fits(flen, size int64) bool {
 func (s *Spool) live() bool { return s.readSeq+uint64(s.window.Len()) == s.nextSeq }
 
 // append stores r. s.mu is held.
-func (s *Spool) append(r *ingest.Record, flen, size int64) error {
+func (s *Spool) append(r *buffer.Record, flen, size int64) error {
 	seg := s.active()
 	if seg == nil || (seg.size+flen > s.opts.SegmentBytes && seg.size > headerLen) {
 		seg = s.rotate()
@@ -305,12 +305,12 @@ func (s *Spool) takeBuf() []byte {
 	return make([]byte, 0, 64<<10)
 }
 
-// Next implements ingest.Buffer. Records come in sequence order; after a
+// Next implements buffer.Buffer. Records come in sequence order; after a
 // publish error, Next first waits until every record in flight settled and
 // the backoff passed, then hands the failed records out again in sequence
 // order before any later record, so a retried record is not overtaken by
 // later records handed out after the failure.
-func (s *Spool) Next(ctx context.Context) (*ingest.Record, error) {
+func (s *Spool) Next(ctx context.Context) (*buffer.Record, error) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -321,7 +321,7 @@ func (s *Spool) Next(ctx context.Context) (*ingest.Record, error) {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, ingest.ErrBufferClosed
+			return nil, buffer.ErrBufferClosed
 		}
 		if len(s.retry) > 0 {
 			e := s.retry[0]
@@ -379,7 +379,7 @@ func (s *Spool) Next(ctx context.Context) (*ingest.Record, error) {
 // durable and memory allows. When nothing is available it returns with s.mu
 // still held and released false; otherwise it released s.mu and returns the
 // record, an error, or neither (try again).
-func (s *Spool) nextFromDisk(ctx context.Context) (rec *ingest.Record, released bool, err error) {
+func (s *Spool) nextFromDisk(ctx context.Context) (rec *buffer.Record, released bool, err error) {
 	seg := s.locate()
 	readable := s.durable
 	if s.opts.Fsync == FsyncNever {
@@ -400,7 +400,7 @@ func (s *Spool) nextFromDisk(ctx context.Context) (rec *ingest.Record, released 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, true, ingest.ErrBufferClosed
+		return nil, true, buffer.ErrBufferClosed
 	}
 	if err != nil {
 		s.readFailed(seg, seq, sealed, off, err)
@@ -466,9 +466,9 @@ func (s *Spool) readFailed(seg *segment, seq uint64, sealed bool, off int64, err
 // handOut marks e in flight. s.mu is held.
 func (s *Spool) handOut(e *entry) { s.inf[e.rec] = e }
 
-// Ack implements ingest.Buffer: Kafka has r. Its Done is called unless the
+// Ack implements buffer.Buffer: Kafka has r. Its Done is called unless the
 // fsync called it already.
-func (s *Spool) Ack(r *ingest.Record) {
+func (s *Spool) Ack(r *buffer.Record) {
 	s.mu.Lock()
 	e := s.inf[r]
 	if e == nil {
@@ -517,10 +517,10 @@ func (s *Spool) advance() {
 	}
 }
 
-// Nack implements ingest.Buffer: r is handed out again after every record
+// Nack implements buffer.Buffer: r is handed out again after every record
 // in flight settled and a backoff passed, in sequence order with the other
 // failed records.
-func (s *Spool) Nack(r *ingest.Record, err error) {
+func (s *Spool) Nack(r *buffer.Record, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.inf[r]
@@ -573,21 +573,21 @@ func (s *Spool) Replaying() bool {
 	return s.acked < s.replayEnd
 }
 
-// Len implements ingest.Buffer: records held, not yet acknowledged by Kafka.
+// Len implements buffer.Buffer: records held, not yet acknowledged by Kafka.
 func (s *Spool) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.records
 }
 
-// Bytes implements ingest.Buffer: the on-disk bytes of the held records.
+// Bytes implements buffer.Buffer: the on-disk bytes of the held records.
 func (s *Spool) Bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes
 }
 
-// Capacity implements ingest.Buffer.
+// Capacity implements buffer.Buffer.
 func (s *Spool) Capacity() (int, int64) { return s.opts.MaxRecords, s.opts.MaxBytes }
 
 // Stats is a snapshot of a spool.
@@ -658,8 +658,8 @@ func (s *Spool) Stats() Stats {
 	return st
 }
 
-// Close implements ingest.Buffer: it wakes blocked Put and Next calls with
-// ingest.ErrBufferClosed, writes and fsyncs what was queued (calling those
+// Close implements buffer.Buffer: it wakes blocked Put and Next calls with
+// buffer.ErrBufferClosed, writes and fsyncs what was queued (calling those
 // records' Done), persists the acked watermark and closes the files.
 // Records not acknowledged by Kafka stay on disk and are handed out again
 // by the next Open.
@@ -684,7 +684,7 @@ func (s *Spool) Close() {
 }
 
 // frameLen is the size of m's frame on disk.
-func frameLen(m *ingest.Message) int64 {
+func frameLen(m *buffer.Message) int64 {
 	n := uvarintLen(uint64(len(m.Topic))) + len(m.Topic) +
 		nullableLen(m.Key) + nullableLen(m.Value) + uvarintLen(uint64(len(m.Headers)))
 	for _, h := range m.Headers {

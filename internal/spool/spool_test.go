@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vppctl/vpp/internal/ingest"
+	"github.com/vppctl/vpp/internal/buffer"
 )
 
 // logBuf collects log output safely across goroutines.
@@ -61,15 +61,15 @@ func openT(t testing.TB, o Options) *Spool {
 }
 
 // rec makes record i with a recognizable body; done counts Done calls.
-func rec(i int, done *atomic.Int64) *ingest.Record {
-	r := &ingest.Record{Message: ingest.Message{
+func rec(i int, done *atomic.Int64) *buffer.Record {
+	r := &buffer.Record{Message: buffer.Message{
 		Topic: "t.telemetry",
 		Key:   []byte(fmt.Sprintf("site-%d", i%7)),
 		Value: []byte(fmt.Sprintf("value-%06d-%s", i, strings.Repeat("x", i%50))),
 	}}
 	if i%5 == 0 {
 		r.Topic = "t.rejected"
-		r.Headers = []ingest.Header{{Key: "vpp-reason", Value: []byte("soc")}, {Key: "empty", Value: nil}}
+		r.Headers = []buffer.Header{{Key: "vpp-reason", Value: []byte("soc")}, {Key: "empty", Value: nil}}
 	}
 	if i%11 == 0 {
 		r.Key = nil
@@ -80,7 +80,7 @@ func rec(i int, done *atomic.Int64) *ingest.Record {
 	return r
 }
 
-func idOf(t testing.TB, r *ingest.Record) int {
+func idOf(t testing.TB, r *buffer.Record) int {
 	t.Helper()
 	var i int
 	if _, err := fmt.Sscanf(string(r.Value), "value-%06d-", &i); err != nil {
@@ -90,7 +90,7 @@ func idOf(t testing.TB, r *ingest.Record) int {
 }
 
 // checkSame fails unless r has the content of record i.
-func checkSame(t testing.TB, r *ingest.Record, i int) {
+func checkSame(t testing.TB, r *buffer.Record, i int) {
 	t.Helper()
 	w := rec(i, nil)
 	if r.Topic != w.Topic || !bytes.Equal(r.Key, w.Key) || (r.Key == nil) != (w.Key == nil) || !bytes.Equal(r.Value, w.Value) || len(r.Headers) != len(w.Headers) {
@@ -114,7 +114,7 @@ func putN(t testing.TB, s *Spool, from, to int, done *atomic.Int64) {
 	}
 }
 
-func next(t testing.TB, s *Spool) *ingest.Record {
+func next(t testing.TB, s *Spool) *buffer.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -199,7 +199,7 @@ func TestSegmentRotationAndDeletion(t *testing.T) {
 	if segs[0] != segmentPath(dir, 0) {
 		t.Fatalf("first segment %s", segs[0])
 	}
-	var rs []*ingest.Record
+	var rs []*buffer.Record
 	for range 1000 {
 		rs = append(rs, next(t, s))
 	}
@@ -425,7 +425,7 @@ func TestCrashReplaysEverythingUnacked(t *testing.T) {
 	defer s.Close()
 	putN(t, s, 0, 1000, &done)
 	eventually(t, "durable", func() bool { return done.Load() == 1000 })
-	var rs []*ingest.Record
+	var rs []*buffer.Record
 	for range 600 {
 		rs = append(rs, next(t, s))
 	}
@@ -623,7 +623,7 @@ func TestNackRetriesInOrderAfterInFlightSettle(t *testing.T) {
 	s := openT(t, Options{Dir: t.TempDir()})
 	defer s.Close()
 	putN(t, s, 0, 10, nil)
-	var rs []*ingest.Record
+	var rs []*buffer.Record
 	for range 6 {
 		rs = append(rs, next(t, s))
 	}
@@ -705,18 +705,18 @@ func TestCloseWakesBlocked(t *testing.T) {
 	s.Close()
 	select {
 	case err := <-errc:
-		if !errors.Is(err, ingest.ErrBufferClosed) {
+		if !errors.Is(err, buffer.ErrBufferClosed) {
 			t.Fatalf("Next after Close: %v", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not wake Next")
 	}
-	if err := s.Put(context.Background(), rec(1, nil)); !errors.Is(err, ingest.ErrBufferClosed) {
+	if err := s.Put(context.Background(), rec(1, nil)); !errors.Is(err, buffer.ErrBufferClosed) {
 		t.Fatalf("Put after Close: %v", err)
 	}
 }
 
-var _ ingest.Buffer = (*Spool)(nil)
+var _ buffer.Buffer = (*Spool)(nil)
 
 func BenchmarkSpoolPut(b *testing.B) {
 	for _, pol := range []Fsync{FsyncNever, FsyncAlways} {
@@ -742,7 +742,7 @@ func BenchmarkSpoolPut(b *testing.B) {
 			b.SetBytes(int64(len(value)))
 			b.ResetTimer()
 			for range b.N {
-				r := &ingest.Record{Message: ingest.Message{Topic: "vpp.telemetry", Key: []byte("site-0001"), Value: value}, Done: doneFn}
+				r := &buffer.Record{Message: buffer.Message{Topic: "vpp.telemetry", Key: []byte("site-0001"), Value: value}, Done: doneFn}
 				if err := s.Put(ctx, r); err != nil {
 					b.Fatal(err)
 				}

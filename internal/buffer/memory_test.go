@@ -1,4 +1,4 @@
-package ingest
+package buffer
 
 import (
 	"context"
@@ -6,6 +6,18 @@ import (
 	"testing"
 	"time"
 )
+
+// eventually fails t unless cond becomes true within 10 s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
 
 func rec(n int) *Record { return &Record{Message: Message{Topic: "t", Value: make([]byte, n)}} }
 
@@ -107,33 +119,33 @@ func TestMemoryBufferRetry(t *testing.T) {
 	}
 }
 
-// TestMemoryBufferPutFrame: a frame's records go in as far as the bounds
-// allow, in order; the rest wait for space, and the frame's Put ends with
+// TestMemoryBufferPutBatch: a batch's records go in as far as the bounds
+// allow, in order; the rest wait for space, and the batch's Put ends with
 // its context, the records that fit stored.
-func TestMemoryBufferPutFrame(t *testing.T) {
+func TestMemoryBufferPutBatch(t *testing.T) {
 	size := rec(100).Size()
 	b := NewMemoryBuffer(4, 3*size)
 	ctx := context.Background()
-	frame := make([]Record, 5)
-	for i := range frame {
-		frame[i] = *rec(100)
+	batch := make([]Record, 5)
+	for i := range batch {
+		batch[i] = *rec(100)
 	}
 	done := make(chan error, 1)
-	go func() { done <- b.putFrame(ctx, frame) }()
-	// The byte bound holds the frame's last two back.
+	go func() { done <- b.PutBatch(ctx, batch) }()
+	// The byte bound holds the batch's last two back.
 	eventually(t, "three records buffered", func() bool { return b.Len() == 3 })
 	select {
 	case err := <-done:
-		t.Fatalf("putFrame returned %v with the buffer full", err)
+		t.Fatalf("PutBatch returned %v with the buffer full", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	if b.Len() != 3 || b.Bytes() != 3*size {
 		t.Fatalf("held %d records, %d bytes; want 3, %d", b.Len(), b.Bytes(), 3*size)
 	}
-	for i := range frame {
+	for i := range batch {
 		got, err := b.Next(ctx)
-		if err != nil || got != &frame[i] {
-			t.Fatalf("Next %d = %p, %v; want %p", i, got, err, &frame[i])
+		if err != nil || got != &batch[i] {
+			t.Fatalf("Next %d = %p, %v; want %p", i, got, err, &batch[i])
 		}
 		b.Ack(got)
 	}
@@ -148,8 +160,8 @@ func TestMemoryBufferPutFrame(t *testing.T) {
 	for i := range small {
 		small[i] = *rec(1)
 	}
-	if err := b.putFrame(short, small); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("putFrame into a full buffer: %v, want deadline exceeded", err)
+	if err := b.PutBatch(short, small); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("PutBatch into a full buffer: %v, want deadline exceeded", err)
 	}
 	if b.Len() != 4 {
 		t.Fatalf("Len = %d, want 4", b.Len())
@@ -162,11 +174,11 @@ func TestMemoryBufferPutFrame(t *testing.T) {
 
 	// An oversized record is admitted into an empty buffer.
 	e := NewMemoryBuffer(10, 10)
-	if err := e.putFrame(ctx, []Record{*rec(100)}); err != nil {
+	if err := e.PutBatch(ctx, []Record{*rec(100)}); err != nil {
 		t.Fatalf("oversized record into empty buffer: %v", err)
 	}
 	b.Close()
-	if err := b.putFrame(ctx, small[:1]); !errors.Is(err, ErrBufferClosed) {
-		t.Fatalf("putFrame after Close: %v", err)
+	if err := b.PutBatch(ctx, small[:1]); !errors.Is(err, ErrBufferClosed) {
+		t.Fatalf("PutBatch after Close: %v", err)
 	}
 }
