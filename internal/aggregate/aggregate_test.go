@@ -19,6 +19,7 @@ import (
 
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -275,17 +276,7 @@ func (f *fleet) complete(v stateView) (bool, string) {
 
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout waiting for %s: %s", what, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.WaitFor(context.Background(), t, testTimeout, 100*time.Millisecond, what, cond)
 }
 
 // checkState checks the folded state against the fleet's ground truth.

@@ -26,6 +26,7 @@ import (
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -38,13 +39,6 @@ const EnvArtifacts = "VPP_ARTIFACTS"
 
 // browserTimeout bounds the whole browser test.
 const browserTimeout = 60 * time.Second
-
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
 
 // browser starts headless Chromium with the flags that work in containers
 // and CI, and returns a chromedp context for one tab. It skips the test when
@@ -244,7 +238,7 @@ func runSim(ctx context.Context, t *testing.T, p *pipeline.Pipeline, devices int
 		Regions: 3, SubstationsPerRegion: 2, SitesPerSubstation: 4,
 		// Early evening: most batteries discharge.
 		Start:  time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC),
-		Logger: testLogger(),
+		Logger: testutil.Logger(slog.LevelWarn),
 	})
 	if err != nil {
 		t.Fatalf("sim: %v", err)
@@ -297,7 +291,7 @@ func TestBrowserLivePage(t *testing.T) {
 	bctx := browser(ctx, t)
 
 	pctx, pcancel := context.WithCancel(ctx)
-	p, err := pipeline.Start(pctx, pipeline.Config{Kafka: kafkatest.Options(t, 3), HTTPAddr: "127.0.0.1:0", Logger: testLogger()})
+	p, err := pipeline.Start(pctx, pipeline.Config{Kafka: kafkatest.Options(t, 3), HTTPAddr: "127.0.0.1:0", Logger: testutil.Logger(slog.LevelWarn)})
 	if err != nil {
 		t.Fatalf("start pipeline: %v", err)
 	}

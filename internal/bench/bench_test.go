@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -45,7 +44,7 @@ func TestRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := buildVPP(ctx, t)
+	bin := testutil.BuildVPP(ctx, t)
 	o := kafkatest.Options(t, 4)
 	res, err := Run(ctx, Config{
 		Kafka: o, Exe: bin, FloorRecords: 5_000, Step: 3 * time.Second, Devices: 200, Rates: []float64{1_000},
@@ -83,17 +82,6 @@ func TestRun(t *testing.T) {
 	if st.Sustained && (res.Half == nil || res.Ninety == nil) {
 		t.Errorf("no freshness steps at 50 %% and 90 %% of the maximum")
 	}
-}
-
-// buildVPP builds the vpp binary into the test's temporary directory, for
-// the child processes.
-func buildVPP(ctx context.Context, t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vpp")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/vppctl/vpp/cmd/vpp").CombinedOutput(); err != nil {
-		t.Fatalf("build vpp: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // TestSampledSites checks that a watcher sampling 1 site in 4 counts every

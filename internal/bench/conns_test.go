@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // TestConns runs the connection-memory measurement with 500 connections on
@@ -16,7 +18,7 @@ func TestConns(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := buildVPP(ctx, t)
+	bin := testutil.BuildVPP(ctx, t)
 	const n = 500
 	res, err := Conns(ctx, ConnsConfig{Exe: bin, Conns: n, Settle: 2 * time.Second, Progress: testWriter{t}})
 	if err != nil {

@@ -5,19 +5,9 @@ import (
 	"errors"
 	"testing"
 	"time"
-)
 
-// eventually fails t unless cond becomes true within 10 s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+	"github.com/vppctl/vpp/internal/testutil"
+)
 
 func rec(n int) *Record { return &Record{Message: Message{Topic: "t", Value: make([]byte, n)}} }
 
@@ -133,7 +123,7 @@ func TestMemoryBufferPutBatch(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.PutBatch(ctx, batch) }()
 	// The byte bound holds the batch's last two back.
-	eventually(t, "three records buffered", func() bool { return b.Len() == 3 })
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, "three records buffered", func() bool { return b.Len() == 3 })
 	select {
 	case err := <-done:
 		t.Fatalf("PutBatch returned %v with the buffer full", err)

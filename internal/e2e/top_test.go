@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,24 +17,8 @@ import (
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 )
-
-// buildVPP builds the vpp binary into a temporary directory.
-func buildVPP(t *testing.T) string {
-	t.Helper()
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	bin := filepath.Join(t.TempDir(), "vpp")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/vpp")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // runFleet starts a pipeline and fills it with a small simulated fleet; it
 // returns the Kafka options and the pipeline, both quiet once it returns.
@@ -74,20 +57,16 @@ func runFleet(t *testing.T, devices int) (kafka.Options, *pipeline.Pipeline) {
 	return opts, p
 }
 
-func kafkaArgs(o kafka.Options) []string {
-	return []string{"--brokers", strings.Join(o.Brokers, ","), "--topic-prefix", o.Prefix, "--partitions", fmt.Sprint(o.Partitions)}
-}
-
 // TestTopInTmux drives the real binary in a terminal: the header shows the
 // fleet's device count, Enter drills down into a region, q exits 0 and the
 // terminal is restored.
 func TestTopInTmux(t *testing.T) {
 	RequireTmux(t)
-	bin := buildVPP(t)
+	bin := testutil.BuildVPP(context.Background(), t)
 	opts, _ := runFleet(t, 300)
 
 	logFile := filepath.Join(t.TempDir(), "top.log")
-	tm := StartTmux(t, 120, 36, append([]string{bin, "top", "--log-file", logFile}, kafkaArgs(opts)...)...)
+	tm := StartTmux(t, 120, 36, append([]string{bin, "top", "--log-file", logFile}, testutil.KafkaFlags(opts)...)...)
 	defer func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logFile)
@@ -116,10 +95,10 @@ func TestTopInTmux(t *testing.T) {
 // TestTopOnceJSONEqualsAPI compares `vpp top --once --json` with
 // /api/metrics/fleet on the same data.
 func TestTopOnceJSONEqualsAPI(t *testing.T) {
-	bin := buildVPP(t)
+	bin := testutil.BuildVPP(context.Background(), t)
 	opts, p := runFleet(t, 200)
 
-	out, err := exec.Command(bin, append([]string{"top", "--once", "--json"}, kafkaArgs(opts)...)...).Output()
+	out, err := exec.Command(bin, append([]string{"top", "--once", "--json"}, testutil.KafkaFlags(opts)...)...).Output()
 	if err != nil {
 		t.Fatalf("vpp top --once --json: %v", err)
 	}
@@ -152,7 +131,7 @@ func TestTopOnceJSONEqualsAPI(t *testing.T) {
 		t.Fatalf("devices = %d, want 200", top.Devices)
 	}
 
-	frame, err := exec.Command(bin, append([]string{"top", "--once", "--width", "100"}, kafkaArgs(opts)...)...).Output()
+	frame, err := exec.Command(bin, append([]string{"top", "--once", "--width", "100"}, testutil.KafkaFlags(opts)...)...).Output()
 	if err != nil {
 		t.Fatalf("vpp top --once: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // ackGaps samples a simulator's acked count every 10 ms until ctx ends and
@@ -74,7 +75,7 @@ func TestBrokerOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildVPP(t, ctx)
+	bin := testutil.BuildVPP(ctx, t)
 	k, brokers := startBroker(t, ctx)
 	opts := kafkaOptions(brokers, "fault-outage", 6, 1)
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {
@@ -160,7 +161,7 @@ func TestClusterBrokerLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildVPP(t, ctx)
+	bin := testutil.BuildVPP(ctx, t)
 	k, brokers := startCluster(t, ctx, 3)
 	opts := kafkaOptions(brokers, "fault-cluster", 6, 3)
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -99,7 +100,7 @@ func TestDuplicatesAndReordering(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildVPP(t, ctx)
+	bin := testutil.BuildVPP(ctx, t)
 	opts := kafkaOptions(kafkatest.Brokers(t), "fault-dup", 6, 1)
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {
 		t.Fatal(err)

@@ -26,20 +26,13 @@ import (
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // simStart is the simulated clock origin of every test: fixed, so a seed
 // gives the same readings on every run.
 func simStart() time.Time { return time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC) }
-
-// testLogger logs to stderr with -v and nowhere otherwise.
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
 
 // skipShort skips t under -short: every fault test runs for tens of seconds.
 func skipShort(t *testing.T) {
@@ -69,17 +62,6 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
-}
-
-// buildVPP builds the vpp binary into a temporary directory.
-func buildVPP(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vpp")
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/vppctl/vpp/cmd/vpp").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build vpp: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1.
@@ -231,17 +213,7 @@ func httpStatus(ctx context.Context, url string) (int, string, error) {
 // (fatal) or ctx ends (fatal).
 func waitUntil(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	testutil.WaitFor(ctx, t, timeout, 50*time.Millisecond, what, func() (bool, string) { return cond(), "" })
 }
 
 // waitReady waits until an ingest's /readyz answers 200.
@@ -350,12 +322,6 @@ func kafkaOptions(brokers []string, name string, partitions int32, replication i
 		Partitions: partitions, Replication: replication, ClientID: "vpp-faults"}
 }
 
-// kafkaArgs are the Kafka flags of a vpp process for opts.
-func kafkaArgs(opts kafka.Options) []string {
-	return []string{"--brokers", strings.Join(opts.Brokers, ","), "--topic-prefix", opts.Prefix,
-		"--partitions", fmt.Sprint(opts.Partitions), "--replication", fmt.Sprint(opts.Replication)}
-}
-
 // brokerKind names the broker of a test in the report.
 func brokerKind(own string) string {
 	if own != "" {
@@ -372,7 +338,7 @@ func brokerKind(own string) string {
 func startIngest(t *testing.T, ctx context.Context, dir, bin string, opts kafka.Options, listen, httpAddr string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"ingest", "--listen", listen, "--http", httpAddr, "--status=false",
-		"--instance", "faults", "--shutdown-timeout", "10s"}, kafkaArgs(opts)...)
+		"--instance", "faults", "--shutdown-timeout", "10s"}, testutil.KafkaFlags(opts)...)
 	if out, _ := exec.CommandContext(ctx, bin, "ingest", "--help").CombinedOutput(); strings.Contains(string(out), "--insecure") {
 		// Device authentication is required once ingest has it; the
 		// simulator here sends no token.
@@ -386,7 +352,7 @@ func startIngest(t *testing.T, ctx context.Context, dir, bin string, opts kafka.
 // startAggregate runs a `vpp aggregate` process with a static instance ID.
 func startAggregate(t *testing.T, dir, bin string, opts kafka.Options, group, instance string) *proc {
 	t.Helper()
-	args := append([]string{"aggregate", "--group", group, "--instance-id", instance, "--quiet"}, kafkaArgs(opts)...)
+	args := append([]string{"aggregate", "--group", group, "--instance-id", instance, "--quiet"}, testutil.KafkaFlags(opts)...)
 	return startProc(t, dir, "aggregate-"+instance, bin, args...)
 }
 
@@ -398,7 +364,7 @@ func newSim(t *testing.T, addr string, cfg sim.Config) *sim.Sim {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 120 * time.Second
 	}
-	cfg.Logger = testLogger()
+	cfg.Logger = testutil.Logger(slog.LevelWarn)
 	s, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +399,7 @@ func startReader(t *testing.T, ctx context.Context, opts kafka.Options) *reader.
 	t.Helper()
 	ropts := opts
 	ropts.ClientID = "vpp-faults-reader"
-	r, err := reader.New(ropts, testLogger())
+	r, err := reader.New(ropts, testutil.Logger(slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}

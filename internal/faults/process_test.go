@@ -11,6 +11,7 @@ import (
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // TestIngestCrash SIGKILLs the real `vpp ingest` (with a spool) mid-stream
@@ -23,7 +24,7 @@ func TestIngestCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildVPP(t, ctx)
+	bin := testutil.BuildVPP(ctx, t)
 	opts := kafkaOptions(kafkatest.Brokers(t), "fault-ingest", 6, 1)
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {
 		t.Fatal(err)
@@ -80,7 +81,7 @@ func TestAggregatorCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildVPP(t, ctx)
+	bin := testutil.BuildVPP(ctx, t)
 	opts := kafkaOptions(kafkatest.Brokers(t), "fault-aggregate", 6, 1)
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/reader"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -27,17 +28,7 @@ const (
 
 func waitFor(ctx context.Context, t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s: %s", what, state)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	testutil.WaitFor(ctx, t, 0, 50*time.Millisecond, what, cond)
 }
 
 func near(a, b float64) bool {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -126,13 +127,7 @@ func seqOf(t testing.TB, m buffer.Message) uint64 {
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, waitFor, 5*time.Millisecond, what, cond)
 }
 
 type testServer struct {

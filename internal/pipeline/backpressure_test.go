@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // TestBackpressureWhileKafkaPaused pauses every produce request on the
@@ -25,7 +27,7 @@ import (
 func TestBackpressureWhileKafkaPaused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	log := testLogger(t)
+	log := testutil.Logger(slog.LevelInfo)
 	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -124,11 +126,5 @@ func TestBackpressureWhileKafkaPaused(t *testing.T) {
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, d, 50*time.Millisecond, what, cond)
 }

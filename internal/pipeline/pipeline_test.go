@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -68,20 +68,13 @@ func matches(f fleetJSON, t sim.Truth) bool {
 		within(f.CapacityKWh, t.Fleet.CapacityKWh, t.Fleet.Devices)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // runEndToEnd runs sim → ingest → Kafka → aggregate → state → API with 2,000
 // devices and 100,000 readings and checks the API's fleet totals against the
 // simulator's ground truth.
 func runEndToEnd(t *testing.T, aggregators int, duplicateFrames float64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	log := testLogger(t)
+	log := testutil.Logger(slog.LevelInfo)
 	opts := kafkatest.Options(t, 6)
 
 	pctx, pcancel := context.WithCancel(ctx)

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
 	"github.com/vppctl/vpp/internal/spool"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -136,7 +138,7 @@ func checkEveryReading(t *testing.T, tel telemetry, sent int64) {
 // startSpoolPipeline starts a pipeline whose ingest buffers in a spool.
 func startSpoolPipeline(t *testing.T, ctx context.Context, name string, so spool.Options) (*kafka.Embedded, kafka.Options, *spool.Spool, *pipeline.Pipeline, func()) {
 	t.Helper()
-	log := testLogger(t)
+	log := testutil.Logger(slog.LevelInfo)
 	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +185,7 @@ func TestSpoolRidesOutKafkaOutage(t *testing.T) {
 
 	const count = 100_000
 	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: 500, Rate: 10_000, Count: count, Seed: 11, Conns: 20,
-		Start: time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC), DrainTimeout: 90 * time.Second, Logger: testLogger(t)})
+		Start: time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC), DrainTimeout: 90 * time.Second, Logger: testutil.Logger(slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +251,7 @@ func TestSpoolFullPushesBack(t *testing.T) {
 
 	const count = 40_000
 	s, err := sim.New(sim.Config{URL: p.IngestURL(), TokenFunc: p.TokenFunc(), Devices: 400, Rate: 10_000, Count: count, Seed: 5, Conns: 10,
-		Start: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC), DrainTimeout: 90 * time.Second, Logger: testLogger(t)})
+		Start: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC), DrainTimeout: 90 * time.Second, Logger: testutil.Logger(slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,10 +379,7 @@ func TestSpoolSurvivesIngestCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "vpp")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/vppctl/vpp/cmd/vpp").CombinedOutput(); err != nil {
-		t.Fatalf("build vpp: %v\n%s", err, out)
-	}
+	bin := testutil.BuildVPP(ctx, t)
 	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -396,9 +395,8 @@ func TestSpoolSurvivesIngestCrash(t *testing.T) {
 	ln.Close()
 	spoolDir := filepath.Join(tmp, "spool")
 	logPath := filepath.Join(tmp, "ingest.log")
-	args := []string{"--insecure", "--listen", addr, "--brokers", emb.Addr(), "--topic-prefix", opts.Prefix,
-		"--partitions", "4", "--replication", "1", "--status=false", "--spool-dir", spoolDir,
-		"--spool-fsync", "always", "--shutdown-timeout", "10s"}
+	args := append([]string{"--insecure", "--listen", addr, "--status=false", "--spool-dir", spoolDir,
+		"--spool-fsync", "always", "--shutdown-timeout", "10s"}, testutil.KafkaFlags(opts)...)
 	defer func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
@@ -410,7 +408,7 @@ func TestSpoolSurvivesIngestCrash(t *testing.T) {
 
 	const count = 60_000
 	s, err := sim.New(sim.Config{URL: "ws://" + addr + ingest.TelemetryPath, Devices: 300, Rate: 6000, Count: count, Seed: 3,
-		Conns: 10, Start: time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC), DrainTimeout: 120 * time.Second, Logger: testLogger(t)})
+		Conns: 10, Start: time.Date(2026, 6, 1, 18, 0, 0, 0, time.UTC), DrainTimeout: 120 * time.Second, Logger: testutil.Logger(slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}

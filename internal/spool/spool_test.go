@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/buffer"
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // logBuf collects log output safely across goroutines.
@@ -137,13 +138,7 @@ func expectNone(t testing.TB, s *Spool, d time.Duration) {
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, 2*time.Millisecond, what, cond)
 }
 
 func segFiles(t testing.TB, dir string) []string {
