@@ -18,6 +18,7 @@ import (
 	"github.com/vppctl/vpp/internal/metrics"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/reader"
+	"github.com/vppctl/vpp/internal/status"
 )
 
 // Aggregate defaults.
@@ -152,16 +153,10 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 	}
 	stop := func() {}
 	if !o.quiet {
-		var prev aggregate.Stats
-		prevAt := time.Now()
-		stop = startStatus(os.Stderr, time.Second, func() string {
+		consumed := status.NewRate(time.Now())
+		stop = status.Start(os.Stderr, time.Second, func() string {
 			st := agg.Stats()
-			now := time.Now()
-			rate := 0.0
-			if dt := now.Sub(prevAt).Seconds(); dt > 0 && st.Consumed >= prev.Consumed {
-				rate = float64(st.Consumed-prev.Consumed) / dt
-			}
-			prev, prevAt = st, now
+			rate := consumed.Observe(st.Consumed, time.Now())
 			return fmt.Sprintf("partitions %d  sites %d  devices %d  consumed %s (%s/s)  applied %s  duplicates %d  gaps %d  lag %d",
 				len(st.Partitions), st.Sites, st.Devices, flagval.FormatCount(float64(st.Consumed)), flagval.FormatCount(rate),
 				flagval.FormatCount(float64(st.Applied)), st.Duplicates, st.Gaps, st.Lag)

@@ -19,6 +19,7 @@ import (
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/status"
 	"github.com/vppctl/vpp/internal/tui"
 )
 
@@ -90,7 +91,7 @@ broker.`,
 }
 
 func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer) error {
-	tuiMode := !o.noTUI && isTerminal(out)
+	tuiMode := !o.noTUI && status.IsTerminal(out)
 	var warnTo io.Writer // with the dashboard on screen, logs go to --log-file or nowhere
 	if !tuiMode {
 		warnTo = os.Stderr
@@ -179,8 +180,7 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var prev fleet.Pipeline
-	prevAt := time.Now()
+	recv := status.NewRate(time.Now())
 	var simErr error
 loop:
 	for {
@@ -191,8 +191,7 @@ loop:
 			break loop
 		case now := <-tick.C:
 			snap := p.Reader().Snapshot()
-			fmt.Fprintln(out, summaryLine(snap, &prev, now.Sub(prevAt), s.Stats()))
-			prev, prevAt = snap.Pipeline, now
+			fmt.Fprintln(out, summaryLine(snap, recv.Observe(snap.Pipeline.Received, now), s.Stats()))
 		}
 	}
 	fmt.Fprintln(out, "stopping: sim, then ingest (draining to Kafka), aggregators, broker")
@@ -205,21 +204,18 @@ loop:
 		return err
 	}
 	snap := p.Reader().Snapshot()
-	fmt.Fprintln(out, summaryLine(snap, &prev, time.Since(prevAt), s.Stats()))
+	fmt.Fprintln(out, summaryLine(snap, recv.Observe(snap.Pipeline.Received, time.Now()), s.Stats()))
 	if simErr != nil && !errors.Is(simErr, context.Canceled) && ctx.Err() == nil {
 		return simErr
 	}
 	return nil
 }
 
-// summaryLine is one line of fleet status.
-func summaryLine(snap *fleet.Snapshot, prev *fleet.Pipeline, dt time.Duration, st sim.Stats) string {
+// summaryLine is one line of fleet status; rate is ingest's receive rate
+// in readings per second.
+func summaryLine(snap *fleet.Snapshot, rate float64, st sim.Stats) string {
 	r := snap.Fleet.Rollup
 	pl := snap.Pipeline
-	rate := 0.0
-	if dt > 0 && pl.Received >= prev.Received {
-		rate = float64(pl.Received-prev.Received) / dt.Seconds()
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %d dev (%d on, %d off, %d alarm)", time.Now().Format("15:04:05"), r.Devices, r.Online, r.Offline, r.Alarming)
 	fmt.Fprintf(&b, " | net %+.2f MW (chg %.2f, dis %.2f)", r.PowerKW()/1000, r.ChargeKW()/1000, r.DischargeKW()/1000)

@@ -12,19 +12,20 @@ import (
 	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/spool"
+	"github.com/vppctl/vpp/internal/status"
 )
 
 // newIngestCmd is `vpp ingest`: the WebSocket telemetry server that
 // validates readings and publishes them to Kafka.
 func newIngestCmd() *cobra.Command {
 	var (
-		cfg      ingest.Config
-		kf       kafkaFlags
-		maxFrame = flagval.Bytes{V: 1 << 20}
-		bufBytes = flagval.Bytes{V: 64 << 20}
-		status   bool
-		sec      ingestSecurityFlags
-		httpAddr string
+		cfg        ingest.Config
+		kf         kafkaFlags
+		maxFrame   = flagval.Bytes{V: 1 << 20}
+		bufBytes   = flagval.Bytes{V: 64 << 20}
+		showStatus bool
+		sec        ingestSecurityFlags
+		httpAddr   string
 
 		spoolDir      string
 		spoolMax      = flagval.Bytes{V: spool.DefaultMaxBytes}
@@ -93,8 +94,8 @@ With --http it serves health and metrics endpoints:
 				return err
 			}
 			ctx := cmd.Context()
-			if status {
-				stop := startStatus(cmd.ErrOrStderr(), time.Second, ingestStatus(srv, sp))
+			if showStatus {
+				stop := status.Start(cmd.ErrOrStderr(), time.Second, ingestStatus(srv, sp))
 				defer stop()
 			}
 			if httpAddr != "" {
@@ -130,7 +131,7 @@ With --http it serves health and metrics endpoints:
 	fs.DurationVar(&cfg.StatsInterval, "stats-interval", time.Second, "how often ingest stats are published to the stats topic")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on draining the buffer into Kafka on shutdown")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 20*time.Second, "how often connections are pinged; silent peers are dropped after 2.5 intervals")
-	fs.BoolVar(&status, "status", true, "print a live status line on stderr once a second")
+	fs.BoolVar(&showStatus, "status", true, "print a live status line on stderr once a second")
 	fs.StringVar(&httpAddr, "http", "", "serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:8082 (default: off)")
 	fs.StringVar(&spoolDir, "spool-dir", "", "directory of the durable spool (empty: in-memory buffer only); with a spool, --buffer-bytes bounds its memory window")
 	fs.Var(&spoolMax, "spool-max-bytes", "bound on the spool's files on disk; when full, ingest stops reading sockets")
@@ -144,16 +145,10 @@ With --http it serves health and metrics endpoints:
 // published, rejected, acked, buffer fill, the spool's disk use (sp may be
 // nil) and whether Kafka is reachable.
 func ingestStatus(srv *ingest.Server, sp *spool.Spool) func() string {
-	var last uint64
-	lastT := time.Now()
+	recv := status.NewRate(time.Now())
 	return func() string {
 		st := srv.Stats()
-		now := time.Now()
-		rate := 0.0
-		if dt := now.Sub(lastT).Seconds(); dt > 0 && st.Received >= last {
-			rate = float64(st.Received-last) / dt
-		}
-		last, lastT = st.Received, now
+		rate := recv.Observe(st.Received, time.Now())
 		kafka := "up"
 		if st.KafkaDown {
 			kafka = "DOWN"

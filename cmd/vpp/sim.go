@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +14,7 @@ import (
 	"github.com/vppctl/vpp/internal/auth"
 	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/status"
 	"github.com/vppctl/vpp/internal/tlsutil"
 )
 
@@ -172,7 +172,7 @@ func wholeCount(flag string, v float64) (int, error) {
 func runSim(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quiet bool) error {
 	stop := func() {}
 	if !quiet {
-		stop = startStatus(w, time.Second, simStatus(s))
+		stop = status.Start(w, time.Second, simStatus(s))
 	}
 	err := s.Run(ctx)
 	stop()
@@ -210,27 +210,12 @@ func runSim(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quie
 // simStatus returns the status line of s: sent, acked, the last second's
 // rate, in flight, reconnects and errors.
 func simStatus(s *sim.Sim) func() string {
-	var prev sim.Stats
+	var sent status.Rate // on the simulator's elapsed time, from 0
 	return func() string {
 		st := s.Stats()
-		secs := (st.Elapsed - prev.Elapsed).Seconds()
-		var rate float64
-		if secs > 0 {
-			rate = float64(st.Sent-prev.Sent) / secs
-		}
-		prev = st
+		rate := sent.Observe(uint64(st.Sent), time.Time{}.Add(st.Elapsed))
 		return fmt.Sprintf("sent %s  acked %s  rate %s/s  in-flight %d  reconnects %d  errors %d  elapsed %s",
 			flagval.FormatCount(float64(st.Sent)), flagval.FormatCount(float64(st.Acked)), flagval.FormatCount(rate),
 			st.InFlight, st.Reconnects, st.Errors, st.Elapsed.Round(time.Second))
 	}
-}
-
-// isTerminal reports whether w is a character device such as a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
