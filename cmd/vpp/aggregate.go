@@ -21,15 +21,7 @@ import (
 	"github.com/vppctl/vpp/internal/status"
 )
 
-// Aggregate defaults.
-const (
-	defaultGroup           = aggregate.DefaultGroup
-	defaultOfflineAfter    = aggregate.DefaultOfflineAfter
-	defaultReserveSoC      = aggregate.DefaultReserveSoCPct
-	defaultHeadroomHorizon = aggregate.DefaultHeadroomHorizon
-	defaultFlushInterval   = aggregate.DefaultFlushInterval
-)
-
+// aggregateOptions are the parsed flags of vpp aggregate.
 type aggregateOptions struct {
 	kafka kafkaFlags
 	cfg   aggregate.Config
@@ -38,8 +30,10 @@ type aggregateOptions struct {
 	api   apiFlags
 }
 
-func newAggregateCmd() *cobra.Command {
-	o := &aggregateOptions{api: apiFlags{registerTLSFlags: true}}
+// newAggregateCmd is `vpp aggregate`; runF, when not nil, runs instead of
+// runAggregate with the parsed options (for tests).
+func newAggregateCmd(runF func(context.Context, *aggregateOptions) error) *cobra.Command {
+	o := &aggregateOptions{cfg: aggregate.DefaultConfig(), api: apiFlags{registerTLSFlags: true}}
 	cmd := &cobra.Command{
 		Use:   "aggregate",
 		Short: "Consume telemetry, keep a digital twin per device, publish fleet state",
@@ -80,8 +74,8 @@ topic like every reader:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cfg.Kafka = o.kafka.options("vpp-aggregate")
-			if o.cfg.ReserveSoCPct == 0 {
-				o.cfg.ReserveSoCPct = -1 // the package reads 0 as "default"; the flag's 0 means no reserve
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
 			return runAggregate(cmd.Context(), o)
 		},
@@ -91,18 +85,19 @@ topic like every reader:
 	// aggregate writes state records only (--state-compression): hidden,
 	// accepted for a shared config file.
 	_ = f.MarkHidden("compression")
-	f.StringVar(&o.cfg.Group, "group", defaultGroup, "Kafka consumer group")
+	f.StringVar(&o.cfg.Group, "group", o.cfg.Group, "Kafka consumer group")
 	f.StringVar(&o.cfg.InstanceID, "instance-id", "", "static group membership ID: a quick restart keeps its partitions (default: dynamic)")
-	f.DurationVar(&o.cfg.OfflineAfter, "offline-after", defaultOfflineAfter, "a device not heard from for this long is offline")
-	f.Float64Var(&o.cfg.ReserveSoCPct, "reserve-soc", defaultReserveSoC, "state of charge (percent) that discharge headroom keeps in reserve")
-	f.DurationVar(&o.cfg.HeadroomHorizon, "headroom-horizon", defaultHeadroomHorizon, "how long headroom must be sustainable from stored energy")
-	f.DurationVar(&o.cfg.FlushInterval, "flush-interval", defaultFlushInterval, "how often changed sites are published and offsets committed")
+	f.DurationVar(&o.cfg.OfflineAfter, "offline-after", o.cfg.OfflineAfter, "a device not heard from for this long is offline")
+	f.Float64Var(&o.cfg.ReserveSoCPct, "reserve-soc", o.cfg.ReserveSoCPct, "state of charge (percent) that discharge headroom keeps in reserve")
+	f.DurationVar(&o.cfg.HeadroomHorizon, "headroom-horizon", o.cfg.HeadroomHorizon, "how long headroom must be sustainable from stored energy")
+	f.DurationVar(&o.cfg.FlushInterval, "flush-interval", o.cfg.FlushInterval, "how often changed sites are published and offsets committed")
 	f.StringVar(&o.http, "http", "", "serve the JSON API on this address, e.g. 127.0.0.1:8081 (default: off)")
 	f.BoolVar(&o.quiet, "quiet", false, "no status line")
 	o.api.register(f)
 	return cmd
 }
 
+// runAggregate runs the aggregator of o until ctx ends.
 func runAggregate(ctx context.Context, o *aggregateOptions) error {
 	o.cfg.Logger = slog.Default()
 	if err := o.api.validate(); err != nil {

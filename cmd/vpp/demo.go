@@ -13,8 +13,9 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/vppctl/vpp/internal/flagval"
+	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/fleet"
+	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/reader"
@@ -118,8 +119,12 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 
 	pctx, pcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer pcancel()
+	icfg := ingest.DefaultConfig()
+	icfg.Listen = "127.0.0.1:0"
 	p, err := pipeline.Start(pctx, pipeline.Config{
 		Kafka:       kopts,
+		Ingest:      icfg,
+		Aggregate:   aggregate.DefaultConfig(),
 		Aggregators: o.aggregators,
 		HTTPAddr:    o.http,
 		Logger:      logger,

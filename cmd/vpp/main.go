@@ -116,7 +116,7 @@ line or configuration.`,
 	root.AddCommand(
 		newSimCmd(),
 		newIngestCmd(),
-		newAggregateCmd(),
+		newAggregateCmd(nil),
 		newBrokerCmd(),
 		newDemoCmd(),
 		newTopCmd(),

@@ -46,7 +46,11 @@ const (
 // ran): an Aggregator joins its group once.
 var ErrAlreadyRunning = errors.New("aggregator already running")
 
-// Config configures an Aggregator.
+// Config configures an Aggregator. Start from DefaultConfig and change
+// what differs. For convenience New also takes a zero Group, OfflineAfter,
+// HeadroomHorizon, FlushInterval or HistoryInterval as its default (none
+// of them means anything at zero); ReserveSoCPct is used as given, so 0 is
+// no reserve.
 type Config struct {
 	// Kafka are the brokers, topic prefix and protocol version.
 	Kafka kafka.Options
@@ -60,8 +64,7 @@ type Config struct {
 	// offline (default 30s).
 	OfflineAfter time.Duration
 	// ReserveSoCPct is the state of charge, percent, that discharge headroom
-	// keeps in reserve (default 10; 0 means the default, a negative value
-	// no reserve).
+	// keeps in reserve: 0 to 100 (default 10; 0 is no reserve).
 	ReserveSoCPct float64
 	// HeadroomHorizon is how long the headroom must be sustainable from the
 	// stored energy (default 15m).
@@ -122,7 +125,22 @@ type Aggregator struct {
 	parts   map[int32]*partState
 }
 
-// New validates cfg, fills in its defaults and returns an Aggregator.
+// DefaultConfig returns the Config with every default and no Kafka
+// brokers: set Kafka, then change what differs. The flags of vpp aggregate
+// are registered from these values.
+func DefaultConfig() Config {
+	return Config{
+		Group:           DefaultGroup,
+		OfflineAfter:    DefaultOfflineAfter,
+		ReserveSoCPct:   DefaultReserveSoCPct,
+		HeadroomHorizon: DefaultHeadroomHorizon,
+		FlushInterval:   DefaultFlushInterval,
+		HistoryInterval: DefaultHistoryInterval,
+	}
+}
+
+// New validates cfg, fills in the defaults of its zero fields that have no
+// meaning at zero (see Config) and returns an Aggregator.
 func New(cfg Config) (*Aggregator, error) {
 	if len(cfg.Kafka.Brokers) == 0 {
 		return nil, errors.New("aggregate: no kafka brokers")
@@ -136,8 +154,8 @@ func New(cfg Config) (*Aggregator, error) {
 	if cfg.OfflineAfter <= 0 {
 		cfg.OfflineAfter = DefaultOfflineAfter
 	}
-	if cfg.ReserveSoCPct == 0 {
-		cfg.ReserveSoCPct = DefaultReserveSoCPct
+	if !(cfg.ReserveSoCPct >= 0 && cfg.ReserveSoCPct <= 100) {
+		return nil, fmt.Errorf("aggregate: reserve SoC %v %%: want 0 to 100", cfg.ReserveSoCPct)
 	}
 	if cfg.HeadroomHorizon <= 0 {
 		cfg.HeadroomHorizon = DefaultHeadroomHorizon
@@ -154,7 +172,7 @@ func New(cfg Config) (*Aggregator, error) {
 	t := cfg.Kafka.Topics()
 	return &Aggregator{
 		cfg:   cfg,
-		twin:  twinConfig{offlineAfter: cfg.OfflineAfter, reserve: max(0, cfg.ReserveSoCPct), horizon: cfg.HeadroomHorizon},
+		twin:  twinConfig{offlineAfter: cfg.OfflineAfter, reserve: cfg.ReserveSoCPct, horizon: cfg.HeadroomHorizon},
 		log:   cfg.Logger.With("component", "aggregate", "group", cfg.Group),
 		now:   time.Now,
 		topic: t.Telemetry(),

@@ -614,9 +614,33 @@ func TestNewDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := a.cfg
-	if c.Group != DefaultGroup || c.OfflineAfter != DefaultOfflineAfter || c.ReserveSoCPct != DefaultReserveSoCPct ||
-		c.HeadroomHorizon != DefaultHeadroomHorizon || c.FlushInterval != DefaultFlushInterval || c.Logger == nil {
-		t.Errorf("defaults not applied: %+v", c)
+	if c.Group != DefaultGroup || c.OfflineAfter != DefaultOfflineAfter || c.ReserveSoCPct != 0 ||
+		c.HeadroomHorizon != DefaultHeadroomHorizon || c.FlushInterval != DefaultFlushInterval ||
+		c.HistoryInterval != DefaultHistoryInterval || c.Logger == nil {
+		t.Errorf("defaults not applied (or the reserve, 0 = none, not kept): %+v", c)
+	}
+	if a.twin.reserve != 0 {
+		t.Errorf("twin reserve = %v, want 0 as given", a.twin.reserve)
+	}
+	def := DefaultConfig()
+	if def.Group != DefaultGroup || def.OfflineAfter != DefaultOfflineAfter || def.ReserveSoCPct != DefaultReserveSoCPct ||
+		def.HeadroomHorizon != DefaultHeadroomHorizon || def.FlushInterval != DefaultFlushInterval ||
+		def.HistoryInterval != DefaultHistoryInterval {
+		t.Errorf("DefaultConfig() = %+v", def)
+	}
+	def.Kafka = kafka.Options{Brokers: []string{"127.0.0.1:1"}, Version: kafka.DefaultVersion}
+	a, err = New(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.twin.reserve != DefaultReserveSoCPct {
+		t.Errorf("twin reserve from DefaultConfig = %v, want %v", a.twin.reserve, DefaultReserveSoCPct)
+	}
+	for _, bad := range []float64{-1, 101, math.NaN()} {
+		def.ReserveSoCPct = bad
+		if _, err := New(def); err == nil {
+			t.Errorf("New with reserve SoC %v succeeded", bad)
+		}
 	}
 	if a.Ready() {
 		t.Error("ready before Run")

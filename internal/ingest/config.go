@@ -13,7 +13,12 @@ import (
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
-// Config configures a Server. Zero fields take the documented defaults.
+// Config configures a Server. Start from DefaultConfig and change what
+// differs. For convenience New also takes a zero field that has no meaning
+// of its own (a size, a bound, an interval, the address) as its default;
+// PowerTolerance and DeviceRate, whose zero means something, are used as
+// given, so a Config literal that leaves them out has no power tolerance
+// and no rate limit.
 type Config struct {
 	// Listen is the TCP address to serve on, e.g. 127.0.0.1:8080 (":0" or
 	// "127.0.0.1:0" for a free port).
@@ -46,7 +51,7 @@ type Config struct {
 	// MaxAge is how old a reading's timestamp may be (default 24h).
 	MaxAge time.Duration
 	// PowerTolerance is the fraction above the device's own power limits
-	// still accepted (default 0.05).
+	// still accepted (default 0.05; 0 accepts nothing above the limits).
 	PowerTolerance float64
 	// MaxIDLength bounds every ID in bytes (default 64).
 	MaxIDLength int
@@ -86,8 +91,8 @@ type Config struct {
 	// connections are cut; pongs do not count.
 	ReadIdleTimeout time.Duration
 	// DeviceRate is the sustained readings per second accepted per device
-	// ID (default 100; +Inf disables the limit); readings beyond it and
-	// the burst are rejected with rate_limited.
+	// ID (default DefaultDeviceRate; 0 or +Inf disables the limit);
+	// readings beyond it and the burst are rejected with rate_limited.
 	DeviceRate float64
 	// DeviceBurst is the bucket size of DeviceRate: readings a device may
 	// send at once, e.g. a retransmit after a reconnect (default 5000).
@@ -97,8 +102,49 @@ type Config struct {
 	DeviceRateTable int
 }
 
-// withDefaults returns cfg with every zero field defaulted, or an error for
-// a negative one.
+// Defaults of Config that other packages and the command line name.
+const (
+	// DefaultListen is the address ingest serves on.
+	DefaultListen = "127.0.0.1:8080"
+	// DefaultDeviceRate is the sustained readings per second accepted per
+	// device ID.
+	DefaultDeviceRate = 100
+)
+
+// DefaultConfig returns the Config with every default, and no Kafka
+// brokers and no device authentication: set Kafka, and Auth or Insecure,
+// then change what differs. The defaults are those stated on each field;
+// the flags of vpp ingest are registered from these values.
+func DefaultConfig() Config {
+	lim := DefaultLimits()
+	return Config{
+		Listen:              DefaultListen,
+		MaxFrameBytes:       1 << 20,
+		MaxReadingsPerFrame: 10_000,
+		BufferRecords:       100_000,
+		BufferBytes:         64 << 20,
+		MaxClockSkew:        lim.MaxClockSkew,
+		MaxAge:              lim.MaxAge,
+		PowerTolerance:      lim.PowerTolerance,
+		MaxIDLength:         lim.MaxIDLength,
+		AckInterval:         20 * time.Millisecond,
+		StatsInterval:       time.Second,
+		ShutdownTimeout:     30 * time.Second,
+		PingInterval:        20 * time.Second,
+		MaxConns:            10_000,
+		MaxConnsPerIP:       1000,
+		HandshakeTimeout:    10 * time.Second,
+		ReadIdleTimeout:     2 * time.Minute,
+		DeviceRate:          DefaultDeviceRate,
+		DeviceBurst:         5000,
+		DeviceRateTable:     1 << 17,
+	}
+}
+
+// withDefaults returns cfg with every zero field that has no meaning of
+// its own taken from DefaultConfig, or an error for a negative one.
+// PowerTolerance and DeviceRate are used as given: 0 is no tolerance and
+// no rate limit.
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MaxFrameBytes < 0 || cfg.MaxReadingsPerFrame < 0 || cfg.BufferRecords < 0 || cfg.BufferBytes < 0 ||
 		cfg.MaxClockSkew < 0 || cfg.MaxAge < 0 || cfg.PowerTolerance < 0 || cfg.MaxIDLength < 0 ||
@@ -110,27 +156,25 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Auth == nil && !cfg.Insecure {
 		return cfg, fmt.Errorf("ingest config: no device authentication: give a token key (--auth-key) or explicitly run --insecure")
 	}
-	def := DefaultLimits()
-	setDefault(&cfg.Listen, "127.0.0.1:8080")
-	setDefault(&cfg.MaxFrameBytes, 1<<20)
-	setDefault(&cfg.MaxReadingsPerFrame, 10_000)
-	setDefault(&cfg.BufferRecords, 100_000)
-	setDefault(&cfg.BufferBytes, 64<<20)
+	def := DefaultConfig()
+	setDefault(&cfg.Listen, def.Listen)
+	setDefault(&cfg.MaxFrameBytes, def.MaxFrameBytes)
+	setDefault(&cfg.MaxReadingsPerFrame, def.MaxReadingsPerFrame)
+	setDefault(&cfg.BufferRecords, def.BufferRecords)
+	setDefault(&cfg.BufferBytes, def.BufferBytes)
 	setDefault(&cfg.MaxClockSkew, def.MaxClockSkew)
 	setDefault(&cfg.MaxAge, def.MaxAge)
-	setDefault(&cfg.PowerTolerance, def.PowerTolerance)
 	setDefault(&cfg.MaxIDLength, def.MaxIDLength)
-	setDefault(&cfg.AckInterval, 20*time.Millisecond)
-	setDefault(&cfg.StatsInterval, time.Second)
-	setDefault(&cfg.ShutdownTimeout, 30*time.Second)
-	setDefault(&cfg.PingInterval, 20*time.Second)
-	setDefault(&cfg.MaxConns, 10_000)
-	setDefault(&cfg.MaxConnsPerIP, 1000)
-	setDefault(&cfg.HandshakeTimeout, 10*time.Second)
-	setDefault(&cfg.ReadIdleTimeout, 2*time.Minute)
-	setDefault(&cfg.DeviceRate, 100)
-	setDefault(&cfg.DeviceBurst, 5000)
-	setDefault(&cfg.DeviceRateTable, 1<<17)
+	setDefault(&cfg.AckInterval, def.AckInterval)
+	setDefault(&cfg.StatsInterval, def.StatsInterval)
+	setDefault(&cfg.ShutdownTimeout, def.ShutdownTimeout)
+	setDefault(&cfg.PingInterval, def.PingInterval)
+	setDefault(&cfg.MaxConns, def.MaxConns)
+	setDefault(&cfg.MaxConnsPerIP, def.MaxConnsPerIP)
+	setDefault(&cfg.HandshakeTimeout, def.HandshakeTimeout)
+	setDefault(&cfg.ReadIdleTimeout, def.ReadIdleTimeout)
+	setDefault(&cfg.DeviceBurst, def.DeviceBurst)
+	setDefault(&cfg.DeviceRateTable, def.DeviceRateTable)
 	if cfg.Instance == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

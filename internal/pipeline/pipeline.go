@@ -27,9 +27,12 @@ type Config struct {
 	// Kafka is where every part connects; it overrides the Kafka field of
 	// Ingest and Aggregate.
 	Kafka kafka.Options
-	// Ingest configures the ingest server (Listen "" means 127.0.0.1:0).
+	// Ingest configures the ingest server: start from
+	// ingest.DefaultConfig() (Listen "" means 127.0.0.1:0; the zero Config
+	// has no power tolerance and no rate limit, see ingest.Config).
 	Ingest ingest.Config
-	// Aggregate configures every aggregator instance.
+	// Aggregate configures every aggregator instance: start from
+	// aggregate.DefaultConfig() (the zero Config keeps no SoC reserve).
 	Aggregate aggregate.Config
 	// Aggregators is the number of aggregator instances in the group
 	// (default 1).
