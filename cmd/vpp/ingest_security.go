@@ -62,11 +62,7 @@ func (f *ingestSecurityFlags) apply(cfg *ingest.Config, log *slog.Logger) error 
 		if err != nil {
 			return usageError{fmt.Errorf("--auth-key: %w", err)}
 		}
-		leeway := f.leeway
-		if leeway == 0 {
-			leeway = -1 // the flag's 0 means none; the package reads 0 as default
-		}
-		cfg.Auth = auth.NewVerifier(key, auth.VerifierOptions{Leeway: leeway})
+		cfg.Auth = auth.NewVerifier(key, auth.VerifierOptions{Leeway: f.leeway})
 	default:
 		cfg.Insecure = true
 	}

@@ -233,25 +233,24 @@ type Verifier struct {
 	parser *jwt.Parser
 }
 
-// VerifierOptions tune a Verifier; the zero value is the default.
+// VerifierOptions tune a Verifier. Start from DefaultVerifierOptions; the
+// zero value allows no clock skew.
 type VerifierOptions struct {
-	// Leeway is the clock skew allowed on exp, nbf and iat (default
-	// DefaultLeeway; negative means none).
+	// Leeway is the clock skew allowed on exp, nbf and iat
+	// (DefaultLeeway in DefaultVerifierOptions; 0 or negative: none).
 	Leeway time.Duration
 	// Now is the clock (default time.Now), for tests.
 	Now func() time.Time
 }
 
+// DefaultVerifierOptions returns the VerifierOptions of the defaults: a
+// leeway of DefaultLeeway and the system clock.
+func DefaultVerifierOptions() VerifierOptions { return VerifierOptions{Leeway: DefaultLeeway} }
+
 // NewVerifier returns a verifier that accepts only tokens signed by key
 // with key's algorithm.
 func NewVerifier(key *Key, o VerifierOptions) *Verifier {
-	leeway := o.Leeway
-	switch {
-	case leeway == 0:
-		leeway = DefaultLeeway
-	case leeway < 0:
-		leeway = 0
-	}
+	leeway := max(0, o.Leeway)
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{key.Algorithm()}),
 		jwt.WithExpirationRequired(),

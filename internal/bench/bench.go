@@ -34,7 +34,21 @@ import (
 	"github.com/vppctl/vpp/internal/sim"
 )
 
-// Config configures a benchmark run.
+// Defaults of Config (see DefaultConfig).
+const (
+	DefaultFloorRecords    = 500_000          // DefaultFloorRecords is Config.FloorRecords' default.
+	DefaultStep            = 30 * time.Second // DefaultStep is Config.Step's default.
+	DefaultDevices         = 20_000           // DefaultDevices is Config.Devices' default.
+	DefaultMaxRate         = 2_000_000        // DefaultMaxRate is Config.MaxRate's default.
+	DefaultReaderDevices   = 100_000          // DefaultReaderDevices is Config.ReaderDevices in DefaultConfig.
+	DefaultTwinDevices     = 1_000_000        // DefaultTwinDevices is Config.TwinDevices in DefaultConfig.
+	DefaultFreshnessSample = 4                // DefaultFreshnessSample is Config.FreshnessSample's default.
+)
+
+// Config configures a benchmark run. Start from DefaultConfig and change
+// what differs; a zero FloorRecords, Step, Devices, MaxRate or
+// FreshnessSample also takes its default, while ReaderDevices and
+// TwinDevices are used as given (0 skips the measurement).
 type Config struct {
 	// Kafka are the brokers; every measurement uses topics under a fresh
 	// prefix below Kafka.Prefix.
@@ -63,10 +77,10 @@ type Config struct {
 	// FlushInterval is the aggregator's --flush-interval (0: its default).
 	FlushInterval time.Duration
 	// ReaderDevices is the fleet size of the reader-cost measurement
-	// (default 100,000; < 0 skips it).
+	// (default 100,000; 0 or less skips it).
 	ReaderDevices int
 	// TwinDevices is the fleet size of the twin-memory measurement
-	// (default 1,000,000; < 0 skips it).
+	// (default 1,000,000; 0 or less skips it).
 	TwinDevices int
 	// FreshnessSample k reads the freshness of 1 site in k (by a hash of
 	// its ID), every reading of those sites (default 4; 1 reads all).
@@ -157,6 +171,21 @@ func (r *Result) At(rate float64) *Step {
 	return nil
 }
 
+// DefaultConfig returns the Config of vpp bench's defaults, with no Kafka
+// brokers: set Kafka, then change what differs.
+func DefaultConfig() Config {
+	return Config{
+		FloorRecords:    DefaultFloorRecords,
+		Step:            DefaultStep,
+		Devices:         DefaultDevices,
+		MaxRate:         DefaultMaxRate,
+		ReaderDevices:   DefaultReaderDevices,
+		TwinDevices:     DefaultTwinDevices,
+		FreshnessSample: DefaultFreshnessSample,
+	}
+}
+
+// defaults fills the zero fields of c that have no meaning at zero.
 func (c *Config) defaults() error {
 	if c.Exe == "" {
 		exe, err := os.Executable()
@@ -169,25 +198,19 @@ func (c *Config) defaults() error {
 		c.BrokerPID = ListenerPID(c.Kafka.Brokers[0])
 	}
 	if c.FloorRecords <= 0 {
-		c.FloorRecords = 500_000
+		c.FloorRecords = DefaultFloorRecords
 	}
 	if c.Step <= 0 {
-		c.Step = 30 * time.Second
+		c.Step = DefaultStep
 	}
 	if c.Devices <= 0 {
-		c.Devices = 20_000
+		c.Devices = DefaultDevices
 	}
 	if c.MaxRate <= 0 {
-		c.MaxRate = 2_000_000
-	}
-	if c.ReaderDevices == 0 {
-		c.ReaderDevices = 100_000
-	}
-	if c.TwinDevices == 0 {
-		c.TwinDevices = 1_000_000
+		c.MaxRate = DefaultMaxRate
 	}
 	if c.FreshnessSample <= 0 {
-		c.FreshnessSample = 4
+		c.FreshnessSample = DefaultFreshnessSample
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard

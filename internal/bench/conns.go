@@ -44,6 +44,9 @@ const (
 )
 
 // ConnsConfig configures a measurement of ingest's memory per connection.
+// Start from DefaultConnsConfig and change what differs; a zero Conns,
+// Keepalive, Settle or Dialers also takes its default, while Readings is
+// used as given (0: none).
 type ConnsConfig struct {
 	// Exe is the vpp binary run as `broker` and `ingest` (default: this
 	// executable).
@@ -58,7 +61,7 @@ type ConnsConfig struct {
 	// process and ingest each need one file per connection.
 	Conns int
 	// Readings is the number of readings each connection sends after the
-	// handshake, one frame each (default 3; negative: none), so the
+	// handshake, one frame each (default 3; 0 or negative: none), so the
 	// server-side decoder, ack tracker and rate limiter hold their state.
 	Readings int
 	// Keepalive is how often each connection sends an empty frame so that
@@ -130,6 +133,19 @@ func perConn(d int64, n int) float64 {
 	return float64(d) / float64(n)
 }
 
+// DefaultConnsConfig returns the ConnsConfig of vpp bench conns'
+// defaults: DefaultConns connections sending DefaultConnsReadings readings
+// each on this executable and an embedded broker.
+func DefaultConnsConfig() ConnsConfig {
+	return ConnsConfig{
+		Conns:     DefaultConns,
+		Readings:  DefaultConnsReadings,
+		Keepalive: DefaultConnsKeepalive,
+		Settle:    DefaultConnsSettle,
+		Dialers:   DefaultConnsDialers,
+	}
+}
+
 func (c *ConnsConfig) defaults() error {
 	if c.Exe == "" {
 		exe, err := os.Executable()
@@ -146,9 +162,6 @@ func (c *ConnsConfig) defaults() error {
 	}
 	if c.Conns < 0 {
 		return fmt.Errorf("connections: %d must be positive", c.Conns)
-	}
-	if c.Readings == 0 {
-		c.Readings = DefaultConnsReadings
 	}
 	c.Readings = max(c.Readings, 0)
 	if c.Keepalive <= 0 {

@@ -20,7 +20,9 @@ func TestConns(t *testing.T) {
 	defer cancel()
 	bin := testutil.BuildVPP(ctx, t)
 	const n = 500
-	res, err := Conns(ctx, ConnsConfig{Exe: bin, Conns: n, Settle: 2 * time.Second, Progress: testWriter{t}})
+	cfg := DefaultConnsConfig()
+	cfg.Exe, cfg.Conns, cfg.Settle, cfg.Progress = bin, n, 2*time.Second, testWriter{t}
+	res, err := Conns(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 			return nil, err
 		}
 		p.tokenKey = key
-		icfg.Auth = auth.NewVerifier(key, auth.VerifierOptions{})
+		icfg.Auth = auth.NewVerifier(key, auth.DefaultVerifierOptions())
 	}
 	icfg.Kafka = cfg.Kafka
 	icfg.Kafka.ClientID = "vpp-ingest"

@@ -29,17 +29,22 @@ import (
 	"time"
 )
 
-// Defaults for the zero values of Config.
+// Defaults of Config (see DefaultConfig); the optional fields of a Config
+// that are zero take them.
 const (
-	DefaultTimeScale            = 60.0                  // DefaultTimeScale is Config.TimeScale's default.
-	DefaultFrameInterval        = 50 * time.Millisecond // DefaultFrameInterval is Config.FrameInterval's default.
-	DefaultMaxInFlight          = 1024                  // DefaultMaxInFlight is Config.MaxInFlight's largest default.
-	MaxFleetInFlight            = 1 << 20               // MaxFleetInFlight bounds the default unacked readings of the fleet.
-	DefaultDrainTimeout         = 30 * time.Second      // DefaultDrainTimeout is Config.DrainTimeout's default.
-	DefaultMaxConns             = 256                   // DefaultMaxConns caps Config.Conns' default of min(Devices, 256).
-	DefaultRegions              = 4                     // DefaultRegions is Config.Regions' default.
-	DefaultSubstationsPerRegion = 5                     // DefaultSubstationsPerRegion is Config.SubstationsPerRegion's default.
-	DefaultSitesPerSubstation   = 25                    // DefaultSitesPerSubstation is Config.SitesPerSubstation's default.
+	DefaultURL                  = "ws://127.0.0.1:8080/v1/telemetry" // DefaultURL is Config.URL in DefaultConfig: a local vpp ingest.
+	DefaultDevices              = 1000                               // DefaultDevices is Config.Devices in DefaultConfig.
+	DefaultRate                 = 10_000                             // DefaultRate is Config.Rate in DefaultConfig.
+	DefaultSeed                 = 1                                  // DefaultSeed is Config.Seed in DefaultConfig.
+	DefaultTimeScale            = 60.0                               // DefaultTimeScale is Config.TimeScale's default.
+	DefaultFrameInterval        = 50 * time.Millisecond              // DefaultFrameInterval is Config.FrameInterval's default.
+	DefaultMaxInFlight          = 1024                               // DefaultMaxInFlight is Config.MaxInFlight's largest default.
+	MaxFleetInFlight            = 1 << 20                            // MaxFleetInFlight bounds the default unacked readings of the fleet.
+	DefaultDrainTimeout         = 30 * time.Second                   // DefaultDrainTimeout is Config.DrainTimeout's default.
+	DefaultMaxConns             = 256                                // DefaultMaxConns caps Config.Conns' default of min(Devices, 256).
+	DefaultRegions              = 4                                  // DefaultRegions is Config.Regions' default.
+	DefaultSubstationsPerRegion = 5                                  // DefaultSubstationsPerRegion is Config.SubstationsPerRegion's default.
+	DefaultSitesPerSubstation   = 25                                 // DefaultSitesPerSubstation is Config.SitesPerSubstation's default.
 )
 
 // MaxFrameReadings is the most readings the simulator puts into one frame
@@ -54,8 +59,11 @@ const cancelDrain = 2 * time.Second
 // acknowledged when the drain timeout expired.
 var ErrUnacked = errors.New("readings unacknowledged")
 
-// Config configures a simulation. The zero value of an optional field
-// selects its default.
+// Config configures a simulation. Start from DefaultConfig and change what
+// differs; a Config literal works too, as every optional field that is
+// zero (none of them means anything at zero) selects its default. Count,
+// Duration and DuplicateFrames are used as given: 0 is no limit and no
+// duplicates.
 type Config struct {
 	URL      string        // ws://HOST:PORT/v1/telemetry
 	Devices  int           // fleet size
@@ -228,6 +236,26 @@ func New(cfg Config) (*Sim, error) {
 		c.byID[d.id] = d
 	}
 	return s, nil
+}
+
+// DefaultConfig returns the Config of vpp sim's defaults: DefaultDevices
+// devices sending DefaultRate readings per second in all to a local ingest
+// at DefaultURL, with seed DefaultSeed, the default fleet shape, clock and
+// frame interval; Conns and MaxInFlight stay 0, which derives them from
+// Devices (see their fields).
+func DefaultConfig() Config {
+	return Config{
+		URL:                  DefaultURL,
+		Devices:              DefaultDevices,
+		Rate:                 DefaultRate,
+		Seed:                 DefaultSeed,
+		Regions:              DefaultRegions,
+		SubstationsPerRegion: DefaultSubstationsPerRegion,
+		SitesPerSubstation:   DefaultSitesPerSubstation,
+		TimeScale:            DefaultTimeScale,
+		FrameInterval:        DefaultFrameInterval,
+		DrainTimeout:         DefaultDrainTimeout,
+	}
 }
 
 // normalize validates cfg and fills in its defaults.
