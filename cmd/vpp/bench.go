@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,20 +14,43 @@ import (
 
 	"github.com/vppctl/vpp/internal/bench"
 	"github.com/vppctl/vpp/internal/flagval"
+	"github.com/vppctl/vpp/internal/kafka"
 )
 
-func newBenchCmd() *cobra.Command {
-	var (
-		kf      kafkaFlags
-		cfg     bench.Config
-		devices = flagval.Count{V: 20_000}
-		records = flagval.Count{V: 500_000}
-		maxRate = flagval.Count{V: 2_000_000}
-		readerN = flagval.Count{V: 100_000}
-		twinN   = flagval.Count{V: 1_000_000}
-		rates   string
-		runs    int
-	)
+// benchPrefix is the topic prefix of vpp bench when --topic-prefix is left
+// at the default, so a measurement never writes to a live pipeline's
+// topics.
+const benchPrefix = "bench."
+
+// benchOptions are the parsed flags of vpp bench.
+type benchOptions struct {
+	kafka   kafkaFlags
+	cfg     bench.Config
+	devices flagval.Count
+	records flagval.Count
+	maxRate flagval.Count
+	readerN flagval.Count
+	twinN   flagval.Count
+	rates   string
+	runs    int
+	// embedded starts vpp broker as a child process (no --brokers).
+	embedded bool
+
+	out, errOut io.Writer // the table; progress
+}
+
+// newBenchCmd is `vpp bench`; runF, when not nil, runs instead of runBench
+// with the parsed options (for tests).
+func newBenchCmd(runF func(context.Context, *benchOptions) error) *cobra.Command {
+	def := bench.DefaultConfig()
+	o := &benchOptions{
+		cfg:     def,
+		devices: flagval.Count{V: float64(def.Devices)},
+		records: flagval.Count{V: float64(def.FloorRecords)},
+		maxRate: flagval.Count{V: def.MaxRate},
+		readerN: flagval.Count{V: float64(def.ReaderDevices)},
+		twinN:   flagval.Count{V: float64(def.TwinDevices)},
+	}
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the pipeline against what the Kafka leg alone can move",
@@ -68,85 +92,90 @@ every request in one loop, so real Kafka is the number that counts.
   vpp bench --step 5s --rates 10k,50k --twin-devices 100k`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Kafka = kf.options("vpp-bench")
-			if cfg.Kafka.Prefix == "vpp." {
-				cfg.Kafka.Prefix = "bench."
+			o.cfg.Kafka = o.kafka.options("vpp-bench")
+			if o.cfg.Kafka.Prefix == kafka.DefaultPrefix {
+				o.cfg.Kafka.Prefix = benchPrefix
 			}
-			if rates != "" {
-				for _, r := range strings.Split(rates, ",") {
+			o.cfg.Rates = nil
+			if o.rates != "" {
+				for _, r := range strings.Split(o.rates, ",") {
 					v, err := flagval.ParseCount(r)
 					if err != nil {
 						return usageError{fmt.Errorf("--rates: %w", err)}
 					}
-					cfg.Rates = append(cfg.Rates, v)
+					o.cfg.Rates = append(o.cfg.Rates, v)
 				}
 			}
-			if runs < 1 {
-				return usageError{fmt.Errorf("--runs %d: must be >= 1", runs)}
+			if o.runs < 1 {
+				return usageError{fmt.Errorf("--runs %d: must be >= 1", o.runs)}
 			}
-			cfg.Devices = int(devices.V)
-			cfg.FloorRecords = int(records.V)
-			cfg.MaxRate = maxRate.V
-			cfg.ReaderDevices, cfg.TwinDevices = skipZero(readerN), skipZero(twinN)
-			cfg.Progress = cmd.ErrOrStderr()
-			cfg.Logger = slog.New(slog.DiscardHandler)
-			if !cmd.Flags().Changed("brokers") {
-				exe, err := os.Executable()
-				if err != nil {
-					return fmt.Errorf("find the vpp binary: %w", err)
-				}
-				b, addr, err := bench.StartBroker(cmd.Context(), exe)
-				if err != nil {
-					return err
-				}
-				defer func() { _ = b.Stop(30 * time.Second) }()
-				cfg.Kafka.Brokers = []string{addr}
-				cfg.BrokerPID = b.PID()
-				fmt.Fprintf(cmd.ErrOrStderr(), "embedded broker (vpp broker, pid %d) on %s\n", b.PID(), addr)
+			o.cfg.Devices = int(o.devices.V)
+			o.cfg.FloorRecords = int(o.records.V)
+			o.cfg.MaxRate = o.maxRate.V
+			o.cfg.ReaderDevices, o.cfg.TwinDevices = int(o.readerN.V), int(o.twinN.V)
+			o.embedded = !cmd.Flags().Changed("brokers")
+			o.out, o.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			var results []*bench.Result
-			for i := range runs {
-				if runs > 1 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "run %d of %d\n", i+1, runs)
-				}
-				res, err := bench.Run(cmd.Context(), cfg)
-				if err != nil {
-					if res != nil {
-						printBench(cmd.OutOrStdout(), res, 1)
-					}
-					return err
-				}
-				results = append(results, res)
-			}
-			printBench(cmd.OutOrStdout(), bench.Median(results), runs)
-			return nil
+			return runBench(cmd.Context(), o)
 		},
 	}
-	kf.register(cmd.Flags())
+	o.kafka.register(cmd.Flags())
 	f := cmd.Flags()
-	f.DurationVar(&cfg.Step, "step", 30*time.Second, "how long each end-to-end rate runs")
-	f.Var(&devices, "devices", "simulated devices")
-	f.IntVar(&cfg.Conns, "conns", 0, "simulator WebSocket connections (default min(devices, 256))")
-	f.Var(&records, "floor-records", "records of the floor measurement")
-	f.StringVar(&rates, "rates", "", "end-to-end rates to try instead of the search, ascending (e.g. 10k,50k); stops at the first not sustained")
-	f.Var(&maxRate, "max-rate", "highest rate the search tries")
-	f.DurationVar(&cfg.FlushInterval, "flush-interval", 0, "the aggregator's --flush-interval (default: its own)")
-	f.Var(&readerN, "reader-devices", "devices of the reader-cost measurement (0: skip)")
-	f.Var(&twinN, "twin-devices", "devices of the twin-memory measurement (0: skip)")
-	f.IntVar(&cfg.BrokerPID, "broker-pid", 0, "the broker's process ID, for its CPU (default: the process listening on the first broker's port)")
-	f.IntVar(&cfg.FreshnessSample, "freshness-sample", 4, "read the freshness of 1 site in N (every reading of those sites), so that reading state takes less CPU from the pipeline measured")
-	f.IntVar(&runs, "runs", 1, "repeat the whole measurement and print the median of each figure")
-	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write CPU and allocation profiles of the ingest and aggregate processes, and a CPU profile of the simulator, of every step into this directory")
-	cmd.AddCommand(newBenchConnsCmd())
+	f.DurationVar(&o.cfg.Step, "step", def.Step, "how long each end-to-end rate runs")
+	f.Var(&o.devices, "devices", "simulated devices")
+	f.IntVar(&o.cfg.Conns, "conns", def.Conns, "simulator WebSocket connections (default min(devices, 256))")
+	f.Var(&o.records, "floor-records", "records of the floor measurement")
+	f.StringVar(&o.rates, "rates", "", "end-to-end rates to try instead of the search, ascending (e.g. 10k,50k); stops at the first not sustained")
+	f.Var(&o.maxRate, "max-rate", "highest rate the search tries")
+	f.DurationVar(&o.cfg.FlushInterval, "flush-interval", def.FlushInterval, "the aggregator's --flush-interval (default: its own)")
+	f.Var(&o.readerN, "reader-devices", "devices of the reader-cost measurement (0: skip)")
+	f.Var(&o.twinN, "twin-devices", "devices of the twin-memory measurement (0: skip)")
+	f.IntVar(&o.cfg.BrokerPID, "broker-pid", def.BrokerPID, "the broker's process ID, for its CPU (default: the process listening on the first broker's port)")
+	f.IntVar(&o.cfg.FreshnessSample, "freshness-sample", def.FreshnessSample, "read the freshness of 1 site in N (every reading of those sites), so that reading state takes less CPU from the pipeline measured")
+	f.IntVar(&o.runs, "runs", 1, "repeat the whole measurement and print the median of each figure")
+	f.StringVar(&o.cfg.ProfileDir, "profile-dir", "", "write CPU and allocation profiles of the ingest and aggregate processes, and a CPU profile of the simulator, of every step into this directory")
+	cmd.AddCommand(newBenchConnsCmd(nil))
 	return cmd
 }
 
-// skipZero maps a count flag to a bench.Config size: 0 skips (-1).
-func skipZero(c flagval.Count) int {
-	if c.V <= 0 {
-		return -1
+// runBench starts the embedded broker unless o names brokers, runs the
+// measurement o.runs times and prints the median.
+func runBench(ctx context.Context, o *benchOptions) error {
+	cfg := o.cfg
+	cfg.Progress = o.errOut
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	if o.embedded {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the vpp binary: %w", err)
+		}
+		b, addr, err := bench.StartBroker(ctx, exe)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = b.Stop(30 * time.Second) }()
+		cfg.Kafka.Brokers = []string{addr}
+		cfg.BrokerPID = b.PID()
+		fmt.Fprintf(o.errOut, "embedded broker (vpp broker, pid %d) on %s\n", b.PID(), addr)
 	}
-	return int(c.V)
+	var results []*bench.Result
+	for i := range o.runs {
+		if o.runs > 1 {
+			fmt.Fprintf(o.errOut, "run %d of %d\n", i+1, o.runs)
+		}
+		res, err := bench.Run(ctx, cfg)
+		if err != nil {
+			if res != nil {
+				printBench(o.out, res, 1)
+			}
+			return err
+		}
+		results = append(results, res)
+	}
+	printBench(o.out, bench.Median(results), o.runs)
+	return nil
 }
 
 // printBench prints the result as one table.

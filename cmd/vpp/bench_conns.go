@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -12,13 +13,20 @@ import (
 	"github.com/vppctl/vpp/internal/flagval"
 )
 
+// benchConnsOptions are the parsed flags of vpp bench conns.
+type benchConnsOptions struct {
+	cfg     bench.ConnsConfig
+	brokers string
+
+	out, errOut io.Writer // the result; progress
+}
+
 // newBenchConnsCmd is `vpp bench conns`: ingest's memory per open
-// WebSocket connection.
-func newBenchConnsCmd() *cobra.Command {
-	var (
-		cfg     bench.ConnsConfig
-		brokers string
-	)
+// WebSocket connection. runF, when not nil, runs instead of runBenchConns
+// with the parsed options (for tests).
+func newBenchConnsCmd(runF func(context.Context, *benchConnsOptions) error) *cobra.Command {
+	def := bench.DefaultConnsConfig()
+	o := &benchConnsOptions{cfg: def}
 	cmd := &cobra.Command{
 		Use:   "conns",
 		Short: "Measure ingest's memory per open WebSocket connection",
@@ -66,32 +74,43 @@ Limits:
   vpp bench conns --ingest-exe /tmp/vpp-old`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, b := range strings.Split(brokers, ",") {
+			o.cfg.Brokers = nil
+			for _, b := range strings.Split(o.brokers, ",") {
 				if b = strings.TrimSpace(b); b != "" {
-					cfg.Brokers = append(cfg.Brokers, b)
+					o.cfg.Brokers = append(o.cfg.Brokers, b)
 				}
 			}
-			if cfg.Conns < 1 {
-				return usageError{fmt.Errorf("--conns %d: want at least 1", cfg.Conns)}
+			if o.cfg.Conns < 1 {
+				return usageError{fmt.Errorf("--conns %d: want at least 1", o.cfg.Conns)}
 			}
-			cfg.Progress = cmd.ErrOrStderr()
-			res, err := bench.Conns(cmd.Context(), cfg)
-			if err != nil {
-				return err
+			o.out, o.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			printBenchConns(cmd.OutOrStdout(), res)
-			return nil
+			return runBenchConns(cmd.Context(), o)
 		},
 	}
 	fs := cmd.Flags()
-	fs.IntVar(&cfg.Conns, "conns", bench.DefaultConns, "WebSocket connections to open")
-	fs.StringVar(&brokers, "brokers", "", "Kafka bootstrap brokers, comma-separated host:port (default: start vpp broker)")
-	fs.IntVar(&cfg.Readings, "readings", bench.DefaultConnsReadings, "readings each connection sends after connecting (-1: none)")
-	fs.DurationVar(&cfg.Keepalive, "keepalive", bench.DefaultConnsKeepalive, "how often each connection sends an empty frame")
-	fs.DurationVar(&cfg.Settle, "settle", bench.DefaultConnsSettle, "how long the connections stay open before the measurement")
-	fs.StringVar(&cfg.IngestExe, "ingest-exe", "", "run ingest from this vpp binary (default: this one)")
-	fs.BoolVar(&cfg.Auth, "auth", false, "devices authenticate with tokens (ingest --auth-key) instead of ingest --insecure")
+	fs.IntVar(&o.cfg.Conns, "conns", def.Conns, "WebSocket connections to open")
+	fs.StringVar(&o.brokers, "brokers", "", "Kafka bootstrap brokers, comma-separated host:port (default: start vpp broker)")
+	fs.IntVar(&o.cfg.Readings, "readings", def.Readings, "readings each connection sends after connecting (0: none)")
+	fs.DurationVar(&o.cfg.Keepalive, "keepalive", def.Keepalive, "how often each connection sends an empty frame")
+	fs.DurationVar(&o.cfg.Settle, "settle", def.Settle, "how long the connections stay open before the measurement")
+	fs.StringVar(&o.cfg.IngestExe, "ingest-exe", "", "run ingest from this vpp binary (default: this one)")
+	fs.BoolVar(&o.cfg.Auth, "auth", false, "devices authenticate with tokens (ingest --auth-key) instead of ingest --insecure")
 	return cmd
+}
+
+// runBenchConns runs the measurement and prints its result.
+func runBenchConns(ctx context.Context, o *benchConnsOptions) error {
+	cfg := o.cfg
+	cfg.Progress = o.errOut
+	res, err := bench.Conns(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	printBenchConns(o.out, res)
+	return nil
 }
 
 // printBenchConns prints the result line and the per-connection figure.

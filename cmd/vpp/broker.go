@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/spf13/cobra"
@@ -9,8 +11,16 @@ import (
 	"github.com/vppctl/vpp/internal/kafka"
 )
 
-func newBrokerCmd() *cobra.Command {
-	var o kafka.EmbeddedOptions
+// brokerOptions are the parsed flags of vpp broker.
+type brokerOptions struct {
+	broker kafka.EmbeddedOptions
+	out    io.Writer // the listening line
+}
+
+// newBrokerCmd is `vpp broker`; runF, when not nil, runs instead of
+// runBroker with the parsed options (for tests).
+func newBrokerCmd(runF func(context.Context, *brokerOptions) error) *cobra.Command {
+	o := &brokerOptions{}
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run the embedded Kafka-protocol broker alone, for development",
@@ -28,24 +38,33 @@ For production point every command's --brokers at a real Kafka cluster.`,
   vpp broker --data-dir /var/lib/vpp/broker`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := kafka.StartEmbedded(o)
-			if err != nil {
-				return err
+			o.out = cmd.OutOrStdout()
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			defer b.Close()
-			if o.DataDir == "" {
-				slog.Info("embedded broker listening; data is kept in memory only (use --data-dir to persist)", "addr", b.Addr())
-			} else {
-				slog.Info("embedded broker listening; data persisted", "addr", b.Addr(), "data_dir", o.DataDir)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "broker listening on %s (press Ctrl-C to stop)\n", b.Addr())
-			<-cmd.Context().Done()
-			slog.Info("embedded broker stopping")
-			return nil
+			return runBroker(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.Listen, "listen", kafka.DefaultBrokers, "address to listen on")
-	cmd.Flags().StringVar(&o.DataDir, "data-dir", "", "persist data in this directory (default: in memory)")
-	cmd.Flags().DurationVar(&o.CompactionInterval, "compaction-interval", kafka.DefaultCompactionInterval, "how often compaction and retention run (each one holds the broker's request loop while it reads what was written since the last)")
+	cmd.Flags().StringVar(&o.broker.Listen, "listen", kafka.DefaultBrokers, "address to listen on")
+	cmd.Flags().StringVar(&o.broker.DataDir, "data-dir", "", "persist data in this directory (default: in memory)")
+	cmd.Flags().DurationVar(&o.broker.CompactionInterval, "compaction-interval", kafka.DefaultCompactionInterval, "how often compaction and retention run (each one holds the broker's request loop while it reads what was written since the last)")
 	return cmd
+}
+
+// runBroker serves the embedded broker until ctx ends.
+func runBroker(ctx context.Context, o *brokerOptions) error {
+	b, err := kafka.StartEmbedded(o.broker)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if o.broker.DataDir == "" {
+		slog.Info("embedded broker listening; data is kept in memory only (use --data-dir to persist)", "addr", b.Addr())
+	} else {
+		slog.Info("embedded broker listening; data persisted", "addr", b.Addr(), "data_dir", o.broker.DataDir)
+	}
+	fmt.Fprintf(o.out, "broker listening on %s (press Ctrl-C to stop)\n", b.Addr())
+	<-ctx.Done()
+	slog.Info("embedded broker stopping")
+	return nil
 }

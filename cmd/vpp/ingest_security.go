@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -33,38 +32,52 @@ type ingestSecurityFlags struct {
 	rateTable int
 }
 
-func (f *ingestSecurityFlags) register(fs *pflag.FlagSet) {
-	f.rate = flagval.Count{V: 100}
+// register adds the flags to fs with the defaults of def.
+func (f *ingestSecurityFlags) register(fs *pflag.FlagSet, def ingest.Config) {
+	f.rate = flagval.Count{V: def.DeviceRate}
 	fs.StringVar(&f.authKey, "auth-key", "", "verify device tokens with this `file`: an HMAC-SHA256 secret or an Ed25519 public key (PEM); see vpp token")
 	fs.BoolVar(&f.insecure, "insecure", false, "accept devices without a token (development only; logs a warning)")
 	fs.DurationVar(&f.leeway, "auth-leeway", auth.DefaultLeeway, "clock skew allowed on a token's exp, nbf and iat")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve wss:// with this certificate `file` (PEM; reloaded when it changes)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "private key `file` of --tls-cert (PEM)")
-	fs.IntVar(&f.maxConns, "max-conns", 10_000, "most open device connections; more are refused with HTTP 503")
-	fs.IntVar(&f.maxPerIP, "max-conns-per-ip", 1000, "most open connections from one remote IP; more are refused with HTTP 503")
-	fs.DurationVar(&f.handshake, "handshake-timeout", 10*time.Second, "bound on the TLS and WebSocket handshake")
-	fs.DurationVar(&f.idle, "read-idle-timeout", 2*time.Minute, "close a connection (1008) that sent no complete message for this long")
+	fs.IntVar(&f.maxConns, "max-conns", def.MaxConns, "most open device connections; more are refused with HTTP 503")
+	fs.IntVar(&f.maxPerIP, "max-conns-per-ip", def.MaxConnsPerIP, "most open connections from one remote IP; more are refused with HTTP 503")
+	fs.DurationVar(&f.handshake, "handshake-timeout", def.HandshakeTimeout, "bound on the TLS and WebSocket handshake")
+	fs.DurationVar(&f.idle, "read-idle-timeout", def.ReadIdleTimeout, "close a connection (1008) that sent no complete message for this long")
 	fs.Var(&f.rate, "device-rate", "readings per second accepted per device ID; beyond it and --device-burst they are rejected as rate_limited (0: no limit)")
-	fs.IntVar(&f.burst, "device-burst", 5000, "readings a device may send at once (e.g. a retransmit after a reconnect)")
-	fs.IntVar(&f.rateTable, "device-rate-table", 1<<17, "device IDs whose rate is tracked; the least recently seen are forgotten beyond it")
+	fs.IntVar(&f.burst, "device-burst", def.DeviceBurst, "readings a device may send at once (e.g. a retransmit after a reconnect)")
+	fs.IntVar(&f.rateTable, "device-rate-table", def.DeviceRateTable, "device IDs whose rate is tracked; the least recently seen are forgotten beyond it")
 }
 
-// apply sets cfg's security fields, loading the token key and the TLS
-// certificate. Errors are usage errors (exit 2).
-func (f *ingestSecurityFlags) apply(cfg *ingest.Config, log *slog.Logger) error {
+// validate checks the flags and sets cfg's plain security fields: Insecure,
+// the connection limits and the device rate limit. Errors are usage errors
+// (exit 2).
+func (f *ingestSecurityFlags) validate(cfg *ingest.Config) error {
 	switch {
 	case f.authKey != "" && f.insecure:
 		return usageError{errors.New("--auth-key and --insecure: choose one")}
 	case f.authKey == "" && !f.insecure:
 		return usageError{errors.New("no device authentication configured: give --auth-key FILE (see vpp token keygen), or --insecure to accept unauthenticated devices (development only)")}
-	case f.authKey != "":
+	}
+	if f.maxConns < 1 || f.maxPerIP < 1 || f.burst < 1 || f.rateTable < 1 || f.handshake <= 0 || f.idle <= 0 {
+		return usageError{errors.New("--max-conns, --max-conns-per-ip, --device-burst, --device-rate-table, --handshake-timeout and --read-idle-timeout must be positive")}
+	}
+	cfg.Insecure = f.insecure
+	cfg.MaxConns, cfg.MaxConnsPerIP = f.maxConns, f.maxPerIP
+	cfg.HandshakeTimeout, cfg.ReadIdleTimeout = f.handshake, f.idle
+	cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable = f.rate.V, f.burst, f.rateTable
+	return nil
+}
+
+// apply loads the token key and the TLS certificate into cfg (after
+// validate). Errors are usage errors (exit 2).
+func (f *ingestSecurityFlags) apply(cfg *ingest.Config, log *slog.Logger) error {
+	if f.authKey != "" {
 		key, err := auth.LoadKey(f.authKey)
 		if err != nil {
 			return usageError{fmt.Errorf("--auth-key: %w", err)}
 		}
 		cfg.Auth = auth.NewVerifier(key, auth.VerifierOptions{Leeway: f.leeway})
-	default:
-		cfg.Insecure = true
 	}
 	if f.tlsCert != "" || f.tlsKey != "" {
 		tc, err := tlsutil.ServerConfig(f.tlsCert, f.tlsKey, log)
@@ -73,16 +86,8 @@ func (f *ingestSecurityFlags) apply(cfg *ingest.Config, log *slog.Logger) error 
 		}
 		cfg.TLS = tc
 	}
-	if f.maxConns < 1 || f.maxPerIP < 1 || f.burst < 1 || f.rateTable < 1 || f.handshake <= 0 || f.idle <= 0 {
-		return usageError{errors.New("--max-conns, --max-conns-per-ip, --device-burst, --device-rate-table, --handshake-timeout and --read-idle-timeout must be positive")}
-	}
-	rate := f.rate.V
-	if rate == 0 {
-		rate = math.Inf(1)
+	if cfg.DeviceRate == 0 {
 		log.Warn("per-device rate limit is off (--device-rate 0)")
 	}
-	cfg.MaxConns, cfg.MaxConnsPerIP = f.maxConns, f.maxPerIP
-	cfg.HandshakeTimeout, cfg.ReadIdleTimeout = f.handshake, f.idle
-	cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable = rate, f.burst, f.rateTable
 	return nil
 }

@@ -114,13 +114,13 @@ line or configuration.`,
 	root.PersistentFlags().StringVar(&memProfile, "memprofile", "", "write the allocations of the command, by allocation site, to this file when it ends cleanly (go tool pprof -sample_index=alloc_space)")
 	_ = root.PersistentFlags().MarkHidden("memprofile")
 	root.AddCommand(
-		newSimCmd(),
-		newIngestCmd(),
+		newSimCmd(nil),
+		newIngestCmd(nil),
 		newAggregateCmd(nil),
-		newBrokerCmd(),
+		newBrokerCmd(nil),
 		newDemoCmd(),
 		newTopCmd(),
-		newBenchCmd(),
+		newBenchCmd(nil),
 		newTokenCmd(),
 		newVersionCmd(),
 		newManCmd(),

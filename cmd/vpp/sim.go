@@ -18,12 +18,9 @@ import (
 	"github.com/vppctl/vpp/internal/tlsutil"
 )
 
-// Defaults of vpp sim's flags.
-const (
-	defaultSimURL     = "ws://127.0.0.1:8080/v1/telemetry"
-	defaultSimDevices = 1000
-	defaultSimRate    = 10000
-)
+// defaultSimTokenTTL is the lifetime of the tokens vpp sim mints with
+// --token-key.
+const defaultSimTokenTTL = time.Hour
 
 const simLong = `Simulate a fleet of batteries that stream telemetry to vpp ingest.
 
@@ -69,20 +66,32 @@ const simExample = `  # 1000 devices, 10k readings/s, until Ctrl-C
   # Fault injection for dedupe tests: send 10 % of frames twice
   vpp sim --count 100k --duplicate-frames 0.1 --truth truth.json`
 
-func newSimCmd() *cobra.Command {
-	var (
-		cfg     sim.Config
-		rate    = flagval.Count{V: defaultSimRate}
-		devices = flagval.Count{V: defaultSimDevices}
-		count   flagval.Count
-		start   string
-		truth   string
-		quiet   bool
+// simOptions are the parsed flags of vpp sim.
+type simOptions struct {
+	cfg     sim.Config
+	rate    flagval.Count
+	devices flagval.Count
+	count   flagval.Count
+	start   string
+	truth   string
+	quiet   bool
 
-		tokenKey string
-		tokenTTL time.Duration
-		caFile   string
-	)
+	tokenKey string
+	tokenTTL time.Duration
+	caFile   string
+
+	errOut io.Writer // the status line and the summary
+}
+
+// newSimCmd is `vpp sim`; runF, when not nil, runs instead of runSim with
+// the parsed options (for tests).
+func newSimCmd(runF func(context.Context, *simOptions) error) *cobra.Command {
+	def := sim.DefaultConfig()
+	o := &simOptions{
+		cfg:     def,
+		rate:    flagval.Count{V: def.Rate},
+		devices: flagval.Count{V: float64(def.Devices)},
+	}
 	cmd := &cobra.Command{
 		Use:     "sim",
 		Short:   "Simulate a battery fleet streaming telemetry to ingest",
@@ -91,71 +100,53 @@ func newSimCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
-			if cfg.Devices, err = wholeCount("--devices", devices.V); err != nil {
+			if o.cfg.Devices, err = wholeCount("--devices", o.devices.V); err != nil {
 				return err
 			}
-			n, err := wholeCount("--count", count.V)
+			n, err := wholeCount("--count", o.count.V)
 			if err != nil {
 				return err
 			}
-			cfg.Count = int64(n)
-			cfg.Rate = rate.V
-			if start != "" {
-				if cfg.Start, err = time.Parse(time.RFC3339, start); err != nil {
+			o.cfg.Count = int64(n)
+			o.cfg.Rate = o.rate.V
+			if o.start != "" {
+				if o.cfg.Start, err = time.Parse(time.RFC3339, o.start); err != nil {
 					return usageError{fmt.Errorf("--start: want RFC3339 such as 2026-06-21T00:00:00Z: %w", err)}
 				}
 			}
-			cfg.Logger = slog.Default()
-			if tokenKey != "" {
-				if cfg.Token != "" {
-					return usageError{errors.New("--token and --token-key: choose one")}
-				}
-				key, err := auth.LoadKey(tokenKey)
-				if err != nil {
-					return usageError{fmt.Errorf("--token-key: %w", err)}
-				}
-				if !key.CanSign() {
-					return usageError{fmt.Errorf("--token-key: a %s cannot sign; give the HMAC secret or the Ed25519 private key", key)}
-				}
-				cfg.TokenFunc = auth.SiteMinter(key, "vpp-sim", tokenTTL)
+			if o.tokenKey != "" && o.cfg.Token != "" {
+				return usageError{errors.New("--token and --token-key: choose one")}
 			}
-			if caFile != "" {
-				tc, err := tlsutil.ClientConfig(caFile)
-				if err != nil {
-					return usageError{fmt.Errorf("--ca: %w", err)}
-				}
-				cfg.TLS = tc
+			o.errOut = cmd.ErrOrStderr()
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			s, err := sim.New(cfg)
-			if err != nil {
-				return usageError{err}
-			}
-			return runSim(cmd.Context(), s, cmd.ErrOrStderr(), truth, quiet)
+			return runSim(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.URL, "url", defaultSimURL, "ingest WebSocket URL")
-	f.Var(&devices, "devices", "fleet size (SI suffixes: 10k)")
-	f.Var(&rate, "rate", "readings per second for the whole fleet (SI suffixes: 10k, 1.5M)")
-	f.Var(&count, "count", "stop after this many readings in total, 0 = no limit (SI suffixes: 1M)")
-	f.DurationVar(&cfg.Duration, "duration", 0, "stop generating after this long, 0 = no limit")
-	f.Int64Var(&cfg.Seed, "seed", 1, "random seed: the same seed and --start give the same readings")
-	f.IntVar(&cfg.Conns, "conns", 0, fmt.Sprintf("WebSocket connections shared by the devices (default min(devices, %d))", sim.DefaultMaxConns))
-	f.IntVar(&cfg.Regions, "regions", sim.DefaultRegions, "regions in the fleet")
-	f.IntVar(&cfg.SubstationsPerRegion, "substations", sim.DefaultSubstationsPerRegion, "substations per region")
-	f.IntVar(&cfg.SitesPerSubstation, "sites", sim.DefaultSitesPerSubstation, "sites per substation (devices are spread round-robin over sites)")
-	f.Float64Var(&cfg.TimeScale, "time-scale", sim.DefaultTimeScale, "simulated seconds per wall-clock second")
-	f.StringVar(&start, "start", "", "simulated clock origin, RFC3339 (default now)")
-	f.DurationVar(&cfg.FrameInterval, "frame-interval", sim.DefaultFrameInterval, "how often each connection sends the readings due as one frame")
-	f.IntVar(&cfg.MaxInFlight, "max-in-flight", 0, "unacked readings per device before it pauses (backpressure); 0: about 1M for the fleet (1M ÷ devices, 16 to 1024 per device)")
-	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", sim.DefaultDrainTimeout, "after generation stops, how long to wait for the last acks")
-	f.Float64Var(&cfg.DuplicateFrames, "duplicate-frames", 0, "fault injection: fraction of frames sent twice, 0..1")
-	f.StringVar(&truth, "truth", "", "write the ground truth as JSON to this `file` at the end")
-	f.BoolVar(&quiet, "quiet", false, "no live status line and no summary")
-	f.StringVar(&cfg.Token, "token", "", "bearer token sent on every connection (vpp token issue; prefer $VPP_TOKEN over the command line)")
-	f.StringVar(&tokenKey, "token-key", "", "mint a token per connection covering its devices' sites with this signing key `file` (HMAC secret or Ed25519 private key)")
-	f.DurationVar(&tokenTTL, "token-ttl", time.Hour, "lifetime of the tokens minted with --token-key (a connection is closed when its token expires and reconnects with a new one)")
-	f.StringVar(&caFile, "ca", "", "trust the CA certificates in this PEM `file` for wss:// (default: the system roots)")
+	f.StringVar(&o.cfg.URL, "url", def.URL, "ingest WebSocket URL")
+	f.Var(&o.devices, "devices", "fleet size (SI suffixes: 10k)")
+	f.Var(&o.rate, "rate", "readings per second for the whole fleet (SI suffixes: 10k, 1.5M)")
+	f.Var(&o.count, "count", "stop after this many readings in total, 0 = no limit (SI suffixes: 1M)")
+	f.DurationVar(&o.cfg.Duration, "duration", def.Duration, "stop generating after this long, 0 = no limit")
+	f.Int64Var(&o.cfg.Seed, "seed", def.Seed, "random seed: the same seed and --start give the same readings")
+	f.IntVar(&o.cfg.Conns, "conns", def.Conns, fmt.Sprintf("WebSocket connections shared by the devices (default min(devices, %d))", sim.DefaultMaxConns))
+	f.IntVar(&o.cfg.Regions, "regions", def.Regions, "regions in the fleet")
+	f.IntVar(&o.cfg.SubstationsPerRegion, "substations", def.SubstationsPerRegion, "substations per region")
+	f.IntVar(&o.cfg.SitesPerSubstation, "sites", def.SitesPerSubstation, "sites per substation (devices are spread round-robin over sites)")
+	f.Float64Var(&o.cfg.TimeScale, "time-scale", def.TimeScale, "simulated seconds per wall-clock second")
+	f.StringVar(&o.start, "start", "", "simulated clock origin, RFC3339 (default now)")
+	f.DurationVar(&o.cfg.FrameInterval, "frame-interval", def.FrameInterval, "how often each connection sends the readings due as one frame")
+	f.IntVar(&o.cfg.MaxInFlight, "max-in-flight", def.MaxInFlight, "unacked readings per device before it pauses (backpressure); 0: about 1M for the fleet (1M ÷ devices, 16 to 1024 per device)")
+	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", def.DrainTimeout, "after generation stops, how long to wait for the last acks")
+	f.Float64Var(&o.cfg.DuplicateFrames, "duplicate-frames", def.DuplicateFrames, "fault injection: fraction of frames sent twice, 0..1")
+	f.StringVar(&o.truth, "truth", "", "write the ground truth as JSON to this `file` at the end")
+	f.BoolVar(&o.quiet, "quiet", false, "no live status line and no summary")
+	f.StringVar(&o.cfg.Token, "token", "", "bearer token sent on every connection (vpp token issue; prefer $VPP_TOKEN over the command line)")
+	f.StringVar(&o.tokenKey, "token-key", "", "mint a token per connection covering its devices' sites with this signing key `file` (HMAC secret or Ed25519 private key)")
+	f.DurationVar(&o.tokenTTL, "token-ttl", defaultSimTokenTTL, "lifetime of the tokens minted with --token-key (a connection is closed when its token expires and reconnects with a new one)")
+	f.StringVar(&o.caFile, "ca", "", "trust the CA certificates in this PEM `file` for wss:// (default: the system roots)")
 	return cmd
 }
 
@@ -167,9 +158,39 @@ func wholeCount(flag string, v float64) (int, error) {
 	return int(v), nil
 }
 
-// runSim runs s with a status line on w once a second, writes the truth
+// runSim loads the token key and the CA as o says, runs the simulator
+// with a status line on o.errOut once a second, writes the truth file and
+// maps the outcome to the command's error.
+func runSim(ctx context.Context, o *simOptions) error {
+	cfg := o.cfg
+	cfg.Logger = slog.Default()
+	if o.tokenKey != "" {
+		key, err := auth.LoadKey(o.tokenKey)
+		if err != nil {
+			return usageError{fmt.Errorf("--token-key: %w", err)}
+		}
+		if !key.CanSign() {
+			return usageError{fmt.Errorf("--token-key: a %s cannot sign; give the HMAC secret or the Ed25519 private key", key)}
+		}
+		cfg.TokenFunc = auth.SiteMinter(key, "vpp-sim", o.tokenTTL)
+	}
+	if o.caFile != "" {
+		tc, err := tlsutil.ClientConfig(o.caFile)
+		if err != nil {
+			return usageError{fmt.Errorf("--ca: %w", err)}
+		}
+		cfg.TLS = tc
+	}
+	s, err := sim.New(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	return simulate(ctx, s, o.errOut, o.truth, o.quiet)
+}
+
+// simulate runs s with a status line on w once a second, writes the truth
 // file and maps the outcome to the command's error.
-func runSim(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quiet bool) error {
+func simulate(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, quiet bool) error {
 	stop := func() {}
 	if !quiet {
 		stop = status.Start(w, time.Second, simStatus(s))
