@@ -7,6 +7,12 @@
 // telemetry is applied; telemetry offsets are marked only after the state
 // that reflects them is durable in the state topic (state before offsets);
 // when p is revoked, its state is flushed and dropped.
+//
+// Configuration: DefaultConfig holds every default (the flags of vpp
+// aggregate are registered from it); start from it and change what
+// differs. A zero field that means nothing at zero (group, intervals) also
+// takes its default, a field whose zero means something (ReserveSoCPct: no
+// reserve) is used as given.
 package aggregate
 
 import (

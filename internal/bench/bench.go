@@ -8,6 +8,13 @@
 // Ingest, aggregate and (unless brokers are given) the broker run as child
 // vpp processes, as an operator runs them, so each one's CPU is its own;
 // the simulator and the measurement run in this process.
+//
+// Configuration: DefaultConfig and DefaultConnsConfig hold the defaults of
+// vpp bench and vpp bench conns (their flags are registered from them);
+// start from them and change what differs. A zero field that means
+// nothing at zero (sizes, durations) also takes its default, a field whose
+// zero means something (ReaderDevices and TwinDevices: skip; Readings:
+// none) is used as given.
 package bench
 
 import (

@@ -8,6 +8,12 @@
 // the connection's read loop stops reading its socket, TCP windows close and
 // devices slow down. Nothing is dropped, and nothing is acked before Kafka
 // acknowledged it.
+//
+// Configuration: DefaultConfig holds every default (the flags of vpp
+// ingest are registered from it); start from it and change what differs.
+// A zero field that means nothing at zero (a size, a bound, an interval)
+// also takes its default, a field whose zero means something
+// (PowerTolerance, DeviceRate: none) is used as given.
 package ingest
 
 import (

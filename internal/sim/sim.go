@@ -11,6 +11,12 @@
 // dt = Devices/Rate × TimeScale seconds, so readings depend only on the
 // seed, the fleet shape, Rate, TimeScale and Start, never on wall-clock
 // timing (except ts_ms).
+//
+// Configuration: DefaultConfig holds vpp sim's defaults (its flags are
+// registered from it); start from it and change what differs. A zero field
+// that means nothing at zero (fleet shape, time scale, intervals) also
+// takes its default, a field whose zero means something (Count, Duration,
+// DuplicateFrames) is used as given.
 package sim
 
 import (
