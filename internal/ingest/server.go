@@ -163,7 +163,8 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 		stopReadWorkers: make(chan struct{}),
 		conns:           make(map[*conn]struct{}),
 	}
-	s.frameBuf, _ = buf.(framePutter)
+	s.frameBuf, _ = buf.(buffer.BatchPutter)
+	s.onPublished = s.published
 	if cfg.DeviceRate > 0 && !math.IsInf(cfg.DeviceRate, 1) {
 		s.limiter = newRateLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable)
 	}
