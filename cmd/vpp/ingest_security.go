@@ -44,7 +44,7 @@ func (f *ingestSecurityFlags) register(fs *pflag.FlagSet, def ingest.Config) {
 	fs.IntVar(&f.maxPerIP, "max-conns-per-ip", def.MaxConnsPerIP, "most open connections from one remote IP; more are refused with HTTP 503")
 	fs.DurationVar(&f.handshake, "handshake-timeout", def.HandshakeTimeout, "bound on the TLS and WebSocket handshake")
 	fs.DurationVar(&f.idle, "read-idle-timeout", def.ReadIdleTimeout, "close a connection (1008) that sent no complete message for this long")
-	fs.Var(&f.rate, "device-rate", "readings per second accepted per device ID; beyond it and --device-burst they are rejected as rate_limited (0: no limit)")
+	fs.Var(&f.rate, "device-rate", "readings per second read per device ID; beyond it and --device-burst the device's connection stops reading until it is within its rate again (0: no limit)")
 	fs.IntVar(&f.burst, "device-burst", def.DeviceBurst, "readings a device may send at once (e.g. a retransmit after a reconnect)")
 	fs.IntVar(&f.rateTable, "device-rate-table", def.DeviceRateTable, "device IDs whose rate is tracked; the least recently seen are forgotten beyond it")
 }

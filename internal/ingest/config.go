@@ -90,9 +90,11 @@ type Config struct {
 	// message arrived for this long (default 2m): idle and slowloris
 	// connections are cut; pongs do not count.
 	ReadIdleTimeout time.Duration
-	// DeviceRate is the sustained readings per second accepted per device
-	// ID (default DefaultDeviceRate; 0 or +Inf disables the limit);
-	// readings beyond it and the burst are rejected with rate_limited.
+	// DeviceRate is the sustained readings per second read per device ID
+	// (default DefaultDeviceRate; 0 or +Inf disables the limit). A device
+	// beyond it and the burst is slowed down, never rejected: its
+	// connection stops reading until the device is within its rate again
+	// (a gateway's connection until the slowest of the frame's devices is).
 	DeviceRate float64
 	// DeviceBurst is the bucket size of DeviceRate: readings a device may
 	// send at once, e.g. a retransmit after a reconnect (default 5000).

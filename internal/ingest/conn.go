@@ -92,6 +92,10 @@ type conn struct {
 	rc syscall.RawConn
 	// step carries a read worker's outcome to the connection's goroutine.
 	step chan readStep
+	// throttle is how long the connection stops reading after the frame
+	// it read last, for the rate limit of the frame's devices; set while
+	// the frame is decoded, consumed by pauseReading.
+	throttle time.Duration
 
 	// The connection has no writer goroutine: the server's write loop
 	// flushes its acks and pings it (see writes.go). wmu serializes those
@@ -175,9 +179,11 @@ func (l connLog) log(level slog.Level, msg string, args []any) {
 	lg.Log(ctx, level, msg, append([]any{"conn", l.c.id, "remote", l.c.remote}, args...)...)
 }
 
-// admit applies the token's grant and the device rate limit to a reading
-// whose IDs are valid; e is the device's entry in the decoder (nil when
-// not interned), which keeps its rate limiter bucket at hand.
+// admit applies the token's grant to a reading whose IDs are valid and
+// charges it to its device's rate limit bucket; e is the device's entry in
+// the decoder (nil when not interned), which keeps its bucket at hand. The
+// rate limit never rejects: the longest wait a reading of the frame ran
+// into becomes the connection's throttle.
 func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
 	if c.grant != nil && (e == nil || !e.granted || e.grantedSite != site) {
 		if !c.grant.Allows(device, site) {
@@ -188,17 +194,43 @@ func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
 		}
 	}
 	if l := c.s.limiter; l != nil {
-		ok := false
+		var wait time.Duration
 		if e != nil {
-			ok = l.allowRef(&e.rate, device, nowMS)
+			wait = l.reserveRef(&e.rate, device, nowMS)
 		} else {
-			ok = l.allow(device, nowMS)
+			wait = l.reserve(device, nowMS)
 		}
-		if !ok {
-			return rRateLimited
-		}
+		c.throttle = max(c.throttle, wait)
 	}
 	return reasonOK
+}
+
+// pauseReading waits out the connection's throttle, set by the frame it
+// just read, on the connection's goroutine: the connection is not read
+// meanwhile, so its devices (their TCP window closes, their acks stop
+// once their in-flight limit is reached) slow down to their rate. On a
+// gateway's connection the slowest of the frame's devices sets the pause
+// for all of them. It returns false when shutdown began meanwhile.
+func (c *conn) pauseReading() bool {
+	d := c.throttle
+	if d <= 0 {
+		return true
+	}
+	c.throttle = 0
+	s := c.s
+	s.ctr.throttled.Add(1)
+	s.ctr.throttledNS.Add(uint64(d))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.readCtx.Done():
+		return false
+	}
+	// The pause is not the device's silence: the idle timer and the read
+	// deadline start again from now.
+	c.touch()
+	return c.armRead()
 }
 
 // pongWait is how long a connection may stay silent.
@@ -411,6 +443,9 @@ func (c *conn) readLoop() readEnd {
 		if st := c.handOff(); st.stop {
 			return st.end
 		}
+		if !c.pauseReading() {
+			return readEnd{kind: endShutdown}
+		}
 	}
 }
 
@@ -423,6 +458,9 @@ func (c *conn) readLoopTLS() readEnd {
 		}
 		if end, stop := c.readMessage(); stop {
 			return end
+		}
+		if !c.pauseReading() {
+			return readEnd{kind: endShutdown}
 		}
 	}
 }

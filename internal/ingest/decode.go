@@ -122,8 +122,8 @@ type decoder struct {
 	ids    map[string]string
 	misses int
 	// admit, when set, decides on every reading whose IDs are valid (e is
-	// the device's entry, or nil): reasonOK, or a reason (not authorized, rate limited) that overrides
-	// the content checks.
+	// the device's entry, or nil): reasonOK, or a reason (not
+	// authorized) that overrides the content checks.
 	admit func(device, site string, e *devEntry, nowMS int64) reason
 }
 

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/vppctl/vpp/internal/buffer"
 )
@@ -12,17 +13,41 @@ import (
 func TestLimiterRefEvicted(t *testing.T) {
 	l := newRateLimiter(1, 2, limiterShards) // one bucket per shard
 	var ref limiterRef
-	if !l.allowRef(&ref, "a", 0) || !l.allowRef(&ref, "a", 0) || l.allowRef(&ref, "a", 0) {
+	if l.reserveRef(&ref, "a", 0) != 0 || l.reserveRef(&ref, "a", 0) != 0 || l.reserveRef(&ref, "a", 0) != time.Second {
 		t.Fatal("burst of 2 not enforced through the reference")
 	}
 	old := ref.b
 	old.live = false // as evict does
 	delete(ref.sh.buckets, "a")
-	if !l.allowRef(&ref, "a", 0) {
+	if l.reserveRef(&ref, "a", 0) != 0 {
 		t.Fatal("an evicted bucket still limits the device")
 	}
 	if ref.b == old || !ref.b.live || ref.sh.buckets["a"] != ref.b {
 		t.Fatal("the reference does not follow the table's bucket")
+	}
+}
+
+// TestLimiterDebt: readings beyond the burst are never refused; each puts
+// the bucket further into debt, and the wait returned is the time until
+// the debt is paid at the rate; the refill pays it back.
+func TestLimiterDebt(t *testing.T) {
+	l := newRateLimiter(10, 5, 1024)
+	for i := range 5 {
+		if w := l.reserve("d", 1000); w != 0 {
+			t.Fatalf("reading %d within the burst waits %v", i+1, w)
+		}
+	}
+	for i := range 20 {
+		if w, want := l.reserve("d", 1000), time.Duration(i+1)*100*time.Millisecond; w != want {
+			t.Fatalf("reading %d over the burst: wait %v, want %v", i+6, w, want)
+		}
+	}
+	// 2.1 s later the debt of 20 is paid (and a token more): the next reading waits no longer.
+	if w := l.reserve("d", 3100); w != 0 {
+		t.Fatalf("after the debt was paid: wait %v", w)
+	}
+	if w := l.reserve("other", 1000); w != 0 {
+		t.Fatalf("another device waits %v", w)
 	}
 }
 

@@ -241,10 +241,12 @@ func TestHostileClients(t *testing.T) {
 
 	type want struct {
 		reason   string // rejected-topic reason and Stats.Rejected key
-		rejected uint64 // its increase (min, for rate_limited)
-		code     int    // protocol error close code counted
-		refused  string // Stats.Refused key
-		idle     bool
+		rejected uint64 // its increase
+		// throttled: a connection paused for the rate limit.
+		throttled bool
+		code      int    // protocol error close code counted
+		refused   string // Stats.Refused key
+		idle      bool
 	}
 	cases := []struct {
 		name string
@@ -296,11 +298,17 @@ func TestHostileClients(t *testing.T) {
 		{"forged token", httpCase(401, forgedTok, "invalid"), want{refused: RefusedTokenInvalid}},
 		{"garbage token", httpCase(401, secretMarker, "invalid"), want{refused: RefusedTokenInvalid}},
 		{"flood over the rate limit", func(t *testing.T) {
+			// Slowed down, not rejected: every reading is acked, and the
+			// connection stops reading for the flood's excess.
+			before := srv.Stats()
 			rejectCase("h-flood", 200, flood, nil)(t)
-			limited := srv.Stats().Rejected[ReasonRateLimited]
-			hostileValid.Add(200 - limited)
-			t.Logf("flood of 200 readings, burst %d: %d rate_limited", burst, limited)
-		}, want{reason: ReasonRateLimited, rejected: 200 - burst - 5}},
+			hostileValid.Add(200)
+			st := srv.Stats()
+			if n := st.RejectedTotal() - before.RejectedTotal(); n != 0 {
+				t.Errorf("flood of 200 readings, burst %d: %d rejected, want 0", burst, n)
+			}
+			t.Logf("flood of 200 readings, burst %d: connection paused %v", burst, (st.RateLimitedWait - before.RateLimitedWait).Round(time.Millisecond))
+		}, want{throttled: true}},
 		{"connection that sends nothing", closeCase(1008, "idle", func(*websocket.Conn) {}),
 			want{code: 1008, idle: true}},
 		{"idle connections from one address", func(t *testing.T) {
@@ -393,10 +401,13 @@ func TestHostileClients(t *testing.T) {
 				if w.idle {
 					ok = ok && st.IdleClosed == before.IdleClosed+1
 				}
+				if w.throttled {
+					ok = ok && st.RateLimitedFrames > before.RateLimitedFrames && st.RateLimitedWait > before.RateLimitedWait
+				}
 				return ok
 			})
 			st := srv.Stats()
-			if w.reason != "" && w.reason != ReasonRateLimited && st.Rejected[w.reason]-before.Rejected[w.reason] != w.rejected {
+			if w.reason != "" && st.Rejected[w.reason]-before.Rejected[w.reason] != w.rejected {
 				t.Errorf("%s: +%d, want +%d", w.reason, st.Rejected[w.reason]-before.Rejected[w.reason], w.rejected)
 			}
 			if w.refused == RefusedIPConnLimit && st.Refused[w.refused]-before.Refused[w.refused] != floodConns-perIP {
@@ -631,22 +642,22 @@ func TestSlowlorisCut(t *testing.T) {
 }
 
 // TestRateLimiterBounded: the bucket table stays within its bound under
-// many device IDs, and a fresh device is never refused.
+// many device IDs, and a fresh device never waits.
 func TestRateLimiterBounded(t *testing.T) {
 	l := newRateLimiter(1, 2, 1024)
 	for i := range 100_000 {
-		if !l.allow(fmt.Sprintf("dev-%d", i), int64(i)) {
-			t.Fatalf("fresh device %d refused", i)
+		if l.reserve(fmt.Sprintf("dev-%d", i), int64(i)) != 0 {
+			t.Fatalf("fresh device %d waits", i)
 		}
 	}
 	n, ev := l.size()
 	if n > 1024 || ev < 100_000-1024 {
 		t.Fatalf("%d entries, %d evicted", n, ev)
 	}
-	if !l.allow("x", 0) || !l.allow("x", 0) || l.allow("x", 0) {
+	if l.reserve("x", 0) != 0 || l.reserve("x", 0) != 0 || l.reserve("x", 0) != time.Second {
 		t.Fatal("burst of 2 not enforced")
 	}
-	if !l.allow("x", 1000) || l.allow("x", 1000) {
+	if l.reserve("x", 1000) != time.Second || l.reserve("x", 3000) != 0 || l.reserve("x", 3000) != time.Second {
 		t.Fatal("refill of 1/s not enforced")
 	}
 }

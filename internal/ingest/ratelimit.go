@@ -3,6 +3,7 @@ package ingest
 import (
 	"hash/maphash"
 	"sync"
+	"time"
 )
 
 // limiterShards splits the bucket table so connections rarely contend.
@@ -12,10 +13,17 @@ const limiterShards = 64
 const evictScan = 16
 
 // rateLimiter is a token bucket per device ID: rate readings per second,
-// bursts up to burst. Its table holds at most about maxEntries buckets;
-// when a shard is full, the least recently used of a few sampled buckets
-// is evicted. Evicting errs on the side of admitting: a device whose
-// bucket was evicted starts again with a full one.
+// bursts up to burst. It never refuses a reading: reserve takes a token
+// for every reading, letting the bucket go into debt, and says how long
+// the device must wait until its debt is paid; the connection stops
+// reading for that long (see conn.throttle), so the device slows down to
+// the rate and no reading is lost to the limit.
+//
+// Its table holds at most about maxEntries buckets; when a shard is full,
+// the least recently used of a few sampled buckets is evicted. Evicting
+// errs on the side of admitting: a device whose bucket was evicted starts
+// again with a full one (a bucket in debt was used recently, so it is
+// rarely the victim).
 type rateLimiter struct {
 	rate     float64 // tokens per millisecond
 	burst    float64
@@ -31,6 +39,8 @@ type limiterShard struct {
 }
 
 type bucket struct {
+	// tokens is negative while the device is in debt: it read more than
+	// its rate allows, and its connection waits.
 	tokens float64
 	lastMS int64
 	// live is true while the bucket is in its shard's table: a
@@ -60,22 +70,23 @@ func newRateLimiter(perSecond float64, burst, maxEntries int) *rateLimiter {
 	return l
 }
 
-// allow takes one token from device's bucket at time nowMS (Unix ms) and
-// reports whether there was one.
-func (l *rateLimiter) allow(device string, nowMS int64) bool {
+// reserve takes one token from device's bucket at time nowMS (Unix ms)
+// and returns how long the device must wait before its next reading is
+// within the rate (0: there was a token).
+func (l *rateLimiter) reserve(device string, nowMS int64) time.Duration {
 	var ref limiterRef
-	return l.allowRef(&ref, device, nowMS)
+	return l.reserveRef(&ref, device, nowMS)
 }
 
-// allowRef is allow for a device whose bucket ref may already hold; it
-// sets ref to the bucket it used.
-func (l *rateLimiter) allowRef(ref *limiterRef, device string, nowMS int64) bool {
+// reserveRef is reserve for a device whose bucket ref may already hold;
+// it sets ref to the bucket it used.
+func (l *rateLimiter) reserveRef(ref *limiterRef, device string, nowMS int64) time.Duration {
 	if sh := ref.sh; sh != nil {
 		sh.mu.Lock()
 		if b := ref.b; b.live {
-			ok := l.take(b, nowMS)
+			wait := l.take(b, nowMS)
 			sh.mu.Unlock()
-			return ok
+			return wait
 		}
 		sh.mu.Unlock()
 	}
@@ -94,18 +105,19 @@ func (l *rateLimiter) allowRef(ref *limiterRef, device string, nowMS int64) bool
 	return l.take(b, nowMS)
 }
 
-// take refills b up to nowMS and takes one token from it, if there is
-// one. The bucket's shard is locked.
-func (l *rateLimiter) take(b *bucket, nowMS int64) bool {
+// take refills b up to nowMS and takes one token from it, into debt if
+// there is none, and returns the time until the debt is paid. The
+// bucket's shard is locked.
+func (l *rateLimiter) take(b *bucket, nowMS int64) time.Duration {
 	if nowMS > b.lastMS {
 		b.tokens = min(l.burst, b.tokens+float64(nowMS-b.lastMS)*l.rate)
 		b.lastMS = nowMS
 	}
-	if b.tokens < 1 {
-		return false
-	}
 	b.tokens--
-	return true
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / l.rate * float64(time.Millisecond))
 }
 
 // evict removes the least recently used of up to evictScan buckets (map

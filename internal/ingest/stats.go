@@ -49,6 +49,12 @@ type Stats struct {
 	// RateTableEvicted the entries it forgot to stay bounded.
 	RateTableEntries int
 	RateTableEvicted uint64
+	// RateLimitedFrames counts the frames after which a connection
+	// stopped reading for its devices' rate limit, and RateLimitedWait
+	// the time it stopped for in total (the rate limit slows devices
+	// down; it rejects nothing).
+	RateLimitedFrames uint64
+	RateLimitedWait   time.Duration
 }
 
 // RejectedTotal is the sum of Rejected.
@@ -88,6 +94,10 @@ type counters struct {
 	refused     [numRefusals]atomic.Uint64
 	idleClosed  atomic.Uint64
 	expClosed   atomic.Uint64
+	// throttled counts the pauses of rate-limited connections and
+	// throttledNS their length.
+	throttled   atomic.Uint64
+	throttledNS atomic.Uint64
 
 	protoMu   sync.Mutex
 	protoErrs map[int]uint64
@@ -132,6 +142,8 @@ func (s *Server) Stats() Stats {
 	}
 	st.IdleClosed = s.ctr.idleClosed.Load()
 	st.TokenExpiredClosed = s.ctr.expClosed.Load()
+	st.RateLimitedFrames = s.ctr.throttled.Load()
+	st.RateLimitedWait = time.Duration(s.ctr.throttledNS.Load())
 	if s.limiter != nil {
 		st.RateTableEntries, st.RateTableEvicted = s.limiter.size()
 	}

@@ -43,9 +43,6 @@ const (
 	// ReasonDeviceNotAuthorized marks a reading of a device and site the
 	// connection's token does not cover.
 	ReasonDeviceNotAuthorized = "device_not_authorized"
-	// ReasonRateLimited marks a reading beyond its device's rate limit
-	// (Config.DeviceRate and DeviceBurst).
-	ReasonRateLimited = "rate_limited"
 )
 
 // reason is the index of a rejection reason in reasonNames; reasonOK (0)
@@ -79,7 +76,6 @@ const (
 	rFrameUndecodable
 	rFrameTooManyReadings
 	rDeviceNotAuthorized
-	rRateLimited
 	numReasons
 )
 
@@ -136,8 +132,6 @@ func (r reason) String() string {
 		return ReasonFrameTooManyReadings
 	case rDeviceNotAuthorized:
 		return ReasonDeviceNotAuthorized
-	case rRateLimited:
-		return ReasonRateLimited
 	}
 	return ""
 }

@@ -41,6 +41,7 @@ type IngestCollector struct {
 	buffered, bufferedBytes, capRecords, capBytes, kafkaUp *prometheus.Desc
 	produceLatency, produceErrors                          *prometheus.Desc
 	refused, idleClosed                                    *prometheus.Desc
+	rateLimitedFrames, rateLimitedWait                     *prometheus.Desc
 }
 
 // NewIngestCollector reports the stats src returns.
@@ -61,6 +62,10 @@ func NewIngestCollector(src func() ingest.Stats) *IngestCollector {
 		produceErrors:  desc("vpp_ingest_produce_errors_total", "Produce attempts Kafka failed (each record is retried, never dropped)."),
 		refused:        desc("vpp_ingest_refused_handshakes_total", "WebSocket handshakes refused before the upgrade, by reason (conn_limit, ip_conn_limit: 503; token_*: 401).", "reason"),
 		idleClosed:     desc("vpp_ingest_idle_closed_total", "Connections closed (1008) after --read-idle-timeout without a message."),
+		rateLimitedFrames: desc("vpp_ingest_rate_limited_frames_total",
+			"Frames after which a connection stopped reading because their devices exceeded --device-rate and --device-burst (they are slowed down, never rejected)."),
+		rateLimitedWait: desc("vpp_ingest_rate_limited_wait_seconds_total",
+			"Time connections stopped reading for the per-device rate limit."),
 	}
 }
 
@@ -75,7 +80,7 @@ func (c *IngestCollector) WithProducer(f func() (latency.Snapshot, uint64, bool)
 func (c *IngestCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.readings, c.frames, c.acked, c.connections, c.protocolErrors,
 		c.buffered, c.bufferedBytes, c.capRecords, c.capBytes, c.kafkaUp, c.produceLatency, c.produceErrors,
-		c.refused, c.idleClosed} {
+		c.refused, c.idleClosed, c.rateLimitedFrames, c.rateLimitedWait} {
 		ch <- d
 	}
 }
@@ -104,6 +109,8 @@ func (c *IngestCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.refused, float64(n), reason)
 	}
 	counter(c.idleClosed, float64(st.IdleClosed))
+	counter(c.rateLimitedFrames, float64(st.RateLimitedFrames))
+	counter(c.rateLimitedWait, st.RateLimitedWait.Seconds())
 	gauge(c.buffered, float64(st.Buffered))
 	gauge(c.bufferedBytes, float64(st.BufferedBytes))
 	gauge(c.capRecords, float64(st.BufferCapacity))
