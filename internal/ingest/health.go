@@ -1,9 +1,16 @@
 package ingest
 
+import (
+	"context"
+	"time"
+)
+
 // Ready reports whether the server takes telemetry and can deliver it: it
 // listens, its Kafka producer is up, it is not shutting down, and Kafka is
-// reachable (the latest publish did not fail). When it is not ready, reason
-// says why.
+// reachable: the latest publish did not fail, nor did the latest probe
+// (see Prober), which an idle server runs every probeInterval, so that it
+// is not ready within about 2 s of Kafka going away. When it is not
+// ready, reason says why.
 func (s *Server) Ready() (ok bool, reason string) {
 	switch {
 	case !s.serving.Load():
@@ -13,6 +20,39 @@ func (s *Server) Ready() (ok bool, reason string) {
 		return false, "not serving: connecting to kafka or shutting down"
 	case s.ctr.kafkaDown.Load():
 		return false, "kafka unreachable: publishing fails, readings are buffered"
+	case s.probeDown.Load():
+		return false, "kafka unreachable: no answer to a metadata request"
 	}
 	return true, ""
+}
+
+// probeInterval is how often an idle server checks that Kafka answers.
+const probeInterval = time.Second
+
+// probeLoop probes p every probeInterval until ctx ends, keeping probeDown
+// (see Ready) and logging when Kafka goes away and comes back. A probe
+// gets probeInterval (at least) to answer.
+func (s *Server) probeLoop(ctx context.Context, p Prober) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeInterval)
+		err := p.Probe(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if s.probeDown.CompareAndSwap(false, true) {
+				s.log.Warn("kafka probe failed: not ready", "err", err)
+			}
+		case s.probeDown.CompareAndSwap(true, false):
+			s.log.Info("kafka probe answered: ready again")
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 )
 
 func TestServerReady(t *testing.T) {
@@ -34,5 +35,54 @@ func TestServerReady(t *testing.T) {
 	}
 	if ok, _ := srv.Ready(); ok {
 		t.Error("ready after shutdown")
+	}
+}
+
+// TestReadyProbesKafka: an idle server, which publishes nothing, is not
+// ready within about 2 s of Kafka going away: it probes Kafka.
+func TestReadyProbesKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("embedded broker")
+	}
+	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	opts := kafka.Options{Brokers: []string{emb.Addr()}, Prefix: kafkatest.Prefix("probe"), Version: kafka.DefaultVersion,
+		Partitions: 1, Replication: 1, ClientID: "vpp-test"}
+	srv := startServer(t, Config{Kafka: opts, ShutdownTimeout: time.Second}, nil)
+	eventually(t, "ready", func() bool { ok, _ := srv.Ready(); return ok })
+	// A few probes pass while Kafka is up.
+	time.Sleep(3 * probeInterval)
+	if ok, reason := srv.Ready(); !ok {
+		t.Fatalf("not ready with Kafka up: %s", reason)
+	}
+
+	emb.Close()
+	stopped := time.Now()
+	const documented = 2 * time.Second // probeInterval + probeTimeout
+	deadline := stopped.Add(10 * time.Second)
+	for {
+		ok, reason := srv.Ready()
+		if !ok {
+			took := time.Since(stopped)
+			t.Logf("not ready %v after Kafka stopped: %s", took.Round(time.Millisecond), reason)
+			if !strings.Contains(reason, "kafka") {
+				t.Errorf("reason %q does not name kafka", reason)
+			}
+			// The figure the docs give, with room for a slow machine.
+			if took > 3*documented {
+				t.Errorf("not ready only after %v, documented within about %v", took, documented)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still ready 10 s after Kafka stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := srv.Stats(); st.Received != 0 {
+		t.Fatalf("the server was not idle: %d readings", st.Received)
 	}
 }

@@ -32,6 +32,17 @@ type Publisher interface {
 	Close() error
 }
 
+// Prober is implemented by a Publisher that can check, without
+// publishing, that Kafka answers. A Server probes its publisher every
+// probeInterval and is not Ready while the latest probe failed, so an idle
+// server sees Kafka go away as a busy one does.
+type Prober interface {
+	// Probe returns nil once Kafka answered a cheap request (the
+	// telemetry topic's metadata), or the error that kept it from
+	// answering before ctx ended. It may be called from any goroutine.
+	Probe(ctx context.Context) error
+}
+
 // Verdict receives Kafka's verdict on a message handed to Publish. It is
 // an interface rather than a function so that the server's records can
 // take their verdicts themselves: a closure per record would be an
@@ -64,6 +75,14 @@ type SaramaPublisher struct {
 	// which reads the wall clock too.
 	epoch  time.Time
 	errors atomic.Uint64 // records Kafka failed (each retried by the buffer)
+
+	// probeMu serializes the probes; probeClient (guarded by it) is the
+	// client they ask, made on the first probe and again after a failed
+	// one; probeClosed ends them.
+	probeMu     sync.Mutex
+	probeOpts   kafka.Options
+	probeClient sarama.Client
+	probeClosed bool
 }
 
 // pending is one message handed to sarama, with what its verdict needs.
@@ -167,6 +186,7 @@ func newSaramaPublisher(ctx context.Context, opts kafka.Options, log *slog.Logge
 		}
 	}
 	sp := startPublisher(p, log)
+	sp.probeOpts = opts
 	log.Info("kafka producer started", "brokers", opts.Brokers)
 	return sp, nil
 }
@@ -249,10 +269,71 @@ func (p *SaramaPublisher) ProducerStats() (latency.Snapshot, uint64) {
 	return p.latency.Snapshot(), p.errors.Load()
 }
 
+// probeTimeout bounds each network step of a probe (dial, request,
+// response): a probe of a Kafka that went away ends within a few of them.
+const probeTimeout = time.Second
+
+// Probe implements Prober: it asks Kafka for the telemetry topic's
+// metadata on a client of its own with short timeouts (the producer's are
+// made for patience, not for noticing). A failed probe closes the client,
+// so the next one connects afresh.
+func (p *SaramaPublisher) Probe(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- p.probe() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("kafka probe: %w", ctx.Err())
+	}
+}
+
+// probe runs one probe (see Probe); it returns within a few probeTimeouts.
+func (p *SaramaPublisher) probe() error {
+	p.probeMu.Lock()
+	defer p.probeMu.Unlock()
+	if p.probeClosed {
+		return errors.New("kafka probe: publisher closed")
+	}
+	if p.probeClient == nil {
+		if len(p.probeOpts.Brokers) == 0 {
+			return nil // not built by newSaramaPublisher: nothing to probe
+		}
+		cfg, err := p.probeOpts.SaramaConfig()
+		if err != nil {
+			return fmt.Errorf("kafka probe: %w", err)
+		}
+		cfg.ClientID += "-probe"
+		cfg.Net.DialTimeout, cfg.Net.ReadTimeout, cfg.Net.WriteTimeout = probeTimeout, probeTimeout, probeTimeout
+		cfg.Metadata.Retry.Max = 0
+		cfg.Metadata.Timeout = 2 * probeTimeout
+		cfg.Metadata.RefreshFrequency = 0 // only the probes refresh
+		cfg.Metadata.Full = false
+		c, err := sarama.NewClient(p.probeOpts.Brokers, cfg)
+		if err != nil {
+			return fmt.Errorf("kafka probe: connect: %w", err)
+		}
+		p.probeClient = c
+	}
+	if err := p.probeClient.RefreshMetadata(p.probeOpts.Topics().Telemetry()); err != nil {
+		_ = p.probeClient.Close()
+		p.probeClient = nil
+		return fmt.Errorf("kafka probe: metadata: %w", err)
+	}
+	return nil
+}
+
 // Close implements Publisher: it flushes in-flight messages (their
 // Verdicts are called) and waits for the producer to stop.
 func (p *SaramaPublisher) Close() error {
 	p.once.Do(func() {
+		p.probeMu.Lock()
+		p.probeClosed = true
+		if p.probeClient != nil {
+			_ = p.probeClient.Close()
+			p.probeClient = nil
+		}
+		p.probeMu.Unlock()
 		p.producer.AsyncClose()
 		p.wg.Wait()
 	})

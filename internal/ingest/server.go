@@ -84,6 +84,9 @@ type Server struct {
 	// serving is true from the moment the publisher is up and the
 	// listener serves until shutdown begins (see Ready).
 	serving atomic.Bool
+	// probeDown is true while the latest probe of Kafka failed (see
+	// probeLoop).
+	probeDown atomic.Bool
 
 	// readCtx ends when shutdown begins: it unblocks read loops waiting
 	// in Buffer.Put.
@@ -250,6 +253,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer close(statsDone)
 		s.statsLoop(statsCtx)
 	}()
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	probeDone := make(chan struct{})
+	if p, ok := s.pub.(Prober); ok {
+		go func() {
+			defer close(probeDone)
+			s.probeLoop(probeCtx, p)
+		}()
+	} else {
+		close(probeDone)
+	}
+	defer stopProbe()
 	s.startReadWorker()
 	defer close(s.stopReadWorkers)
 	writeCtx, stopWrites := context.WithCancel(context.Background())
@@ -281,6 +295,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-serveErr:
 		err = fmt.Errorf("serve: %w", err)
 	}
+	stopProbe()
+	<-probeDone
 	s.shutdown(hs, stopWrites, writesDone, stopStats, statsDone, stopPump, pumpDone)
 	return err
 }
