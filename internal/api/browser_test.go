@@ -46,10 +46,7 @@ const browserTimeout = 60 * time.Second
 func browser(ctx context.Context, t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing in CI (apt-get install chromium): %v", chromiumPath, err)
-		}
-		t.Skipf("%s not installed (apt-get install chromium)", chromiumPath)
+		testutil.Missing(t, chromiumPath+" not installed (apt-get install chromium)")
 	}
 	var out syncBuffer
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,

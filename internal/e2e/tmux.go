@@ -3,8 +3,8 @@
 // keys into it, reads the screen as tmux renders it and collects the exit
 // code.
 //
-// The tmux binary is required; StartTmux skips the test when it is missing
-// (CI installs the tmux package).
+// The tmux binary is required; StartTmux skips the test when it is missing,
+// or fails it under CI=true (CI installs the tmux package).
 package e2e
 
 import (
@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // cmdTimeout bounds every tmux invocation.
@@ -38,12 +40,11 @@ type Tmux struct {
 	sttyFile string
 }
 
-// RequireTmux skips the test when the tmux binary is not installed.
+// RequireTmux skips the test when the tmux binary is not installed, or
+// fails it under CI=true.
 func RequireTmux(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux not installed (apt-get install tmux)")
-	}
+	testutil.RequireTool(t, "tmux", "apt-get install tmux")
 }
 
 // StartTmux runs cmd (the program and its arguments, quoted for the shell

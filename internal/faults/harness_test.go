@@ -46,12 +46,7 @@ func skipShort(t *testing.T) {
 // fault tests on real brokers must run.
 func requireJava(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("java"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("java not found: CI must run the fault tests on real Kafka brokers")
-		}
-		t.Skip("java not found: the test starts Apache Kafka brokers of its own")
-	}
+	testutil.RequireTool(t, "java", "the test starts Apache Kafka brokers of its own")
 }
 
 // repoRoot is the module root.

@@ -9,6 +9,9 @@ import (
 	"syscall"
 )
 
+// dirLocking is true where lockDir keeps a second process out.
+const dirLocking = true
+
 // lockDir takes an exclusive, non-blocking flock on path; closing the
 // returned file releases it (so does the process's death).
 func lockDir(path string) (io.Closer, error) {

@@ -8,6 +8,9 @@ import (
 	"os"
 )
 
+// dirLocking is true where lockDir keeps a second process out.
+const dirLocking = false
+
 // lockDir creates the lock file; on this OS it does not lock it, so two
 // processes must not share a spool directory.
 func lockDir(path string) (io.Closer, error) {

@@ -605,12 +605,22 @@ func TestZeroLengthAndJunkFiles(t *testing.T) {
 	s2.Close()
 }
 
+// TestLockedDirRefused: a spool directory in use is refused to a second
+// Open, wherever the OS can lock it.
 func TestLockedDirRefused(t *testing.T) {
+	if !dirLocking {
+		t.Skip("no directory locking on this OS")
+	}
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir})
 	defer s.Close()
-	if _, err := Open(context.Background(), Options{Dir: dir, Logger: testLogger(t, nil)}); err == nil {
-		t.Skip("no directory locking on this OS")
+	s2, err := Open(context.Background(), Options{Dir: dir, Logger: testLogger(t, nil)})
+	if err == nil {
+		s2.Close()
+		t.Fatal("a second Open of a spool directory in use succeeded")
+	}
+	if !strings.Contains(err.Error(), "lock") {
+		t.Errorf("error %q does not say the directory is locked", err)
 	}
 }
 

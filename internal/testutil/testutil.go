@@ -1,7 +1,8 @@
 // Package testutil holds what vpp's tests share: waiting for a condition,
 // a logger that is quiet unless the tests run with -v, building the vpp
-// binary for tests that run it as a child process, and the Kafka flags of
-// such a process. Only tests import it.
+// binary for tests that run it as a child process, the Kafka flags of
+// such a process, and what a test does when a tool it needs is missing
+// (skip, or fail under CI=true). Only tests and test helpers import it.
 package testutil
 
 import (

@@ -1,6 +1,8 @@
 // Package kafkatest gives tests a Kafka to talk to: the real broker named by
 // VPP_TEST_BROKERS when set (CI runs Apache Kafka), otherwise an embedded
-// broker started for the test and stopped by it.
+// broker started for the test and stopped by it. Under CI=true the variable
+// is required: the tests meant for real Kafka must not fall back to the
+// embedded broker unnoticed.
 package kafkatest
 
 import (
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // EnvBrokers names the environment variable with a real broker list.
@@ -32,11 +35,15 @@ func Options(t testing.TB, partitions int32) kafka.Options {
 }
 
 // Brokers returns the real brokers of VPP_TEST_BROKERS, or starts an
-// embedded broker that the test stops.
+// embedded broker that the test stops; under CI=true a missing
+// VPP_TEST_BROKERS fails the test.
 func Brokers(t testing.TB) []string {
 	t.Helper()
 	if env := os.Getenv(EnvBrokers); env != "" {
 		return strings.Split(env, ",")
+	}
+	if testutil.CI() {
+		t.Fatalf("%s is not set: under CI=true the Kafka tests run against a real broker", EnvBrokers)
 	}
 	b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
 	if err != nil {

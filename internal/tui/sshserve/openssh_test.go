@@ -10,6 +10,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/vppctl/vpp/internal/e2e"
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/internal/tui/sshserve"
 )
 
@@ -34,9 +35,7 @@ func sshArgs(addr, keyPath string) []string {
 
 func requireSSH(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skip("ssh not installed (apt-get install openssh-client)")
-	}
+	testutil.RequireTool(t, "ssh", "apt-get install openssh-client")
 }
 
 // TestOpenSSHClient is the acceptance check: the real ssh client, in a
