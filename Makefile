@@ -23,9 +23,14 @@ test: lint proto-check
 	$(GO) test -run '^$$' -bench . -skip TwinMemory -benchtime 100x ./...
 	$(GO) test -run '^$$' -bench TwinMemory -benchtime 1x ./internal/aggregate/
 
+# gofmt, go vet on Linux and on the other release targets (their build-
+# tagged files), and go.mod as go mod tidy leaves it.
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
+	GOOS=darwin $(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum not tidy: run go mod tidy"; exit 1; }
 
 proto:
 	scripts/protogen.sh
