@@ -1,7 +1,7 @@
 # Developer entry points. `make test` is the test command CI runs.
 GO ?= go
 
-.PHONY: test test-unit lint proto proto-check fuzz kafka-start kafka-stop build demo docs
+.PHONY: test test-race test-unit lint proto proto-check fuzz kafka-start kafka-stop build demo docs
 
 build:
 	$(GO) build -o vpp ./cmd/vpp
@@ -19,9 +19,16 @@ docs:
 # against that broker; without it they start an embedded broker.
 test: lint proto-check
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) test-race
 	$(MAKE) fuzz
 	$(GO) test -run '^$$' -bench . -skip TwinMemory -benchtime 100x ./...
 	$(GO) test -run '^$$' -bench TwinMemory -benchtime 1x ./internal/aggregate/
+
+# The race detector over every package; -short leaves out the long
+# integration tests (they run without it above), and allocation-count
+# checks are off under it (raceEnabled in the packages' race_*_test.go).
+test-race:
+	$(GO) test -race -short -count=1 -timeout 20m ./...
 
 # gofmt, go vet on Linux and on the other release targets (their build-
 # tagged files), and go.mod as go mod tidy leaves it.

@@ -360,7 +360,7 @@ func TestRecordAllocs(t *testing.T) {
 			t.Fatal("not applied")
 		}
 	})
-	if n != 0 {
+	if n != 0 && !raceEnabled {
 		t.Fatalf("record allocates %v times per known device", n)
 	}
 	for i := range v {

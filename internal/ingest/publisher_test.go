@@ -139,7 +139,7 @@ func TestSaramaPublisherAllocs(t *testing.T) {
 	})
 	// The pool may lose a message now and then (to a GC; often under the
 	// race detector); before pooling there were four allocations.
-	if n >= 1 {
+	if n >= 1 && !raceEnabled {
 		t.Fatalf("Publish allocates %v times per message", n)
 	}
 }
