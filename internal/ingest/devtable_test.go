@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vppctl/vpp/internal/buffer"
+	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // TestLimiterRefEvicted: a connection's reference to an evicted bucket is
@@ -81,5 +82,49 @@ func TestAckEntryStale(t *testing.T) {
 	rb.dev.Complete(5)
 	if acks, _, _ := collectAcks(t, tr); acks["a"] != 2 || acks["b"] != 5 {
 		t.Fatalf("acks %v", acks)
+	}
+}
+
+// TestRateLimitPausesConnection: a frame over its device's rate is taken
+// whole and acked, then the connection is not read until the device is
+// within its rate again; shutdown ends the pause at once, and a pause
+// longer than ReadIdleTimeout does not count as idleness.
+func TestRateLimitPausesConnection(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	srv := startServer(t, Config{DeviceRate: 10, DeviceBurst: 5, ReadIdleTimeout: idle}, &fakePub{})
+	c := dial(t, srv.url)
+	rs := make([]*vppv1.Reading, 15)
+	for i := range rs {
+		rs[i] = reading("d", "s", uint64(i+1))
+	}
+	c.send(rs...) // 10 readings over the burst: a pause of 1 s
+	c.waitAck("d", 15)
+	sent := time.Now()
+	c.send(reading("d", "s", 16))
+	c.waitAck("d", 16)
+	if took := time.Since(sent); took < 800*time.Millisecond {
+		t.Fatalf("the next frame was read after %v, want about 1 s", took)
+	}
+	st := srv.Stats()
+	if st.RejectedTotal() != 0 || st.RateLimitedFrames == 0 || st.RateLimitedWait < 900*time.Millisecond {
+		t.Fatalf("rejected %v, rate-limited frames %d, wait %v", st.Rejected, st.RateLimitedFrames, st.RateLimitedWait)
+	}
+	if st.IdleClosed != 0 {
+		t.Fatalf("a pause of 1 s counted as idleness (ReadIdleTimeout %v)", idle)
+	}
+
+	// A pause of 100 s: shutdown does not wait for it.
+	big := make([]*vppv1.Reading, 1000)
+	for i := range big {
+		big[i] = reading("d", "s", uint64(17+i))
+	}
+	c.send(big...)
+	c.waitAck("d", 1016)
+	stopping := time.Now()
+	if err := srv.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(stopping); took > 5*time.Second {
+		t.Fatalf("shutdown took %v behind a paused connection", took)
 	}
 }
