@@ -137,14 +137,21 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// stop sends SIGTERM and waits up to 30 s, then SIGKILLs.
+// stop sends SIGTERM and waits up to 30 s; a process still running then
+// gets SIGQUIT, so that its goroutines are dumped into its log, and then
+// SIGKILL.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(30 * time.Second):
-		t.Errorf("%s did not stop on SIGTERM", p.name)
+		t.Errorf("%s did not stop on SIGTERM (goroutine dump in %s)", p.name, p.logPath)
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
 		p.kill()
 	}
 }

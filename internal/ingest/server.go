@@ -347,13 +347,37 @@ func (s *Server) shutdown(hs *http.Server, stopWrites func(), writesDone <-chan 
 	s.publishFinalStats(max(time.Until(deadline), 2*time.Second))
 	stopPump()
 	<-pumpDone
-	if err := s.pub.Close(); err != nil {
-		s.log.Warn("close producer", "err", err)
-	}
+	s.closePublisher(max(time.Until(deadline), producerCloseGrace))
 	s.buf.Close()
 	st := s.Stats()
 	s.log.Info("ingest stopped", "took", time.Since(start).Round(time.Millisecond),
 		"received", st.Received, "published", st.Published, "rejected", st.RejectedTotal(), "acked", st.Acked)
+}
+
+// producerCloseGrace is the least time shutdown gives the producer to
+// close, even when the drain used up the shutdown timeout.
+const producerCloseGrace = 2 * time.Second
+
+// closePublisher closes the publisher, waiting at most d. A producer
+// whose broker is down or hung holds its in-flight records until they
+// fail, which may take far longer than the shutdown timeout (sarama's
+// Close waits for every one of them); shutdown then goes on without it:
+// those records were never acknowledged to Kafka, so a durable spool
+// replays them on the next start, and from a memory buffer they were never
+// acked to devices, which resend them.
+func (s *Server) closePublisher(d time.Duration) {
+	done := make(chan error, 1)
+	go func() { done <- s.pub.Close() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.log.Warn("close producer", "err", err)
+		}
+	case <-t.C:
+		s.log.Warn("kafka producer did not close in time: records in flight to kafka stay unacknowledged (a durable spool replays them on the next start)", "waited", d)
+	}
 }
 
 // waitTimeout waits for wg at most d.
