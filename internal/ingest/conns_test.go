@@ -78,10 +78,10 @@ func TestPingsKeepAnswerersAndDropSilentPeers(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("a peer that answers no ping was not dropped")
 	}
-	time.Sleep(10 * ping)
-	if n := pings.Load(); n < 5 {
-		t.Fatalf("%d pings in %v, interval %v", n, 10*ping, ping)
-	}
+	// Five pings answered span at least four intervals of silence from the
+	// answerer, longer than the 2.5 that drop a silent peer. Polled, not
+	// slept: a loaded machine may ping late, never early.
+	eventually(t, "5 pings answered", func() bool { return pings.Load() >= 5 })
 	answerer.send(reading("p1", "s", 1))
 	answerer.waitAck("p1", 1)
 	if n := srv.Stats().Connections; n != 1 {
