@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -177,6 +178,30 @@ func waitPage(ctx context.Context, t *testing.T, what, expr string, ok func(stri
 	}
 }
 
+// powerMatches reports whether a power the page shows ("+1,234.5 kW",
+// "−0.12 MW") is kW to within half its last shown digit.
+func powerMatches(shown string, kw float64) bool {
+	num, unit, ok := strings.Cut(strings.TrimSpace(shown), " ")
+	if !ok {
+		return false
+	}
+	mult := map[string]float64{"kW": 1, "MW": 1e3, "GW": 1e6}[unit]
+	if mult == 0 {
+		return false
+	}
+	num = strings.ReplaceAll(strings.ReplaceAll(num, ",", ""), "\u2212", "-")
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return false
+	}
+	decimals := 0
+	if _, frac, ok := strings.Cut(num, "."); ok {
+		decimals = len(frac)
+	}
+	tol := 0.5 * math.Pow10(-decimals) * mult
+	return math.Abs(v*mult-kw) <= tol+1e-9
+}
+
 // count parses a number the page shows ("1,234").
 func count(s string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.ReplaceAll(strings.TrimSpace(s), ",", ""), 10, 64)
@@ -326,7 +351,9 @@ func TestBrowserLivePage(t *testing.T) {
 	waitPage(bctx, t, "LIVE badge", `document.getElementById("badge").textContent`, func(s string) bool { return s == "LIVE" })
 	waitPage(bctx, t, "power sparkline drawn", `String(document.querySelectorAll("#spark-power path.line").length)`,
 		func(s string) bool { return s == "1" })
-	power, _ := evalString(bctx, `document.getElementById("kpi-power").textContent + " " + document.getElementById("kpi-power-unit").textContent`)
+	// The page's net power is the API's, to the precision it shows.
+	power := waitPage(bctx, t, "net power = API's", `document.getElementById("kpi-power").textContent + " " + document.getElementById("kpi-power-unit").textContent`,
+		func(s string) bool { return powerMatches(s, want.PowerKW) })
 	t.Logf("page: %s devices, net power %s (API %.3f kW)", strconv.FormatInt(want.Devices, 10), power, want.PowerKW)
 
 	// More devices: the page follows through the stream, without reload.
