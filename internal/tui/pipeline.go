@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
 	"github.com/vppctl/vpp/internal/fleet"
@@ -23,11 +22,8 @@ type pipelineView struct {
 
 func newPipelineView(c *common) *pipelineView { return &pipelineView{c: c} }
 
-// SetSize implements component.
+// SetSize implements screen for pipelineScreen.
 func (p *pipelineView) SetSize(w, h int) { p.width, p.height = w, h }
-
-// Update implements component.
-func (p *pipelineView) Update(tea.Msg) tea.Cmd { return nil }
 
 // counterRow is one line of the accounting table.
 type counterRow struct {
@@ -37,7 +33,7 @@ type counterRow struct {
 	style       *lipgloss.Style
 }
 
-// View implements component.
+// View implements screen for pipelineScreen.
 func (p *pipelineView) View() string {
 	st := &p.c.styles
 	pl := &p.c.snap.Pipeline
