@@ -18,7 +18,14 @@
 //   - TestDuplicatesAndReordering: a raw WebSocket client resends old
 //     frames and shuffles readings within frames.
 //   - TestClusterBrokerLoss: one node of a three-node KRaft cluster
-//     (replication 3, min.insync.replicas 2) is SIGKILLed mid-stream.
+//     (replication 3, min.insync.replicas 2) is SIGKILLed mid-stream and
+//     started again; it must rejoin every telemetry partition's ISR.
+//   - TestHungBroker: the only broker is SIGSTOPped for 20 s (sockets
+//     open, nothing answers); ingest's /readyz must notice and the spool
+//     keep acking.
+//   - TestIngestShutdownKafkaDown: `vpp ingest` with a spool gets SIGTERM
+//     while its broker is down; it must exit within its shutdown timeout
+//     and publish everything after a restart.
 //
 // Tests that start brokers of their own use scripts/kafka.sh with
 // VPP_KAFKA_DIR in a temporary directory: they need Java 17+ (and Maven the
