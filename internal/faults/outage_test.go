@@ -13,6 +13,7 @@ import (
 
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/sim"
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // The figures the operations guide states as behaviour, asserted here.
@@ -66,7 +67,7 @@ func TestHungBroker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildVPP(t, ctx)
+	bin := testutil.BuildVPP(ctx, t)
 	k, brokers := startBroker(t, ctx)
 	opts := kafkaOptions(brokers, "fault-hung", 6, 1)
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {
@@ -138,7 +139,7 @@ func TestIngestShutdownKafkaDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildVPP(t, ctx)
+	bin := testutil.BuildVPP(ctx, t)
 	k, brokers := startBroker(t, ctx)
 	opts := kafkaOptions(brokers, "fault-shutdown", 6, 1)
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {
