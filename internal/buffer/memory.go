@@ -6,14 +6,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vppctl/vpp/internal/backoff"
 	"github.com/vppctl/vpp/internal/queue"
 )
 
-// Retry backoff bounds of MemoryBuffer after a publish error.
-const (
-	minRetryBackoff = 100 * time.Millisecond
-	maxRetryBackoff = 5 * time.Second
-)
+// RetryPolicy is the backoff of a buffer after a publish error: 100 ms
+// after the first consecutive failure, doubling up to 5 s. MemoryBuffer
+// and the spool share it.
+func RetryPolicy() backoff.Policy {
+	return backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+}
 
 // MemoryBuffer is a Buffer in memory, bounded by a number of records and a
 // number of bytes. It is not durable: records still held when the process
@@ -28,7 +30,7 @@ type MemoryBuffer struct {
 	bytes    int64              // bytes of the held records
 	queue    queue.FIFO[Record] // stored, not yet handed out
 	retry    queue.FIFO[Record] // failed, waiting for their notBefore
-	failures int                // consecutive publish failures, for the backoff
+	failures backoff.Retry      // consecutive publish failures
 	closed   bool
 	space    queue.Notifier // broadcast when capacity is released
 	items    queue.Notifier // broadcast when a record becomes available
@@ -38,7 +40,7 @@ type MemoryBuffer struct {
 // maxBytes bytes (a single record larger than maxBytes is admitted when the
 // buffer is empty, so it cannot block forever).
 func NewMemoryBuffer(maxRecords int, maxBytes int64) *MemoryBuffer {
-	return &MemoryBuffer{maxRecords: max(maxRecords, 1), maxBytes: max(maxBytes, 1)}
+	return &MemoryBuffer{maxRecords: max(maxRecords, 1), maxBytes: max(maxBytes, 1), failures: backoff.Retry{Policy: RetryPolicy()}}
 }
 
 // Put implements Buffer.
@@ -148,7 +150,7 @@ func (b *MemoryBuffer) Ack(r *Record) {
 	r.done = true
 	b.records--
 	b.bytes -= r.size
-	b.failures = 0
+	b.failures.Reset()
 	b.space.Broadcast()
 	b.mu.Unlock()
 	r.Completion().Run()
@@ -162,10 +164,8 @@ func (b *MemoryBuffer) Nack(r *Record, _ error) {
 	if r.done {
 		return
 	}
-	b.failures++
 	r.attempts++
-	backoff := minRetryBackoff << min(b.failures-1, 10)
-	r.notBefore = time.Now().Add(min(backoff, maxRetryBackoff))
+	r.notBefore = time.Now().Add(b.failures.Fail())
 	b.retry.Push(r)
 	b.items.Broadcast()
 }

@@ -97,7 +97,7 @@ func TestMemoryBufferRetry(t *testing.T) {
 	if err != nil || got != r1 {
 		t.Fatalf("retry: %v %v", got, err)
 	}
-	if time.Since(start) < minRetryBackoff/2 {
+	if time.Since(start) < RetryPolicy().Min/2 {
 		t.Fatal("retried without backoff")
 	}
 	if r1.attempts != 1 {

@@ -28,15 +28,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vppctl/vpp/internal/backoff"
 	"github.com/vppctl/vpp/internal/buffer"
 	"github.com/vppctl/vpp/internal/queue"
-)
-
-// Retry backoff after a publish error: it grows with consecutive failed
-// rounds.
-const (
-	minRetryBackoff = 100 * time.Millisecond
-	maxRetryBackoff = 5 * time.Second
 )
 
 // Spool is a durable buffer.Buffer. Create it with Open; it is safe for
@@ -68,7 +62,7 @@ type Spool struct {
 	failed  []*entry // nacked, waiting for the in-flight ones and a backoff
 	retry   []*entry // being handed out again, in sequence order
 	retryAt time.Time
-	rounds  int // consecutive failed publish rounds
+	rounds  backoff.Retry // consecutive failed publish rounds (buffer.RetryPolicy)
 	engaged bool
 	// replayEnd is nextSeq at Open: the records below it that Kafka had
 	// not acknowledged before the restart are the replay (see Replaying).
@@ -150,6 +144,7 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "spool", "dir", opts.Dir),
 		inf:      make(map[*buffer.Record]*entry),
+		rounds:   backoff.Retry{Policy: buffer.RetryPolicy()},
 		syncDone: make(chan struct{}),
 	}
 	if err := s.openDir(); err != nil {
@@ -479,7 +474,7 @@ func (s *Spool) Ack(r *buffer.Record) {
 	s.held -= e.mem
 	s.records--
 	s.bytes -= e.frame
-	s.rounds = 0
+	s.rounds.Reset()
 	s.ackHeap.Push(e.seq)
 	s.advance()
 	s.space.Broadcast()
@@ -529,9 +524,7 @@ func (s *Spool) Nack(r *buffer.Record, err error) {
 	}
 	delete(s.inf, r)
 	if len(s.failed) == 0 {
-		s.rounds++
-		backoff := min(minRetryBackoff<<min(s.rounds-1, 10), maxRetryBackoff)
-		s.retryAt = time.Now().Add(backoff)
+		s.retryAt = time.Now().Add(s.rounds.Fail())
 		if !s.engaged {
 			s.engage("publishing to kafka fails: records stay in the spool and are retried")
 			s.log.Debug("spool: publish failed", "err", err)

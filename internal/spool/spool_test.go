@@ -658,8 +658,8 @@ func TestNackRetriesInOrderAfterInFlightSettle(t *testing.T) {
 	s.Nack(r, errors.New("boom"))
 	start := time.Now()
 	r = next(t, s)
-	if d := time.Since(start); d < minRetryBackoff*9/10 || idOf(t, r) != 10 {
-		t.Fatalf("retried record %d after %v, want 10 after about %v", idOf(t, r), d, minRetryBackoff)
+	if d := time.Since(start); d < buffer.RetryPolicy().Min*9/10 || idOf(t, r) != 10 {
+		t.Fatalf("retried record %d after %v, want 10 after about %v", idOf(t, r), d, buffer.RetryPolicy().Min)
 	}
 }
 
