@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/sim"
-	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // ackGaps samples a simulator's acked count every 10 ms until ctx ends and
@@ -63,30 +61,51 @@ func (g *ackGaps) result() (time.Duration, time.Time) {
 	return g.longest, g.at
 }
 
+// unavailable is a way of taking the only broker away for 20 s and giving
+// it back: its script commands, what the report calls it, and what ingest
+// must log meanwhile.
+type unavailable struct {
+	name, takeAway, giveBack, fault string
+	seed                            int64
+	logs                            []string
+}
+
 // TestBrokerOutage stops the only Kafka broker for 20 s — SIGKILL, then a
 // restart on the same config and data — while the simulator sends to a
 // `vpp ingest` with a spool: devices keep being acked from the spool,
 // /readyz turns 503 while Kafka is down, and after the restart the spool
 // drains, every acked reading is in Kafka and the totals equal the truth.
 func TestBrokerOutage(t *testing.T) {
+	brokerUnavailable(t, unavailable{name: "outage", takeAway: "kill", giveBack: "restart", seed: 41,
+		fault: "broker SIGKILL, down 20 s, restart on the same data (ingest with spool)",
+		logs:  []string{"kafka lost", "spool engaged", "kafka back", "spool drained"}})
+}
+
+// TestHungBroker freezes the only Kafka broker with SIGSTOP for 20 s: its
+// sockets stay open and nothing answers, so no connection is refused and
+// no request fails at once. Ingest with a spool must notice anyway (its
+// /readyz probe times out), keep acking devices from the spool, and once
+// the broker resumes, drain the spool: every acked reading in Kafka and
+// the totals equal to the truth.
+func TestHungBroker(t *testing.T) {
+	brokerUnavailable(t, unavailable{name: "hung", takeAway: "pause", giveBack: "resume", seed: 61,
+		fault: "broker SIGSTOP (hung, sockets open) for 20 s, then SIGCONT (ingest with spool)",
+		logs:  []string{"kafka probe failed", "kafka probe answered"}})
+}
+
+// brokerUnavailable runs the simulator against an ingest with a spool,
+// takes the broker away as u says once 15,000 readings are acked, gives it
+// back 20 s later and checks what both tests promise.
+func brokerUnavailable(t *testing.T, u unavailable) {
 	skipShort(t)
 	requireJava(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	bin := testutil.BuildVPP(ctx, t)
 	k, brokers := startBroker(t, ctx)
-	opts := kafkaOptions(brokers, "fault-outage", 6, 1)
-	if err := kafka.EnsureTopics(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	listen, httpAddr := freeAddr(t), freeAddr(t)
-	ing := startIngest(t, ctx, dir, bin, opts, listen, httpAddr, "--spool-dir", filepath.Join(dir, "spool"))
-	startAggregate(t, dir, bin, opts, opts.Prefix+"aggregate", "a0")
-	r := startReader(t, ctx, opts)
+	rg := startRig(t, ctx, kafkaOptions(brokers, "fault-"+u.name, 6, 1), true)
 
 	const count = 120_000
-	s := newSim(t, listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 41, Conns: 10})
+	s := newSim(t, rg.listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: u.seed, Conns: 10})
 	gctx, stopGaps := context.WithCancel(ctx)
 	defer stopGaps()
 	done := runSim(ctx, s)
@@ -94,16 +113,17 @@ func TestBrokerOutage(t *testing.T) {
 	waitUntil(t, ctx, 60*time.Second, "15,000 readings acked", func() bool { return s.Stats().Acked >= 15_000 })
 
 	down := time.Now()
-	ackedAtKill := s.Stats().Acked
-	k.must(t, ctx, "kill")
-	notReady, notReadyAfter := watchNotReady(ctx, httpAddr, down, 20*time.Second)
-	ackedInOutage := s.Stats().Acked - ackedAtKill
-	k.must(t, ctx, "restart")
+	ackedAtDown := s.Stats().Acked
+	k.must(t, ctx, u.takeAway)
+	notReady, notReadyAfter := watchNotReady(ctx, rg.httpAddr, down, 20*time.Second)
+	ackedMeanwhile := s.Stats().Acked - ackedAtDown
+	k.must(t, ctx, u.giveBack)
 	outage := time.Since(down)
-	t.Logf("broker down %s (20 s stopped + restart); %d readings acked meanwhile from the spool; %s", outage.Round(100*time.Millisecond), ackedInOutage, notReady)
+	t.Logf("broker away %s (%s for 20 s, then %s); %d readings acked meanwhile from the spool; %s",
+		outage.Round(100*time.Millisecond), u.takeAway, u.giveBack, ackedMeanwhile, notReady)
 	checkNotReady(t, notReady, notReadyAfter)
-	if ackedInOutage < 10_000 {
-		t.Errorf("only %d readings acked during the outage: the spool did not take over", ackedInOutage)
+	if ackedMeanwhile < 10_000 {
+		t.Errorf("only %d readings acked while the broker was away: the spool did not take over", ackedMeanwhile)
 	}
 
 	end := waitSim(t, ctx, s, done)
@@ -113,28 +133,28 @@ func TestBrokerOutage(t *testing.T) {
 	if truth.ReadingsSent != count || truth.ReadingsAcked != count {
 		t.Fatalf("sim sent %d, acked %d of %d", truth.ReadingsSent, truth.ReadingsAcked, count)
 	}
-	waitReady(t, ctx, httpAddr, ing) // Kafka back and the spool caught up
-	tel := waitTelemetry(t, ctx, opts, truth.ReadingsAcked, 90*time.Second)
+	waitReady(t, ctx, rg.httpAddr, rg.ing) // Kafka back and the spool caught up
+	tel := waitTelemetry(t, ctx, rg.opts, truth.ReadingsAcked, 120*time.Second)
 	checkAcked(t, tel, truth)
-	conv, _, ok := waitTotals(t, ctx, r, truth, end, 90*time.Second)
-	acct := waitAccounting(ctx, r, tel.records, 15*time.Second)
+	conv, _, ok := waitTotals(t, ctx, rg.r, truth, end, 120*time.Second)
+	acct := waitAccounting(ctx, rg.r, tel.records, 15*time.Second)
 	gap, _ := gaps.result()
 	if gap > maxSpoolAckPause {
-		t.Errorf("longest pause in acks %s during the outage, want ≤ %s: the spool should keep acking while Kafka is down", gap.Round(10*time.Millisecond), maxSpoolAckPause)
+		t.Errorf("longest pause in acks %s while the broker was away, want ≤ %s: the spool should keep acking", gap.Round(10*time.Millisecond), maxSpoolAckPause)
 	}
-	log := logSince(ing.logPath, 0)
-	for _, want := range []string{"kafka lost", "spool engaged", "kafka back", "spool drained"} {
+	log := logSince(rg.ing.logPath, 0)
+	for _, want := range u.logs {
 		if !strings.Contains(log, want) {
 			t.Errorf("ingest did not log %q", want)
 		}
 	}
 	result{
-		Fault: "broker SIGKILL, down 20 s, restart on the same data (ingest with spool)", Broker: "Apache Kafka 4.4, single node (own)",
+		Fault: u.fault, Broker: "Apache Kafka 4.4, single node (own)",
 		Sent: truth.ReadingsSent, Acked: truth.ReadingsAcked, InKafka: tel.distinct, Records: tel.records,
 		Duplicates: acct.Duplicates, Match: ok, Converge: conv,
 		Notes: []string{
-			fmt.Sprintf("broker down %s; %d readings acked from the spool meanwhile; longest pause in acks %s",
-				outage.Round(100*time.Millisecond), ackedInOutage, gap.Round(10*time.Millisecond)),
+			fmt.Sprintf("broker away %s; %d readings acked from the spool meanwhile; longest pause in acks %s",
+				outage.Round(100*time.Millisecond), ackedMeanwhile, gap.Round(10*time.Millisecond)),
 			notReady,
 		},
 	}.report(t)
@@ -157,24 +177,16 @@ func TestClusterBrokerLoss(t *testing.T) {
 	requireJava(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	bin := testutil.BuildVPP(ctx, t)
 	k, brokers := startCluster(t, ctx, 3)
-	opts := kafkaOptions(brokers, "fault-cluster", 6, 3)
-	if err := kafka.EnsureTopics(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	listen, httpAddr := freeAddr(t), freeAddr(t)
-	startIngest(t, ctx, dir, bin, opts, listen, httpAddr)
-	startAggregate(t, dir, bin, opts, opts.Prefix+"aggregate", "a0")
-	r := startReader(t, ctx, opts)
+	rg := startRig(t, ctx, kafkaOptions(brokers, "fault-cluster", 6, 3), false)
+	opts, r := rg.opts, rg.r
 	victim, err := leaderOf(opts, opts.Topics().Telemetry(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	const count = 90_000
-	s := newSim(t, listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 51, Conns: 10})
+	s := newSim(t, rg.listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 51, Conns: 10})
 	gctx, stopGaps := context.WithCancel(ctx)
 	defer stopGaps()
 	done := runSim(ctx, s)

@@ -351,6 +351,41 @@ func startIngest(t *testing.T, ctx context.Context, dir, bin string, opts kafka.
 	return p
 }
 
+// rig is the pipeline most fault tests break: the topics of opts, one
+// `vpp ingest` (with a spool when asked) serving devices on listen and
+// /readyz on httpAddr, one `vpp aggregate` and a fleet reader.
+type rig struct {
+	dir, bin         string
+	opts             kafka.Options
+	listen, httpAddr string
+	ingestArgs       []string
+	ing              *proc
+	r                *reader.Reader
+}
+
+// startRig creates the topics of opts and starts the rig's processes.
+func startRig(t *testing.T, ctx context.Context, opts kafka.Options, withSpool bool) *rig {
+	t.Helper()
+	if err := kafka.EnsureTopics(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	rg := &rig{dir: t.TempDir(), bin: testutil.BuildVPP(ctx, t), opts: opts, listen: freeAddr(t), httpAddr: freeAddr(t)}
+	if withSpool {
+		rg.ingestArgs = []string{"--spool-dir", filepath.Join(rg.dir, "spool")}
+	}
+	rg.startIngest(t, ctx)
+	startAggregate(t, rg.dir, rg.bin, opts, opts.Prefix+"aggregate", "a0")
+	rg.r = startReader(t, ctx, opts)
+	return rg
+}
+
+// startIngest starts the rig's ingest (again, after a kill or stop: same
+// address, same spool) and waits until it is ready.
+func (rg *rig) startIngest(t *testing.T, ctx context.Context) {
+	t.Helper()
+	rg.ing = startIngest(t, ctx, rg.dir, rg.bin, rg.opts, rg.listen, rg.httpAddr, rg.ingestArgs...)
+}
+
 // startAggregate runs a `vpp aggregate` process with a static instance ID.
 func startAggregate(t *testing.T, dir, bin string, opts kafka.Options, group, instance string) *proc {
 	t.Helper()

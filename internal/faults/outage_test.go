@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/sim"
-	"github.com/vppctl/vpp/internal/testutil"
 )
 
 // The figures the operations guide states as behaviour, asserted here.
@@ -55,78 +53,6 @@ func checkNotReady(t *testing.T, notReady string, after time.Duration) {
 	}
 }
 
-// TestHungBroker freezes the only Kafka broker with SIGSTOP for 20 s: its
-// sockets stay open and nothing answers, so no connection is refused and
-// no request fails at once. Ingest with a spool must notice anyway (its
-// /readyz probe times out), keep acking devices from the spool, and once
-// the broker resumes, drain the spool: every acked reading in Kafka and
-// the totals equal to the truth.
-func TestHungBroker(t *testing.T) {
-	skipShort(t)
-	requireJava(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	bin := testutil.BuildVPP(ctx, t)
-	k, brokers := startBroker(t, ctx)
-	opts := kafkaOptions(brokers, "fault-hung", 6, 1)
-	if err := kafka.EnsureTopics(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	listen, httpAddr := freeAddr(t), freeAddr(t)
-	ing := startIngest(t, ctx, dir, bin, opts, listen, httpAddr, "--spool-dir", filepath.Join(dir, "spool"))
-	startAggregate(t, dir, bin, opts, opts.Prefix+"aggregate", "a0")
-	r := startReader(t, ctx, opts)
-
-	const count = 120_000
-	s := newSim(t, listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 61, Conns: 10})
-	gctx, stopGaps := context.WithCancel(ctx)
-	defer stopGaps()
-	done := runSim(ctx, s)
-	gaps := watchAckGaps(gctx, s)
-	waitUntil(t, ctx, 60*time.Second, "15,000 readings acked", func() bool { return s.Stats().Acked >= 15_000 })
-
-	paused := time.Now()
-	ackedAtPause := s.Stats().Acked
-	k.must(t, ctx, "pause")
-	notReady, notReadyAfter := watchNotReady(ctx, httpAddr, paused, 20*time.Second)
-	ackedInHang := s.Stats().Acked - ackedAtPause
-	k.must(t, ctx, "resume")
-	hung := time.Since(paused)
-	t.Logf("broker hung %s; %d readings acked meanwhile from the spool; %s", hung.Round(100*time.Millisecond), ackedInHang, notReady)
-	checkNotReady(t, notReady, notReadyAfter)
-	if ackedInHang < 10_000 {
-		t.Errorf("only %d readings acked while the broker hung: the spool did not take over", ackedInHang)
-	}
-
-	end := waitSim(t, ctx, s, done)
-	stopGaps()
-	<-gaps.done
-	truth := s.Truth()
-	if truth.ReadingsSent != count || truth.ReadingsAcked != count {
-		t.Fatalf("sim sent %d, acked %d of %d", truth.ReadingsSent, truth.ReadingsAcked, count)
-	}
-	waitReady(t, ctx, httpAddr, ing)
-	tel := waitTelemetry(t, ctx, opts, truth.ReadingsAcked, 120*time.Second)
-	checkAcked(t, tel, truth)
-	conv, _, ok := waitTotals(t, ctx, r, truth, end, 120*time.Second)
-	acct := waitAccounting(ctx, r, tel.records, 15*time.Second)
-	gap, _ := gaps.result()
-	if gap > maxSpoolAckPause {
-		t.Errorf("longest pause in acks %s while the broker hung, want ≤ %s", gap.Round(10*time.Millisecond), maxSpoolAckPause)
-	}
-	result{
-		Fault: "broker SIGSTOP (hung, sockets open) for 20 s, then SIGCONT (ingest with spool)", Broker: "Apache Kafka 4.4, single node (own)",
-		Sent: truth.ReadingsSent, Acked: truth.ReadingsAcked, InKafka: tel.distinct, Records: tel.records,
-		Duplicates: acct.Duplicates, Match: ok, Converge: conv,
-		Notes: []string{
-			fmt.Sprintf("broker hung %s; %d readings acked from the spool meanwhile; longest pause in acks %s",
-				hung.Round(100*time.Millisecond), ackedInHang, gap.Round(10*time.Millisecond)),
-			notReady,
-		},
-	}.report(t)
-}
-
 // TestIngestShutdownKafkaDown stops `vpp ingest` with SIGTERM while its
 // only broker is down: ingest must exit cleanly within its shutdown
 // timeout (not wait for Kafka forever), keeping in its spool what Kafka
@@ -138,21 +64,12 @@ func TestIngestShutdownKafkaDown(t *testing.T) {
 	requireJava(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	bin := testutil.BuildVPP(ctx, t)
 	k, brokers := startBroker(t, ctx)
-	opts := kafkaOptions(brokers, "fault-shutdown", 6, 1)
-	if err := kafka.EnsureTopics(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	listen, httpAddr := freeAddr(t), freeAddr(t)
-	spoolArgs := []string{"--spool-dir", filepath.Join(dir, "spool")}
-	ing := startIngest(t, ctx, dir, bin, opts, listen, httpAddr, spoolArgs...)
-	startAggregate(t, dir, bin, opts, opts.Prefix+"aggregate", "a0")
-	r := startReader(t, ctx, opts)
+	rg := startRig(t, ctx, kafkaOptions(brokers, "fault-shutdown", 6, 1), true)
+	ing := rg.ing
 
 	const count = 60_000
-	s := newSim(t, listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 71, Conns: 10})
+	s := newSim(t, rg.listen, sim.Config{Devices: 300, Rate: 3000, Count: count, Seed: 71, Conns: 10})
 	done := runSim(ctx, s)
 	waitUntil(t, ctx, 60*time.Second, "10,000 readings acked", func() bool { return s.Stats().Acked >= 10_000 })
 	k.must(t, ctx, "kill")
@@ -178,17 +95,17 @@ func TestIngestShutdownKafkaDown(t *testing.T) {
 	ackedAtStop := s.Stats().Acked
 
 	k.must(t, ctx, "restart")
-	ing = startIngest(t, ctx, dir, bin, opts, listen, httpAddr, spoolArgs...)
+	rg.startIngest(t, ctx)
 	end := waitSim(t, ctx, s, done)
 	truth := s.Truth()
 	if truth.ReadingsSent != count || truth.ReadingsAcked != count {
 		t.Fatalf("sim sent %d, acked %d of %d", truth.ReadingsSent, truth.ReadingsAcked, count)
 	}
-	tel := waitTelemetry(t, ctx, opts, truth.ReadingsAcked, 90*time.Second)
+	tel := waitTelemetry(t, ctx, rg.opts, truth.ReadingsAcked, 90*time.Second)
 	checkAcked(t, tel, truth)
-	conv, _, ok := waitTotals(t, ctx, r, truth, end, 90*time.Second)
-	acct := waitAccounting(ctx, r, tel.records, 15*time.Second)
-	ing.stop(t)
+	conv, _, ok := waitTotals(t, ctx, rg.r, truth, end, 90*time.Second)
+	acct := waitAccounting(ctx, rg.r, tel.records, 15*time.Second)
+	rg.ing.stop(t)
 	result{
 		Fault: "ingest SIGTERM while Kafka is down, restart on the same spool after the broker", Broker: "Apache Kafka 4.4, single node (own)",
 		Sent: truth.ReadingsSent, Acked: truth.ReadingsAcked, InKafka: tel.distinct, Records: tel.records,

@@ -3,7 +3,6 @@ package faults_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,27 +22,17 @@ func TestIngestCrash(t *testing.T) {
 	skipShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	bin := testutil.BuildVPP(ctx, t)
-	opts := kafkaOptions(kafkatest.Brokers(t), "fault-ingest", 6, 1)
-	if err := kafka.EnsureTopics(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	listen, httpAddr := freeAddr(t), freeAddr(t)
-	spoolArgs := []string{"--spool-dir", filepath.Join(dir, "spool")}
-	ing := startIngest(t, ctx, dir, bin, opts, listen, httpAddr, spoolArgs...)
-	startAggregate(t, dir, bin, opts, opts.Prefix+"aggregate", "a0")
-	r := startReader(t, ctx, opts)
+	rg := startRig(t, ctx, kafkaOptions(kafkatest.Brokers(t), "fault-ingest", 6, 1), true)
 
 	const count = 60_000
-	s := newSim(t, listen, sim.Config{Devices: 300, Rate: 4000, Count: count, Seed: 21, Conns: 10})
+	s := newSim(t, rg.listen, sim.Config{Devices: 300, Rate: 4000, Count: count, Seed: 21, Conns: 10})
 	done := runSim(ctx, s)
 	waitUntil(t, ctx, 60*time.Second, "20,000 readings acked", func() bool { return s.Stats().Acked >= 20_000 })
 	before := s.Stats()
-	ing.kill()
+	rg.ing.kill()
 	killed := time.Now()
 	time.Sleep(2 * time.Second) // devices find ingest gone
-	ing = startIngest(t, ctx, dir, bin, opts, listen, httpAddr, spoolArgs...)
+	rg.startIngest(t, ctx)
 	downFor := time.Since(killed)
 	end := waitSim(t, ctx, s, done)
 	truth := s.Truth()
@@ -54,11 +43,11 @@ func TestIngestCrash(t *testing.T) {
 	if st.Reconnects == 0 {
 		t.Errorf("the sim never reconnected: the crash did not happen mid-stream (%+v)", st)
 	}
-	tel := waitTelemetry(t, ctx, opts, truth.ReadingsAcked, 60*time.Second)
+	tel := waitTelemetry(t, ctx, rg.opts, truth.ReadingsAcked, 60*time.Second)
 	checkAcked(t, tel, truth)
-	conv, _, ok := waitTotals(t, ctx, r, truth, end, 60*time.Second)
-	acct := waitAccounting(ctx, r, tel.records, 10*time.Second)
-	ing.stop(t)
+	conv, _, ok := waitTotals(t, ctx, rg.r, truth, end, 60*time.Second)
+	acct := waitAccounting(ctx, rg.r, tel.records, 10*time.Second)
+	rg.ing.stop(t)
 	result{
 		Fault: "ingest SIGKILL + restart on the same spool", Broker: brokerKind(""),
 		Sent: truth.ReadingsSent, Acked: truth.ReadingsAcked, InKafka: tel.distinct, Records: tel.records,
