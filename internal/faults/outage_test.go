@@ -17,8 +17,9 @@ import (
 // The figures the operations guide states as behaviour, asserted here.
 const (
 	// maxNotReadyDelay bounds the time from Kafka going away (killed or
-	// hung) to ingest's /readyz answering 503.
-	maxNotReadyDelay = 2 * time.Second
+	// hung) to ingest's /readyz answering 503: a probe every second, each
+	// given a second to answer, and a second for a loaded machine.
+	maxNotReadyDelay = 3 * time.Second
 	// maxSpoolAckPause bounds the longest pause in acks while Kafka is
 	// down and ingest has a spool: acks come from the fsynced spool, not
 	// from Kafka, so an outage must not stall devices.
