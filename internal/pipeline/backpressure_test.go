@@ -77,21 +77,28 @@ func TestBackpressureWhileKafkaPaused(t *testing.T) {
 	var msBefore runtime.MemStats
 	runtime.ReadMemStats(&msBefore)
 
-	// During the pause: sample the buffer; nothing new may be acked once the
-	// records in flight at the start have settled.
-	pauseEnd := time.Now().Add(6 * time.Second)
-	var ackedAfterSettle int64 = -1
+	// During the pause: sample the buffer until it is at least half full
+	// (polled with a generous limit: a slow machine fills it later, a
+	// buffer that never fills fails below); the records in flight at the
+	// start have failed by then. From there, for 3 s, nothing new may be
+	// acked.
 	maxBuffered, maxBytes := 0, int64(0)
-	for time.Now().Before(pauseEnd) {
+	sample := func() {
 		st := p.Ingest().Stats()
 		maxBuffered = max(maxBuffered, st.Buffered)
 		maxBytes = max(maxBytes, st.BufferedBytes)
 		if st.Buffered > st.BufferCapacity || st.BufferedBytes > st.BufferCapacityBytes {
 			t.Fatalf("buffer over its bound: %d records / %d bytes, capacity %d / %d", st.Buffered, st.BufferedBytes, st.BufferCapacity, st.BufferCapacityBytes)
 		}
-		if ackedAfterSettle < 0 && time.Until(pauseEnd) < 4*time.Second {
-			ackedAfterSettle = s.Stats().Acked
-		}
+	}
+	for fillBy := time.Now().Add(60 * time.Second); maxBuffered < bufferRecords/2 && time.Now().Before(fillBy); {
+		sample()
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ackedAfterSettle := s.Stats().Acked
+	for watchEnd := time.Now().Add(3 * time.Second); time.Now().Before(watchEnd); {
+		sample()
 		time.Sleep(20 * time.Millisecond)
 	}
 	if got := s.Stats().Acked; got != ackedAfterSettle {

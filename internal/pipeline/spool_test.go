@@ -196,16 +196,20 @@ func TestSpoolRidesOutKafkaOutage(t *testing.T) {
 	paused := pauseProduce(emb)
 	time.Sleep(500 * time.Millisecond) // let the records in flight fail
 	ackedAtPause := s.Stats().Acked
-	pauseEnd := time.Now().Add(5 * time.Second)
+	// Kafka stays paused until 20,000 more readings are acked, which only
+	// the spool can do; polled with a generous limit rather than a fixed
+	// window, so a slow machine (or the race detector) takes longer but
+	// a spool that does not take over still fails.
+	pausedAt := time.Now()
 	var peak int64
-	for time.Now().Before(pauseEnd) {
+	for s.Stats().Acked-ackedAtPause < 20_000 && time.Since(pausedAt) < 60*time.Second {
 		peak = max(peak, sp.Stats().DiskBytes)
 		time.Sleep(20 * time.Millisecond)
 	}
 	ackedInOutage := s.Stats().Acked - ackedAtPause
 	spoolAtResume := sp.Stats()
-	t.Logf("during the 5 s outage: %d readings acked (in the spool only), spool %d records, %d bytes on disk (peak %d), %d segments",
-		ackedInOutage, spoolAtResume.Records, spoolAtResume.DiskBytes, peak, spoolAtResume.Segments)
+	t.Logf("during the %s outage: %d readings acked (in the spool only), spool %d records, %d bytes on disk (peak %d), %d segments",
+		time.Since(pausedAt).Round(100*time.Millisecond), ackedInOutage, spoolAtResume.Records, spoolAtResume.DiskBytes, peak, spoolAtResume.Segments)
 	if ackedInOutage < 20_000 {
 		t.Errorf("only %d readings acked during the outage: the spool did not take over", ackedInOutage)
 	}
@@ -419,7 +423,9 @@ func TestSpoolSurvivesIngestCrash(t *testing.T) {
 	paused := pauseProduce(emb)
 	time.Sleep(500 * time.Millisecond)
 	ackedAtPause := s.Stats().Acked
-	time.Sleep(2500 * time.Millisecond)
+	// The spool alone acks while Kafka is paused: wait for 5,000 of
+	// those acks (generous limit) before the kill.
+	waitUntil(t, 60*time.Second, "5,000 readings acked into the spool", func() bool { return s.Stats().Acked-ackedAtPause >= 5000 })
 	proc.stop(t, syscall.SIGKILL)
 	ackedAtKill := s.Stats().Acked
 	segs, _ := filepath.Glob(filepath.Join(spoolDir, "*.seg"))
