@@ -96,6 +96,11 @@ type conn struct {
 	// it read last, for the rate limit of the frame's devices; set while
 	// the frame is decoded, consumed by pauseReading.
 	throttle time.Duration
+	// broken is closed (once, by abort) when a write to the socket failed
+	// and the socket was closed: it wakes a read loop that is not reading,
+	// such as one paused for the rate limit.
+	broken    chan struct{}
+	breakOnce sync.Once
 
 	// The connection has no writer goroutine: the server's write loop
 	// flushes its acks and pings it (see writes.go). wmu serializes those
@@ -210,11 +215,12 @@ func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
 // meanwhile, so its devices (their TCP window closes, their acks stop
 // once their in-flight limit is reached) slow down to their rate. On a
 // gateway's connection the slowest of the frame's devices sets the pause
-// for all of them. It returns false when shutdown began meanwhile.
-func (c *conn) pauseReading() bool {
+// for all of them. It returns how the connection ends, and true, when
+// shutdown began meanwhile or the socket broke.
+func (c *conn) pauseReading() (readEnd, bool) {
 	d := c.throttle
 	if d <= 0 {
-		return true
+		return readEnd{}, false
 	}
 	c.throttle = 0
 	s := c.s
@@ -225,13 +231,22 @@ func (c *conn) pauseReading() bool {
 	select {
 	case <-t.C:
 	case <-s.readCtx.Done():
-		return false
+		return readEnd{kind: endShutdown}, true
+	case <-c.broken:
+		// A write failed and closed the socket: the peer is gone.
+		return readEnd{kind: endPeer, err: errPeerGone}, true
 	}
 	// The pause is not the device's silence: the idle timer and the read
 	// deadline start again from now.
 	c.touch()
-	return c.armRead()
+	if !c.armRead() {
+		return readEnd{kind: endShutdown}, true
+	}
+	return readEnd{}, false
 }
+
+// errPeerGone ends a connection whose socket broke while it was not read.
+var errPeerGone = errors.New("write to the peer failed while reading was paused")
 
 // pongWait is how long a connection may stay silent.
 func (c *conn) pongWait() time.Duration { return c.s.cfg.PingInterval * 5 / 2 }
@@ -300,6 +315,7 @@ func (c *conn) start() {
 	c.log.Debug("connection open")
 	c.rc = rawConnOf(c.ws.NetConn())
 	c.step = make(chan readStep)
+	c.broken = make(chan struct{})
 	c.ws.SetPongHandler(func(string) error {
 		c.pong()
 		return nil
@@ -337,6 +353,13 @@ func (c *conn) end(end readEnd) {
 		c.log.Debug("connection closed", "err", end.err)
 		_ = c.ws.Close()
 	}
+}
+
+// abort closes the socket after a failed write and wakes the read loop
+// even while it is not reading (see broken).
+func (c *conn) abort() {
+	_ = c.ws.Close()
+	c.breakOnce.Do(func() { close(c.broken) })
 }
 
 // stopWrites ends the write loop's writes to the connection, waiting for
@@ -443,8 +466,8 @@ func (c *conn) readLoop() readEnd {
 		if st := c.handOff(); st.stop {
 			return st.end
 		}
-		if !c.pauseReading() {
-			return readEnd{kind: endShutdown}
+		if end, stop := c.pauseReading(); stop {
+			return end
 		}
 	}
 }
@@ -459,8 +482,8 @@ func (c *conn) readLoopTLS() readEnd {
 		if end, stop := c.readMessage(); stop {
 			return end
 		}
-		if !c.pauseReading() {
-			return readEnd{kind: endShutdown}
+		if end, stop := c.pauseReading(); stop {
+			return end
 		}
 	}
 }

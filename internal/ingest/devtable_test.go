@@ -128,3 +128,22 @@ func TestRateLimitPausesConnection(t *testing.T) {
 		t.Fatalf("shutdown took %v behind a paused connection", took)
 	}
 }
+
+// TestPausedConnectionNoticesPeerGone: a connection paused for the rate
+// limit reads nothing, but when its peer goes away the next ping fails and
+// the connection ends at once, instead of holding its slot (and
+// --max-conns) for the rest of a pause that may last minutes.
+func TestPausedConnectionNoticesPeerGone(t *testing.T) {
+	const ping = 100 * time.Millisecond
+	srv := startServer(t, Config{DeviceRate: 1, DeviceBurst: 5, PingInterval: ping}, &fakePub{})
+	c := dial(t, srv.url)
+	rs := make([]*vppv1.Reading, 105)
+	for i := range rs {
+		rs[i] = reading("d", "s", uint64(i+1))
+	}
+	c.send(rs...) // 100 readings over the burst at 1/s: a pause of 100 s
+	c.waitAck("d", 105)
+	eventually(t, "the connection paused", func() bool { return srv.Stats().RateLimitedFrames == 1 })
+	c.ws.Close()
+	eventually(t, "the paused connection closed after its peer left", func() bool { return srv.Stats().Connections == 0 })
+}

@@ -76,13 +76,15 @@ type SaramaPublisher struct {
 	epoch  time.Time
 	errors atomic.Uint64 // records Kafka failed (each retried by the buffer)
 
-	// probeMu serializes the probes; probeClient (guarded by it) is the
-	// client they ask, made on the first probe and again after a failed
-	// one; probeClosed ends them.
+	// probeMu guards probing (the running probe, if any) and probeClosed
+	// (which ends the probes). probeClient is the client the probes ask,
+	// made on the first probe and again after a failed one; it belongs to
+	// the running probe, and to Close when none runs.
 	probeMu     sync.Mutex
+	probing     *probeCall
+	probeClosed bool
 	probeOpts   kafka.Options
 	probeClient sarama.Client
-	probeClosed bool
 }
 
 // pending is one message handed to sarama, with what its verdict needs.
@@ -276,25 +278,54 @@ const probeTimeout = time.Second
 // Probe implements Prober: it asks Kafka for the telemetry topic's
 // metadata on a client of its own with short timeouts (the producer's are
 // made for patience, not for noticing). A failed probe closes the client,
-// so the next one connects afresh.
+// so the next one connects afresh. At most one probe runs at a time: a
+// call while one is running waits for that one's result (or ctx), so a
+// cluster that hangs longer than the callers wait does not pile probes up.
 func (p *SaramaPublisher) Probe(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- p.probe() }()
+	p.probeMu.Lock()
+	if p.probeClosed {
+		p.probeMu.Unlock()
+		return errors.New("kafka probe: publisher closed")
+	}
+	c := p.probing
+	if c == nil {
+		c = &probeCall{done: make(chan struct{})}
+		p.probing = c
+		go p.runProbe(c)
+	}
+	p.probeMu.Unlock()
 	select {
-	case err := <-done:
-		return err
+	case <-c.done:
+		return c.err
 	case <-ctx.Done():
 		return fmt.Errorf("kafka probe: %w", ctx.Err())
 	}
 }
 
-// probe runs one probe (see Probe); it returns within a few probeTimeouts.
-func (p *SaramaPublisher) probe() error {
+// probeCall is one running probe and, once done is closed, its result.
+type probeCall struct {
+	done chan struct{}
+	err  error
+}
+
+// runProbe runs the probe c and publishes its result. The probe client
+// belongs to the running probe; Close leaves it to runProbe to close when
+// a probe is running.
+func (p *SaramaPublisher) runProbe(c *probeCall) {
+	c.err = p.probe()
 	p.probeMu.Lock()
-	defer p.probeMu.Unlock()
-	if p.probeClosed {
-		return errors.New("kafka probe: publisher closed")
+	p.probing = nil
+	if p.probeClosed && p.probeClient != nil {
+		_ = p.probeClient.Close()
+		p.probeClient = nil
 	}
+	p.probeMu.Unlock()
+	close(c.done)
+}
+
+// probe runs one probe (see Probe); it returns within a few probeTimeouts.
+// Only runProbe calls it, one at a time.
+func (p *SaramaPublisher) probe() error {
 	if p.probeClient == nil {
 		if len(p.probeOpts.Brokers) == 0 {
 			return nil // not built by newSaramaPublisher: nothing to probe
@@ -329,7 +360,7 @@ func (p *SaramaPublisher) Close() error {
 	p.once.Do(func() {
 		p.probeMu.Lock()
 		p.probeClosed = true
-		if p.probeClient != nil {
+		if p.probing == nil && p.probeClient != nil { // else runProbe closes it
 			_ = p.probeClient.Close()
 			p.probeClient = nil
 		}

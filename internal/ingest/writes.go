@@ -121,7 +121,7 @@ func (s *Server) write(c *conn, now time.Time) {
 	c.queued.Store(false)
 	if err := c.flushAcks(); err != nil {
 		c.log.Debug("write acks", "err", err)
-		_ = c.ws.Close() // the read loop notices
+		c.abort() // the read loop notices, paused or not
 		return
 	}
 	if now.UnixNano() >= c.nextPing.Load() {
@@ -129,7 +129,7 @@ func (s *Server) write(c *conn, now time.Time) {
 		c.acks.trim()
 		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 			c.log.Debug("write ping", "err", err)
-			_ = c.ws.Close()
+			c.abort()
 		}
 	}
 }
