@@ -13,7 +13,6 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/ingest"
@@ -124,8 +123,7 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	icfg.Listen = "127.0.0.1:0"
 	p, err := pipeline.Start(pctx, pipeline.Config{
 		Kafka:       kopts,
-		Ingest:      icfg,
-		Aggregate:   aggregate.DefaultConfig(),
+		Ingest:      &icfg,
 		Aggregators: o.aggregators,
 		HTTPAddr:    o.http,
 		Logger:      logger,

@@ -40,7 +40,7 @@ func TestBackpressureWhileKafkaPaused(t *testing.T) {
 	pctx, pcancel := context.WithCancel(ctx)
 	p, err := pipeline.Start(pctx, pipeline.Config{
 		Kafka:       opts,
-		Ingest:      ingest.Config{BufferRecords: bufferRecords},
+		Ingest:      ingestConfig(func(c *ingest.Config) { c.BufferRecords = bufferRecords }),
 		Aggregators: 1,
 		HTTPAddr:    "127.0.0.1:0",
 		Logger:      log,

@@ -27,13 +27,15 @@ type Config struct {
 	// Kafka is where every part connects; it overrides the Kafka field of
 	// Ingest and Aggregate.
 	Kafka kafka.Options
-	// Ingest configures the ingest server: start from
-	// ingest.DefaultConfig() (Listen "" means 127.0.0.1:0; the zero Config
-	// has no power tolerance and no rate limit, see ingest.Config).
-	Ingest ingest.Config
-	// Aggregate configures every aggregator instance: start from
+	// Ingest configures the ingest server; nil means
+	// ingest.DefaultConfig(), what `vpp ingest` runs with. A Config given
+	// here is used as it is (start from ingest.DefaultConfig(): the zero
+	// Config has no power tolerance and no rate limit); Listen "" means
+	// 127.0.0.1:0.
+	Ingest *ingest.Config
+	// Aggregate configures every aggregator instance; nil means
 	// aggregate.DefaultConfig() (the zero Config keeps no SoC reserve).
-	Aggregate aggregate.Config
+	Aggregate *aggregate.Config
 	// Aggregators is the number of aggregator instances in the group
 	// (default 1).
 	Aggregators int
@@ -77,7 +79,11 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if err := cfg.API.Validate(); err != nil {
 		return nil, err
 	}
-	icfg := cfg.Ingest
+	icfg := ingest.DefaultConfig()
+	icfg.Listen = "" // a free port, not the default one
+	if cfg.Ingest != nil {
+		icfg = *cfg.Ingest
+	}
 	if icfg.Auth == nil && !icfg.Insecure {
 		// Devices authenticate even in one process: an ephemeral key
 		// verifies the tokens TokenFunc issues.
@@ -106,7 +112,10 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	p.ingest = srv
 
 	for i := range cfg.Aggregators {
-		acfg := cfg.Aggregate
+		acfg := aggregate.DefaultConfig()
+		if cfg.Aggregate != nil {
+			acfg = *cfg.Aggregate
+		}
 		acfg.Kafka = cfg.Kafka
 		acfg.Kafka.ClientID = fmt.Sprintf("vpp-aggregate-%d", i)
 		if acfg.Logger == nil {

@@ -36,7 +36,7 @@ func TestRateLimitSlowsDevicesDown(t *testing.T) {
 	pctx, pcancel := context.WithCancel(ctx)
 	p, err := pipeline.Start(pctx, pipeline.Config{
 		Kafka:       opts,
-		Ingest:      ingest.Config{DeviceRate: rate, DeviceBurst: burst},
+		Ingest:      ingestConfig(func(c *ingest.Config) { c.DeviceRate, c.DeviceBurst = rate, burst }),
 		Aggregators: 1,
 		HTTPAddr:    "127.0.0.1:0",
 		Logger:      log,
@@ -99,4 +99,13 @@ func TestRateLimitSlowsDevicesDown(t *testing.T) {
 		st := p.Ingest().Stats()
 		return st.Published == st.Received && st.Received >= count
 	})
+}
+
+// ingestConfig is ingest's default configuration, what `vpp ingest` runs
+// with, changed by set.
+func ingestConfig(set func(*ingest.Config)) *ingest.Config {
+	c := ingest.DefaultConfig()
+	c.Listen = "" // a free port
+	set(&c)
+	return &c
 }

@@ -154,7 +154,7 @@ func startSpoolPipeline(t *testing.T, ctx context.Context, name string, so spool
 	pctx, pcancel := context.WithCancel(ctx)
 	p, err := pipeline.Start(pctx, pipeline.Config{
 		Kafka:       opts,
-		Ingest:      ingest.Config{Buffer: sp, ShutdownTimeout: 5 * time.Second},
+		Ingest:      ingestConfig(func(c *ingest.Config) { c.Buffer, c.ShutdownTimeout = sp, 5*time.Second }),
 		Aggregators: 1,
 		HTTPAddr:    "127.0.0.1:0",
 		Logger:      log,
