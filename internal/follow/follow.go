@@ -134,6 +134,10 @@ type Follower struct {
 	done     chan struct{}
 	isCaught atomic.Bool
 	started  atomic.Bool
+	// runErr is what Run returned, set before done is closed; lastErr
+	// the error that ended the latest Kafka session (nil while none did).
+	runErr  error
+	lastErr atomic.Pointer[error]
 
 	// Owned by the Run goroutine.
 	next       map[topicPartition]int64
@@ -191,12 +195,18 @@ func (f *Follower) WaitCaughtUp(ctx context.Context) error {
 	case <-f.caughtUp:
 		return nil
 	case <-ctx.Done():
+		if last := f.lastErr.Load(); last != nil {
+			return fmt.Errorf("wait for %s to catch up: %w (last kafka error: %v)", f.cfg.Name, ctx.Err(), *last)
+		}
 		return fmt.Errorf("wait for %s to catch up: %w", f.cfg.Name, ctx.Err())
 	case <-f.done:
 		select {
 		case <-f.caughtUp:
 			return nil
 		default:
+		}
+		if f.runErr != nil {
+			return fmt.Errorf("%s stopped before catching up: %w", f.cfg.Name, f.runErr)
 		}
 		return fmt.Errorf("%s stopped before catching up", f.cfg.Name)
 	}
@@ -233,7 +243,8 @@ func (f *Follower) Run(ctx context.Context) error {
 	defer close(f.done)
 	scfg, err := f.config()
 	if err != nil {
-		return fmt.Errorf("%s: %w", f.cfg.Name, err)
+		f.runErr = fmt.Errorf("%s: %w", f.cfg.Name, err)
+		return f.runErr
 	}
 	retry := backoff.Retry{Policy: f.cfg.Backoff}
 	for {
@@ -246,6 +257,9 @@ func (f *Follower) Run(ctx context.Context) error {
 		}
 		if progressed {
 			retry.Reset()
+		}
+		if serr != nil {
+			f.lastErr.Store(&serr)
 		}
 		wait := retry.Fail()
 		f.log.Warn("kafka session ended, reconnecting", "brokers", f.cfg.Kafka.Brokers, "topics", f.cfg.Topics, "err", serr, "backoff", wait)
@@ -484,10 +498,12 @@ func (f *Follower) checkCaughtUp() {
 	if !f.captured || len(f.pending) > 0 || f.isCaught.Load() {
 		return
 	}
+	// CaughtUpNow is true already while CaughtUp runs, so that what the
+	// callback folds is folded as complete.
+	f.isCaught.Store(true)
 	if f.cfg.CaughtUp != nil {
 		f.cfg.CaughtUp()
 	}
-	f.isCaught.Store(true)
 	close(f.caughtUp)
 }
 
