@@ -56,7 +56,7 @@ func NewMux(cfg MuxConfig) http.Handler {
 	if cfg.Fleet != nil {
 		page, err := NewPage(PageConfig{Source: cfg.Fleet, Changed: cfg.Changed, Now: now})
 		if err != nil {
-			page = Page(cfg.Fleet, cfg.Changed) // serves the error
+			panic(err) // NewPage fails only without a source, and Fleet is one
 		}
 		mux.Handle("GET /{$}", page)
 		mux.Handle("GET "+StreamPath, page)

@@ -20,13 +20,9 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 )
 
-// Paths the page handler serves.
-const (
-	// PagePath is the page.
-	PagePath = "/"
-	// StreamPath is the Server-Sent Events stream.
-	StreamPath = "/api/stream"
-)
+// StreamPath is the Server-Sent Events stream the page handler serves
+// next to the page itself (GET /).
+const StreamPath = "/api/stream"
 
 // Defaults of PageConfig.
 const (

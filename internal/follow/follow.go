@@ -182,9 +182,6 @@ func New(cfg Config) *Follower {
 	}
 }
 
-// SetBackoff replaces the reconnect backoff; call it before Run.
-func (f *Follower) SetBackoff(p backoff.Policy) { f.cfg.Backoff = p }
-
 // CaughtUpNow reports whether the follower has caught up.
 func (f *Follower) CaughtUpNow() bool { return f.isCaught.Load() }
 

@@ -42,13 +42,6 @@ const (
 	// DefaultPublishInterval is the most often the reader republishes its
 	// snapshot while records arrive.
 	DefaultPublishInterval = 100 * time.Millisecond
-	// DefaultRefreshInterval is how often the reader looks for new
-	// partitions.
-	DefaultRefreshInterval = follow.DefaultRefreshInterval
-	// DefaultIdleCatchUp is how long a partition may deliver nothing before
-	// the reader stops waiting for its start-up high-water mark (compaction
-	// can remove the records just below it, e.g. an expired tombstone).
-	DefaultIdleCatchUp = follow.DefaultIdleCatchUp
 )
 
 // Option configures a Reader.
