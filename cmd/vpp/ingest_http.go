@@ -40,7 +40,7 @@ func startIngestHTTP(ctx context.Context, addr string, srv *ingest.Server, sp *s
 		})
 	}
 	h := api.NewMux(api.MuxConfig{
-		Metrics: metrics.Handler(metrics.NewIngestCollector(srv.Stats)),
+		Metrics: metrics.Handler(metrics.NewIngestCollector(srv.Stats).WithProducer(srv.ProducerStats)),
 		Ready:   checks,
 	})
 	slog.Info("serving health and metrics", "addr", ln.Addr().String())

@@ -212,6 +212,13 @@ func TestClusterBrokerLoss(t *testing.T) {
 	acct := waitAccounting(ctx, r, tel.records, 15*time.Second)
 	gap, gapAt := gaps.result()
 	t.Logf("longest pause in acks: %s, beginning %s after the kill", gap.Round(10*time.Millisecond), gapAt.Sub(killed).Round(10*time.Millisecond))
+	// The pause is the fencing of the dead leader (the test cluster's
+	// broker.session.timeout.ms, 6 s) and the election; it must end, and
+	// well before the producer's own timeouts would fail the records.
+	const maxPause = 20 * time.Second
+	if gap > maxPause {
+		t.Errorf("longest pause in acks %s after the leader was killed, want ≤ %s (session timeout 6 s and the election)", gap.Round(10*time.Millisecond), maxPause)
+	}
 	waitInSync(t, ctx, opts, opts.Topics().Telemetry(), victim, 90*time.Second)
 	inSync := time.Since(rejoined)
 	t.Logf("node %d restarted %s after the kill, back in every telemetry ISR within %s of its restart", victim, rejoined.Sub(killed).Round(100*time.Millisecond), inSync.Round(100*time.Millisecond))

@@ -108,8 +108,8 @@ type Config struct {
 const (
 	// DefaultListen is the address ingest serves on.
 	DefaultListen = "127.0.0.1:8080"
-	// DefaultDeviceRate is the sustained readings per second accepted per
-	// device ID.
+	// DefaultDeviceRate is the sustained readings per second read per
+	// device ID before its connection is slowed down.
 	DefaultDeviceRate = 100
 )
 

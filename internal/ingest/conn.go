@@ -225,9 +225,12 @@ func (c *conn) pauseReading() (readEnd, bool) {
 	c.throttle = 0
 	s := c.s
 	s.ctr.throttled.Add(1)
-	s.ctr.throttledNS.Add(uint64(d))
+	start := time.Now()
 	t := time.NewTimer(d)
-	defer t.Stop()
+	defer func() {
+		t.Stop()
+		s.ctr.throttledNS.Add(uint64(time.Since(start))) // what was waited, shutdown or a broken peer cutting it short
+	}()
 	select {
 	case <-t.C:
 	case <-s.readCtx.Done():

@@ -8,9 +8,9 @@ import (
 // Ready reports whether the server takes telemetry and can deliver it: it
 // listens, its Kafka producer is up, it is not shutting down, and Kafka is
 // reachable: the latest publish did not fail, nor did the latest probe
-// (see Prober), which an idle server runs every probeInterval, so that it
-// is not ready within about 2 s of Kafka going away. When it is not
-// ready, reason says why.
+// (see Prober), which the server runs every probeInterval whether or not
+// it publishes, so that even an idle server is not ready within 3 s of
+// Kafka going away or hanging. When it is not ready, reason says why.
 func (s *Server) Ready() (ok bool, reason string) {
 	switch {
 	case !s.serving.Load():
@@ -26,7 +26,7 @@ func (s *Server) Ready() (ok bool, reason string) {
 	return true, ""
 }
 
-// probeInterval is how often an idle server checks that Kafka answers.
+// probeInterval is how often a server checks that Kafka answers.
 const probeInterval = time.Second
 
 // probeLoop probes p every probeInterval until ctx ends, keeping probeDown

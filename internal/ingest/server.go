@@ -362,9 +362,10 @@ const producerCloseGrace = 2 * time.Second
 // whose broker is down or hung holds its in-flight records until they
 // fail, which may take far longer than the shutdown timeout (sarama's
 // Close waits for every one of them); shutdown then goes on without it:
-// those records were never acknowledged to Kafka, so a durable spool
-// replays them on the next start, and from a memory buffer they were never
-// acked to devices, which resend them.
+// Kafka has not confirmed those records (it may have written some), so a
+// durable spool replays them on the next start (the twins drop the ones
+// that land twice by seq), and from a memory buffer they were never acked
+// to devices, which resend them.
 func (s *Server) closePublisher(d time.Duration) {
 	done := make(chan error, 1)
 	go func() { done <- s.pub.Close() }()
