@@ -11,6 +11,13 @@
 #   scripts/kafka.sh pause    SIGSTOP the broker (connections stay open, nothing answers)
 #   scripts/kafka.sh resume   SIGCONT it
 #
+#   scripts/kafka.sh secure-start  a single node with a SASL_SSL listener only (SCRAM-SHA-512,
+#                                  StandardAuthorizer, no ACL = denied); needs KAFKA_SSL_CERT,
+#                                  KAFKA_SSL_KEY (PKCS#8) and KAFKA_SSL_CA (PEM files) and creates
+#                                  the SCRAM users of KAFKA_SCRAM_USERS ("name:password ...") and
+#                                  the super user admin (KAFKA_ADMIN_PASSWORD, default admin-secret);
+#                                  stop, kill, restart, pause and resume work on it as on start's
+#
 #   scripts/kafka.sh cluster-start [N]  N-node KRaft cluster (default 3): every node
 #                                       broker+controller, one cluster ID, replication N,
 #                                       min.insync.replicas N-1; prints the bootstrap list
@@ -82,16 +89,75 @@ PROPS
   echo "127.0.0.1:$port"
 }
 
+# pem_value FILE prints FILE as the value of a PEM property of a Kafka
+# config: one logical line, "\n\" ending each physical line.
+pem_value() { awk 'NR > 1 { printf "\\n\\\n" } { printf "%s", $0 } END { print "" }' "$1"; }
+
+secure_start() {
+  command -v java >/dev/null || { log "java not found (Kafka 4.x needs Java 17+)"; exit 1; }
+  local f
+  for f in KAFKA_SSL_CERT KAFKA_SSL_KEY KAFKA_SSL_CA; do
+    [ -r "${!f:-}" ] || { log "secure-start: \$$f must name a readable PEM file"; exit 2; }
+  done
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "127.0.0.1:$port"; return
+  fi
+  fetch
+  local admin_pw="${KAFKA_ADMIN_PASSWORD:-admin-secret}"
+  rm -rf "$run"; mkdir -p "$run/data"
+  cat > "$run/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_SSL://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pw";
+ssl.keystore.type=PEM
+ssl.keystore.certificate.chain=$(pem_value "$KAFKA_SSL_CERT")
+ssl.keystore.key=$(pem_value "$KAFKA_SSL_KEY")
+ssl.truststore.type=PEM
+ssl.truststore.certificates=$(pem_value "$KAFKA_SSL_CA")
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+log.dirs=$run/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.backoff.ms=1000
+auto.create.topics.enable=false
+PROPS
+  chmod 600 "$run/server.properties"
+  local scram=(--add-scram "SCRAM-SHA-512=[name=\"admin\",password=\"$admin_pw\"]") u
+  for u in ${KAFKA_SCRAM_USERS:-}; do
+    scram+=(--add-scram "SCRAM-SHA-512=[name=\"${u%%:*}\",password=\"${u#*:}\"]")
+  done
+  format_storage "$(new_cluster_id)" "$run" "${scram[@]}"
+  launch "$run" "${KAFKA_HEAP:-512m}"
+  log "started SASL_SSL broker pid $(cat "$pidfile") on 127.0.0.1:$port; waiting until it serves requests"
+  wait_ready "$run" "$port"
+  echo "127.0.0.1:$port"
+}
+
 # new_cluster_id prints a fresh KRaft cluster ID.
 new_cluster_id() {
   java_cls kafka.tools.StorageTool random-uuid 2>/dev/null || java_cls org.apache.kafka.tools.StorageTool random-uuid
 }
 
-# format_storage CID RUNDIR formats the log dirs of RUNDIR/server.properties.
+# format_storage CID RUNDIR [ARGS...] formats the log dirs of
+# RUNDIR/server.properties; ARGS go to the format command (--add-scram).
 format_storage() {
-  local cid="$1" r="$2"
-  if ! java_cls kafka.tools.StorageTool format -t "$cid" -c "$r/server.properties" -g >"$r/format.log" 2>&1; then
-    java_cls org.apache.kafka.tools.StorageTool format -t "$cid" -c "$r/server.properties" -g >"$r/format.log" 2>&1 \
+  local cid="$1" r="$2"; shift 2
+  if ! java_cls kafka.tools.StorageTool format -t "$cid" -c "$r/server.properties" -g "$@" >"$r/format.log" 2>&1; then
+    java_cls org.apache.kafka.tools.StorageTool format -t "$cid" -c "$r/server.properties" -g "$@" >"$r/format.log" 2>&1 \
       || { cat "$r/format.log" >&2; exit 1; }
   fi
 }
@@ -282,6 +348,7 @@ status() {
 
 case "${1:-}" in
   start) start ;;
+  secure-start) secure_start ;;
   stop) stop ;;
   status) status ;;
   fetch) fetch ;;
@@ -294,5 +361,5 @@ case "${1:-}" in
   cluster-status) cluster_status ;;
   node-kill) node_kill "${2:-}" ;;
   node-start) node_start "${2:-}" ;;
-  *) echo "usage: $0 start|stop|status|fetch|kill|restart|pause|resume|cluster-start [N]|cluster-stop|cluster-status|node-kill ID|node-start ID" >&2; exit 2 ;;
+  *) echo "usage: $0 start|secure-start|stop|status|fetch|kill|restart|pause|resume|cluster-start [N]|cluster-stop|cluster-status|node-kill ID|node-start ID" >&2; exit 2 ;;
 esac

@@ -112,6 +112,7 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 		}
 		defer b.Close()
 		kopts.Brokers = []string{b.Addr()}
+		kopts.Security = kafka.Security{} // the embedded broker speaks plaintext
 		// Keep a long demo bounded: telemetry older than 10 minutes goes.
 		kopts.TelemetryRetention = 10 * time.Minute
 		fmt.Fprintf(out, "embedded broker on %s (in memory)\n", b.Addr())

@@ -14,6 +14,7 @@ import (
 	"charm.land/ssh"
 	"github.com/spf13/cobra"
 
+	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/tui"
 	"github.com/vppctl/vpp/internal/tui/sshserve"
@@ -117,7 +118,16 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	slog.SetDefault(logger)
 	defer slog.SetDefault(prev)
 
-	r, err := reader.New(o.kafka.options("vpp-top"), logger)
+	kopts := o.kafka.options("vpp-top")
+	if err := kopts.Security.Validate(); err != nil {
+		return usageError{err}
+	}
+	// Wrong credentials or TLS settings end vpp top at once instead of a
+	// dashboard that waits forever.
+	if err := kafka.Preflight(ctx, kopts); err != nil {
+		return err
+	}
+	r, err := reader.New(kopts, logger)
 	if err != nil {
 		return err
 	}
@@ -127,7 +137,7 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	go func() { done <- r.Run(rctx) }()
 	defer func() { cancel(); <-done }()
 
-	data, waitData := reader.StartDashboard(rctx, r, o.kafka.options("vpp-top"), logger)
+	data, waitData := reader.StartDashboard(rctx, r, kopts, logger)
 	defer func() { cancel(); waitData() }()
 	opts := tui.Options{Refresh: o.refresh, StaleAfter: o.stale, Watch: data.Watch}
 

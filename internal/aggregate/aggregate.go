@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -254,6 +255,7 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 	rcfg.Consumer.MaxWaitTime = 50 * time.Millisecond
 	rclient, err := sarama.NewClient(brokers, rcfg)
 	if err != nil {
+		err, _ = a.cfg.Kafka.Explain(strings.Join(brokers, ","), err)
 		return fmt.Errorf("aggregate: connect to kafka %v: %w", brokers, err)
 	}
 	defer closeLogged(a.log, "restore client", rclient)
@@ -305,6 +307,14 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 			}
 			if ctx.Err() != nil {
 				break
+			}
+			err = a.cfg.Kafka.GroupDenied(err, a.cfg.Group, a.topic)
+			if ae := (*kafka.AuthzError)(nil); !h.joined && errors.As(err, &ae) {
+				// Never admitted: an ACL is missing, and waiting does not
+				// grant it.
+				_ = group.Close()
+				<-errsDone
+				return fmt.Errorf("aggregate: join group %s: %w", a.cfg.Group, err)
 			}
 			a.log.Warn("consumer group session ended, rejoining", "err", err)
 			select {

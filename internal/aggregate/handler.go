@@ -19,10 +19,14 @@ type handler struct {
 	consumer sarama.Consumer // reads the state topic to restore
 	producer sarama.SyncProducer
 	hist     *historySink // nil: no history samples
+	// joined is set by the first Setup: the group admitted this member
+	// once (Setup runs in the goroutine that called Consume).
+	joined bool
 }
 
 // Setup implements sarama.ConsumerGroupHandler.
 func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.joined = true
 	h.a.mu.Lock()
 	h.a.session = sess
 	h.a.mu.Unlock()

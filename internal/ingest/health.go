@@ -21,6 +21,9 @@ func (s *Server) Ready() (ok bool, reason string) {
 	case s.ctr.kafkaDown.Load():
 		return false, "kafka unreachable: publishing fails, readings are buffered"
 	case s.probeDown.Load():
+		if r := s.probeReason.Load(); r != nil {
+			return false, "kafka unreachable: " + *r
+		}
 		return false, "kafka unreachable: no answer to a metadata request"
 	}
 	return true, ""
@@ -48,10 +51,13 @@ func (s *Server) probeLoop(ctx context.Context, p Prober) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			if s.probeDown.CompareAndSwap(false, true) {
+			reason := err.Error()
+			prev := s.probeReason.Swap(&reason)
+			if s.probeDown.CompareAndSwap(false, true) || prev == nil || *prev != reason {
 				s.log.Warn("kafka probe failed: not ready", "err", err)
 			}
 		case s.probeDown.CompareAndSwap(true, false):
+			s.probeReason.Store(nil)
 			s.log.Info("kafka probe answered: ready again")
 		}
 	}

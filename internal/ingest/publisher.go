@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,16 +188,30 @@ func newSaramaPublisher(ctx context.Context, opts kafka.Options, log *slog.Logge
 		case <-time.After(time.Second):
 		}
 	}
-	sp := startPublisher(p, log)
-	sp.probeOpts = opts
+	sp := startPublisherWith(p, opts, log)
 	log.Info("kafka producer started", "brokers", opts.Brokers)
 	return sp, nil
+}
+
+// denied explains a produce error that lacks an ACL (see
+// kafka.Options.TopicDenied); other errors come back unchanged.
+func (p *SaramaPublisher) denied(err error, topic string) error {
+	if errors.Is(err, sarama.ErrTopicAuthorizationFailed) || errors.Is(err, sarama.ErrClusterAuthorizationFailed) {
+		return p.probeOpts.TopicDenied(err, "WRITE", topic)
+	}
+	return err
 }
 
 // startPublisher returns a SaramaPublisher on p, draining its Successes and
 // Errors.
 func startPublisher(p sarama.AsyncProducer, log *slog.Logger) *SaramaPublisher {
-	sp := &SaramaPublisher{producer: p, log: log, epoch: time.Now()}
+	return startPublisherWith(p, kafka.Options{}, log)
+}
+
+// startPublisherWith is startPublisher for the Kafka options opts, which
+// the probes and the explanations of refused writes use.
+func startPublisherWith(p sarama.AsyncProducer, opts kafka.Options, log *slog.Logger) *SaramaPublisher {
+	sp := &SaramaPublisher{producer: p, log: log, epoch: time.Now(), probeOpts: opts}
 	sp.wg.Add(2)
 	go func() {
 		defer sp.wg.Done()
@@ -213,7 +228,7 @@ func startPublisher(p sarama.AsyncProducer, log *slog.Logger) *SaramaPublisher {
 		var clk verdictClock
 		for pe := range p.Errors() {
 			if pd, ok := pe.Msg.Metadata.(*pending); ok {
-				sp.finish(pd, fmt.Errorf("produce to %s: %w", pe.Msg.Topic, pe.Err), clk.now(sp))
+				sp.finish(pd, fmt.Errorf("produce to %s: %w", pe.Msg.Topic, sp.denied(pe.Err, pe.Msg.Topic)), clk.now(sp))
 			}
 			clk.next(len(p.Errors()))
 		}
@@ -342,6 +357,7 @@ func (p *SaramaPublisher) probe() error {
 		cfg.Metadata.Full = false
 		c, err := sarama.NewClient(p.probeOpts.Brokers, cfg)
 		if err != nil {
+			err, _ = p.probeOpts.Explain(strings.Join(p.probeOpts.Brokers, ","), err)
 			return fmt.Errorf("kafka probe: connect: %w", err)
 		}
 		p.probeClient = c
@@ -349,7 +365,8 @@ func (p *SaramaPublisher) probe() error {
 	if err := p.probeClient.RefreshMetadata(p.probeOpts.Topics().Telemetry()); err != nil {
 		_ = p.probeClient.Close()
 		p.probeClient = nil
-		return fmt.Errorf("kafka probe: metadata: %w", err)
+		err, _ = p.probeOpts.Explain(strings.Join(p.probeOpts.Brokers, ","), err)
+		return fmt.Errorf("kafka probe: metadata: %w", p.probeOpts.TopicDenied(err, "DESCRIBE", p.probeOpts.Topics().Telemetry()))
 	}
 	return nil
 }

@@ -87,6 +87,8 @@ type Server struct {
 	// probeDown is true while the latest probe of Kafka failed (see
 	// probeLoop).
 	probeDown atomic.Bool
+	// probeReason is why the latest probe failed (nil while it answers).
+	probeReason atomic.Pointer[string]
 
 	// readCtx ends when shutdown begins: it unblocks read loops waiting
 	// in Buffer.Put.

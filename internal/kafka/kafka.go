@@ -69,6 +69,8 @@ type Options struct {
 	// StateCompression is the codec of the aggregator's state records
 	// (default none).
 	StateCompression string
+	// Security are the TLS and SASL settings (default plaintext).
+	Security Security
 }
 
 // Topics returns the topic names for the options' prefix.
@@ -141,6 +143,9 @@ func (o Options) SaramaConfig() (*sarama.Config, error) {
 	}
 	cfg.Metadata.Retry.Backoff = defaultRetryBackoff
 	cfg.Net.DialTimeout = 5 * time.Second
+	if err := o.Security.apply(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -243,10 +248,15 @@ func (o Options) Specs() []TopicSpec {
 // EnsureTopics creates the deployment's topics when they are missing and
 // checks that existing ones match (partition counts of telemetry and state
 // must be equal: state partition p belongs to telemetry partition p). It
-// retries until the brokers answer or ctx ends.
+// retries until the brokers answer or ctx ends, but fails at once (see
+// Preflight) when they refuse the credentials or the TLS handshake, and
+// with an *AuthzError when an ACL is missing.
 func EnsureTopics(ctx context.Context, o Options) error {
 	cfg, err := o.SaramaConfig()
 	if err != nil {
+		return err
+	}
+	if err := Preflight(ctx, o); err != nil {
 		return err
 	}
 	var admin sarama.ClusterAdmin
@@ -264,18 +274,18 @@ func EnsureTopics(ctx context.Context, o Options) error {
 	}
 	defer admin.Close()
 	for _, spec := range o.Specs() {
-		if err := ensureTopic(ctx, admin, spec); err != nil {
+		if err := o.ensureTopic(ctx, admin, spec); err != nil {
 			return err
 		}
 	}
 	t := o.Topics()
 	parts, err := partitionCount(admin, t.Telemetry())
 	if err != nil {
-		return err
+		return o.TopicDenied(err, "DESCRIBE", t.Telemetry())
 	}
 	sparts, err := partitionCount(admin, t.State())
 	if err != nil {
-		return err
+		return o.TopicDenied(err, "DESCRIBE", t.State())
 	}
 	if parts != sparts {
 		return fmt.Errorf("%w: %s has %d partitions but %s has %d; they must match", ErrTopicMismatch, t.Telemetry(), parts, t.State(), sparts)
@@ -289,14 +299,20 @@ func partitionCount(admin sarama.ClusterAdmin, topic string) (int, error) {
 		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
 	}
 	if len(md) != 1 || !errors.Is(md[0].Err, sarama.ErrNoError) {
+		if len(md) == 1 {
+			return 0, fmt.Errorf("describe topic %s: %w", topic, md[0].Err)
+		}
 		return 0, fmt.Errorf("describe topic %s: %v", topic, md)
 	}
 	return len(md[0].Partitions), nil
 }
 
-func ensureTopic(ctx context.Context, admin sarama.ClusterAdmin, spec TopicSpec) error {
+func (o Options) ensureTopic(ctx context.Context, admin sarama.ClusterAdmin, spec TopicSpec) error {
 	for attempt := 0; ; attempt++ {
 		md, err := admin.DescribeTopics([]string{spec.Name})
+		if err == nil && len(md) == 1 && errors.Is(md[0].Err, sarama.ErrTopicAuthorizationFailed) {
+			return o.TopicDenied(md[0].Err, "DESCRIBE", spec.Name)
+		}
 		if err == nil && len(md) == 1 && errors.Is(md[0].Err, sarama.ErrNoError) && len(md[0].Partitions) > 0 {
 			if spec.ExactPartitions && int32(len(md[0].Partitions)) != spec.Partitions {
 				return fmt.Errorf("%w: topic %s has %d partitions, want %d (delete it or pass --partitions %d)",
@@ -321,6 +337,9 @@ func ensureTopic(ctx context.Context, admin sarama.ClusterAdmin, spec TopicSpec)
 		var te *sarama.TopicError
 		if errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists {
 			continue
+		}
+		if errors.Is(err, sarama.ErrTopicAuthorizationFailed) || errors.Is(err, sarama.ErrClusterAuthorizationFailed) {
+			return fmt.Errorf("create topic %s: %w", spec.Name, o.TopicDenied(err, "CREATE", spec.Name))
 		}
 		if attempt >= 20 {
 			return fmt.Errorf("create topic %s: %w", spec.Name, err)

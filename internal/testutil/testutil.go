@@ -81,12 +81,28 @@ func BuildVPP(ctx context.Context, t testing.TB) string {
 }
 
 // KafkaFlags are the flags that give a vpp process the Kafka options o:
-// brokers, topic prefix, partitions and (when set) replication.
+// brokers, topic prefix, partitions, (when set) replication and the TLS
+// and SASL settings. A password reaches the process only through
+// o.Security.PasswordFile (a password has no flag): tests that set
+// o.Security.Password pass it in $VPP_KAFKA_PASSWORD themselves.
 func KafkaFlags(o kafka.Options) []string {
 	args := []string{"--brokers", strings.Join(o.Brokers, ","), "--topic-prefix", o.Prefix,
 		"--partitions", fmt.Sprint(o.Partitions)}
 	if o.Replication > 0 {
 		args = append(args, "--replication", fmt.Sprint(o.Replication))
+	}
+	s := o.Security
+	if s.TLS {
+		args = append(args, "--kafka-tls")
+	}
+	for _, f := range []struct{ flag, v string }{
+		{"--kafka-ca", s.CAFile}, {"--kafka-cert", s.CertFile}, {"--kafka-key", s.KeyFile},
+		{"--kafka-tls-server-name", s.ServerName}, {"--kafka-sasl-mechanism", s.SASLMechanism},
+		{"--kafka-user", s.User}, {"--kafka-password-file", s.PasswordFile},
+	} {
+		if f.v != "" {
+			args = append(args, f.flag, f.v)
+		}
 	}
 	return args
 }

@@ -86,4 +86,11 @@ func TestKafkaFlags(t *testing.T) {
 	if got := KafkaFlags(o); !slices.Equal(got, want[:6]) {
 		t.Fatalf("KafkaFlags without replication = %q, want %q", got, want[:6])
 	}
+	o.Security = kafka.Security{TLS: true, CAFile: "ca.pem", SASLMechanism: kafka.SASLScramSHA512, User: "vpp",
+		Password: "never-a-flag", PasswordFile: "pw"}
+	want = append(want[:6:6], "--kafka-tls", "--kafka-ca", "ca.pem", "--kafka-sasl-mechanism", "SCRAM-SHA-512",
+		"--kafka-user", "vpp", "--kafka-password-file", "pw")
+	if got := KafkaFlags(o); !slices.Equal(got, want) {
+		t.Fatalf("KafkaFlags with security = %q, want %q", got, want)
+	}
 }
