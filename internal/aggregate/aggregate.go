@@ -270,7 +270,7 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 
 	producer, err := sarama.NewSyncProducer(brokers, pcfg)
 	if err != nil {
-		return fmt.Errorf("aggregate: state producer: %w", err)
+		return fmt.Errorf("aggregate: state producer: %w", a.cfg.Kafka.ProducerDenied(err))
 	}
 	defer closeLogged(a.log, "state producer", producer)
 
@@ -286,6 +286,9 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 		}
 	}
 
+	if err := a.checkGroup(rclient); err != nil {
+		return err
+	}
 	group, err := sarama.NewConsumerGroup(brokers, a.cfg.Group, ccfg)
 	if err != nil {
 		return fmt.Errorf("aggregate: join group %s: %w", a.cfg.Group, err)
@@ -329,6 +332,21 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 	<-errsDone
 	a.log.Info("left group")
 	return nil
+}
+
+// checkGroup asks a broker once for the group's coordinator: a missing
+// group ACL fails the start at once, where the consumer group would retry
+// it for many seconds. Any other outcome is left to the group.
+func (a *Aggregator) checkGroup(client sarama.Client) error {
+	b := client.LeastLoadedBroker()
+	if b == nil {
+		return nil
+	}
+	resp, err := b.FindCoordinator(&sarama.FindCoordinatorRequest{Version: 2, CoordinatorKey: a.cfg.Group, CoordinatorType: sarama.CoordinatorGroup})
+	if err != nil || !errors.Is(resp.Err, sarama.ErrGroupAuthorizationFailed) {
+		return nil
+	}
+	return fmt.Errorf("aggregate: join group %s: %w", a.cfg.Group, a.cfg.Kafka.GroupDenied(resp.Err, a.cfg.Group, a.topic))
 }
 
 // checkTopics makes sure the telemetry and state topics exist with the same

@@ -19,6 +19,9 @@ func (s *Server) Ready() (ok bool, reason string) {
 		}
 		return false, "not serving: connecting to kafka or shutting down"
 	case s.ctr.kafkaDown.Load():
+		if r := s.ctr.publishErr.Load(); r != nil {
+			return false, "kafka unreachable: publishing fails, readings are buffered: " + *r
+		}
 		return false, "kafka unreachable: publishing fails, readings are buffered"
 	case s.probeDown.Load():
 		if r := s.probeReason.Load(); r != nil {

@@ -181,6 +181,10 @@ func newSaramaPublisher(ctx context.Context, opts kafka.Options, log *slog.Logge
 		if err == nil {
 			break
 		}
+		var denied *kafka.AuthzError
+		if err = opts.ProducerDenied(err); errors.As(err, &denied) {
+			return nil, fmt.Errorf("start producer: %w", err)
+		}
 		log.Warn("kafka producer not ready, retrying", "brokers", opts.Brokers, "err", err)
 		select {
 		case <-ctx.Done():

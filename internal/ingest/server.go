@@ -438,6 +438,8 @@ func (p *pumped) Published(err error) {
 func (s *Server) published(r *buffer.Record, err error) {
 	if err != nil {
 		if s.ctr.kafkaDown.CompareAndSwap(false, true) {
+			reason := err.Error()
+			s.ctr.publishErr.Store(&reason)
 			s.log.Warn("kafka lost: publishing fails, records stay buffered and are retried", "err", err)
 		}
 		s.buf.Nack(r, err)

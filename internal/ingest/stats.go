@@ -84,7 +84,9 @@ type counters struct {
 
 	published atomic.Uint64
 	kafkaDown atomic.Bool
-	_         [cacheLine]byte
+	// publishErr is the error that set kafkaDown (written only then).
+	publishErr atomic.Pointer[string]
+	_          [cacheLine]byte
 
 	acked atomic.Uint64
 	_     [cacheLine]byte

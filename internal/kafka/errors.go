@@ -99,6 +99,17 @@ func (o Options) ClusterDenied(err error, op string) error {
 	return err
 }
 
+// ProducerDenied explains an idempotent producer the broker refused to
+// start (InitProducerId): the user may write to no topic. Other errors
+// come back unchanged.
+func (o Options) ProducerDenied(err error) error {
+	if errors.Is(err, sarama.ErrClusterAuthorizationFailed) || errors.Is(err, sarama.ErrTopicAuthorizationFailed) {
+		return &AuthzError{Brokers: strings.Join(o.Brokers, ","), Operation: "IDEMPOTENT_WRITE", Resource: "the cluster",
+			Grant: fmt.Sprintf("Write on topic prefix %q (which allows idempotent producers), or IdempotentWrite on the cluster", o.Prefix), Err: err}
+	}
+	return err
+}
+
 // title is "Write" for "WRITE".
 func title(op string) string {
 	if op == "" {
