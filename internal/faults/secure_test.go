@@ -32,6 +32,13 @@ type secureBroker struct {
 	otherCA   string // a CA the broker's certificate does not chain to
 	dir       string
 	passwords map[string]string // user → password
+	admin     sarama.ClusterAdmin
+}
+
+// topicACL is userVPP's ACL on the topics of prefix.
+func topicACL(prefix string) (sarama.Resource, sarama.Acl) {
+	return sarama.Resource{ResourceType: sarama.AclResourceTopic, ResourceName: prefix, ResourcePatternType: sarama.AclPatternPrefixed},
+		sarama.Acl{Principal: "User:" + userVPP, Host: "*", Operation: sarama.AclOperationAll, PermissionType: sarama.AclPermissionAllow}
 }
 
 // The users of the secure broker: vpp may do everything vpp needs under
@@ -89,7 +96,8 @@ func startSecureBroker(t *testing.T, ctx context.Context, prefix string) *secure
 		ca, err = sarama.NewClusterAdmin(sb.brokers, cfg)
 		return err == nil, fmt.Sprint(err)
 	})
-	defer ca.Close()
+	t.Cleanup(func() { _ = ca.Close() })
+	sb.admin = ca
 	allow := func(user string, op sarama.AclOperation) *sarama.Acl {
 		return &sarama.Acl{Principal: "User:" + user, Host: "*", Operation: op, PermissionType: sarama.AclPermissionAllow}
 	}
@@ -193,6 +201,38 @@ func TestSecuredKafka(t *testing.T) {
 	checkAcked(t, tel, truth)
 	conv, _, ok := waitTotals(t, ctx, rg.r, truth, end, 60*time.Second)
 	pipelineTook := time.Since(started)
+	var notes []string
+
+	// The running ingest loses its topic ACL: it stays up, /readyz says
+	// why, and it is ready again once the ACL is back.
+	res, acl := topicACL(prefix)
+	principal, name := acl.Principal, res.ResourceName
+	revoke := time.Now()
+	if _, err := sb.admin.DeleteACL(sarama.AclFilter{ResourceType: res.ResourceType, ResourceName: &name, ResourcePatternTypeFilter: res.ResourcePatternType,
+		Principal: &principal, Operation: sarama.AclOperationAll, PermissionType: sarama.AclPermissionAllow}, false); err != nil {
+		t.Fatalf("revoke the topic ACL: %v", err)
+	}
+	var lostReason string
+	testutil.WaitFor(ctx, t, 30*time.Second, 50*time.Millisecond, "/readyz says the topic ACL is missing", func() (bool, string) {
+		code, body, err := httpStatus(ctx, "http://"+rg.httpAddr+"/readyz")
+		lostReason = body
+		return err == nil && code == 503 && strings.Contains(body, "not authorized to DESCRIBE topic "+prefix+"telemetry"), fmt.Sprintf("%d %s %v", code, body, err)
+	})
+	lostAfter := time.Since(revoke)
+	if err := sb.admin.CreateACLs([]*sarama.ResourceAcls{{Resource: res, Acls: []*sarama.Acl{&acl}}}); err != nil {
+		t.Fatalf("grant the topic ACL again: %v", err)
+	}
+	regrant := time.Now()
+	testutil.WaitFor(ctx, t, 30*time.Second, 50*time.Millisecond, "ingest ready again", func() (bool, string) {
+		code, body, err := httpStatus(ctx, "http://"+rg.httpAddr+"/readyz")
+		return err == nil && code == 200, fmt.Sprintf("%d %s %v", code, body, err)
+	})
+	backAfter := time.Since(regrant)
+	if rg.ing.exited() {
+		t.Errorf("ingest exited when it lost its ACL")
+	}
+	t.Logf("running ingest lost its topic ACL: /readyz 503 after %s (%s), ready %s after the grant",
+		lostAfter.Round(time.Millisecond), strings.TrimSpace(lostReason), backAfter.Round(time.Millisecond))
 
 	// vpp top --once --json, the password from the environment this time.
 	topArgs := append([]string{"top", "--once", "--json"}, testutil.KafkaFlags(opts)...)
@@ -258,8 +298,9 @@ func TestSecuredKafka(t *testing.T) {
 		{name: "user without a group ACL (aggregate)", args: aggregateArgs(noGroup), want: []string{"not authorized to READ group " + prefix + "aggregate-denied", "grant the user Read on group"}},
 		{name: "user who may write no topic (ingest)", args: ingestArgs(sb.options(userNoWrite, prefix, 4)), want: []string{"not authorized to IDEMPOTENT_WRITE the cluster", `grant the user Write on topic prefix "` + prefix + `"`}},
 	}
-	var notes []string
-	outputs := []string{string(topOut), topErr.String()}
+	outputs := []string{string(topOut), topErr.String(), lostReason}
+	notes = append(notes, fmt.Sprintf("running ingest lost its topic ACL: /readyz 503 after %s, ready %s after the grant",
+		lostAfter.Round(10*time.Millisecond), backAfter.Round(10*time.Millisecond)))
 	for _, f := range failures {
 		took, out := f.run(t, ctx, rg.bin, broker)
 		outputs = append(outputs, out)
