@@ -525,6 +525,7 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	if o.StateCompression != "" {
 		common = append(common, "--state-compression", o.StateCompression)
 	}
+	common = append(common, o.Security.Flags()...)
 	listen, err := freeAddr()
 	if err != nil {
 		return st, err

@@ -27,12 +27,13 @@ import (
 // only: SCRAM-SHA-512, a test CA, the StandardAuthorizer and no access
 // without an ACL.
 type secureBroker struct {
-	brokers   []string
-	ca        string // the CA that signed the broker's certificate
-	otherCA   string // a CA the broker's certificate does not chain to
-	dir       string
-	passwords map[string]string // user → password
-	admin     sarama.ClusterAdmin
+	brokers    []string
+	controller string // the plaintext controller listener
+	ca         string // the CA that signed the broker's certificate
+	otherCA    string // a CA the broker's certificate does not chain to
+	dir        string
+	passwords  map[string]string // user → password
+	admin      sarama.ClusterAdmin
 }
 
 // topicACL is userVPP's ACL on the topics of prefix.
@@ -84,6 +85,7 @@ func startSecureBroker(t *testing.T, ctx context.Context, prefix string) *secure
 	})
 	started := time.Now()
 	sb.brokers = strings.Split(k.must(t, ctx, "secure-start"), ",")
+	sb.controller = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	t.Logf("secure broker %v up in %s", sb.brokers, time.Since(started).Round(100*time.Millisecond))
 
 	admin := sb.options("admin", prefix, 1)
@@ -137,10 +139,11 @@ func (sb *secureBroker) options(user, prefix string, partitions int32) kafka.Opt
 // failure is one misconfigured command: it must exit non-zero, soon, with
 // an error that names the broker and says each of want.
 type failure struct {
-	name string
-	args []string
-	env  []string
-	want []string
+	name   string
+	args   []string
+	env    []string
+	want   []string
+	broker string // the address the error names, when not the secure listener's
 }
 
 // run runs the failure's command and checks its exit and its error.
@@ -163,6 +166,9 @@ func (f failure) run(t *testing.T, ctx context.Context, bin, broker string) (tim
 		t.Errorf("%s: exited after %s, want within 10 s", f.name, took.Round(time.Millisecond))
 	}
 	text := out.String()
+	if f.broker != "" {
+		broker = f.broker
+	}
 	for _, w := range append([]string{"kafka " + broker}, f.want...) {
 		if !strings.Contains(text, w) {
 			t.Errorf("%s: output lacks %q:\n%s", f.name, w, text)
@@ -287,6 +293,8 @@ func TestSecuredKafka(t *testing.T) {
 	aggregateArgs := func(o kafka.Options) []string {
 		return append([]string{"aggregate", "--group", prefix + "aggregate-denied", "--quiet"}, flags(o)...)
 	}
+	tlsOnPlain := opts
+	tlsOnPlain.Brokers = []string{sb.controller}
 	unknownUser := sb.options(userVPP, prefix, 4)
 	unknownUser.Security.User = "nobody"
 	failures := []failure{
@@ -296,6 +304,10 @@ func TestSecuredKafka(t *testing.T) {
 		{name: "plaintext client on the TLS listener (top)", args: append([]string{"top", "--once"}, flags(plaintext)...), want: []string{"--kafka-tls"}},
 		{name: "user without ACLs (ingest)", args: ingestArgs(noACL), want: []string{"not authorized to DESCRIBE topic " + prefix + "telemetry", `grant the user Describe on topic prefix "` + prefix + `"`}},
 		{name: "user without a group ACL (aggregate)", args: aggregateArgs(noGroup), want: []string{"not authorized to READ group " + prefix + "aggregate-denied", "grant the user Read on group"}},
+		{name: "--kafka-tls on a plaintext listener (top)", args: append([]string{"top", "--once"}, flags(tlsOnPlain)...), broker: sb.controller,
+			want: []string{"TLS", "not a TLS listener?"}},
+		{name: "user without Create, topics missing (ingest)", args: ingestArgs(sb.options(userNoWrite, prefix+"new.", 4)),
+			want: []string{"not authorized to CREATE topic " + prefix + "new.telemetry", "or pre-create the topic"}},
 		{name: "user who may write no topic (ingest)", args: ingestArgs(sb.options(userNoWrite, prefix, 4)), want: []string{"not authorized to IDEMPOTENT_WRITE the cluster", `grant the user Write on topic prefix "` + prefix + `"`}},
 	}
 	outputs := []string{string(topOut), topErr.String(), lostReason}

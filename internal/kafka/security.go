@@ -73,6 +73,26 @@ type Security struct {
 // Enabled reports whether any TLS or SASL setting is on.
 func (s Security) Enabled() bool { return s.TLS || s.SASLMechanism != "" }
 
+// Flags are the vpp command-line flags that give a child process these
+// settings. The password has no flag: it reaches the child through
+// PasswordFile, or through $VPP_KAFKA_PASSWORD, which the child inherits.
+func (s Security) Flags() []string {
+	var args []string
+	if s.TLS {
+		args = append(args, "--kafka-tls")
+	}
+	for _, f := range []struct{ flag, v string }{
+		{"--kafka-ca", s.CAFile}, {"--kafka-cert", s.CertFile}, {"--kafka-key", s.KeyFile},
+		{"--kafka-tls-server-name", s.ServerName}, {"--kafka-sasl-mechanism", s.SASLMechanism},
+		{"--kafka-user", s.User}, {"--kafka-password-file", s.PasswordFile},
+	} {
+		if f.v != "" {
+			args = append(args, f.flag, f.v)
+		}
+	}
+	return args
+}
+
 // Validate checks the settings for contradictions without reading files.
 func (s Security) Validate() error {
 	if !s.TLS && (s.CAFile != "" || s.CertFile != "" || s.KeyFile != "" || s.ServerName != "") {

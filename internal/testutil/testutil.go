@@ -91,18 +91,5 @@ func KafkaFlags(o kafka.Options) []string {
 	if o.Replication > 0 {
 		args = append(args, "--replication", fmt.Sprint(o.Replication))
 	}
-	s := o.Security
-	if s.TLS {
-		args = append(args, "--kafka-tls")
-	}
-	for _, f := range []struct{ flag, v string }{
-		{"--kafka-ca", s.CAFile}, {"--kafka-cert", s.CertFile}, {"--kafka-key", s.KeyFile},
-		{"--kafka-tls-server-name", s.ServerName}, {"--kafka-sasl-mechanism", s.SASLMechanism},
-		{"--kafka-user", s.User}, {"--kafka-password-file", s.PasswordFile},
-	} {
-		if f.v != "" {
-			args = append(args, f.flag, f.v)
-		}
-	}
-	return args
+	return append(args, o.Security.Flags()...)
 }
