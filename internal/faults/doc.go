@@ -26,6 +26,11 @@
 //   - TestIngestShutdownKafkaDown: `vpp ingest` with a spool gets SIGTERM
 //     while its broker is down; it must exit within its shutdown timeout
 //     and publish everything after a restart.
+//   - TestSecuredKafka: a broker with a SASL_SSL listener only (SCRAM,
+//     ACLs, nothing allowed without one): the pipeline as a user limited
+//     to a topic and group prefix, an ACL revoked under a running ingest,
+//     and wrong credentials, certificates, protocols and missing ACLs,
+//     each failing within seconds with its cause.
 //
 // Tests that start brokers of their own use scripts/kafka.sh with
 // VPP_KAFKA_DIR in a temporary directory: they need Java 17+ (and Maven the
