@@ -177,6 +177,9 @@ func aggregateReady(agg *aggregate.Aggregator) api.ReadyCheck {
 		if agg.Ready() {
 			return true, ""
 		}
+		if reason := agg.SessionError(); reason != "" {
+			return false, "rejoining the consumer group: " + reason
+		}
 		return false, "joining the consumer group or restoring owned partitions"
 	}
 }

@@ -129,7 +129,9 @@ type Aggregator struct {
 	mu      sync.Mutex
 	running bool
 	session sarama.ConsumerGroupSession // nil when not joined
-	parts   map[int32]*partState
+	// sessionErr is why the latest group session ended ("" after a join).
+	sessionErr string
+	parts      map[int32]*partState
 }
 
 // DefaultConfig returns the Config with every default and no Kafka
@@ -319,6 +321,9 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 				<-errsDone
 				return fmt.Errorf("aggregate: join group %s: %w", a.cfg.Group, err)
 			}
+			a.mu.Lock()
+			a.sessionErr = err.Error()
+			a.mu.Unlock()
 			a.log.Warn("consumer group session ended, rejoining", "err", err)
 			select {
 			case <-ctx.Done():
@@ -405,6 +410,14 @@ func (a *Aggregator) Stats() Stats {
 	}
 	slices.Sort(st.Partitions)
 	return st
+}
+
+// SessionError is why the latest consumer group session ended with an
+// error while the aggregator rejoins ("" once it joined again).
+func (a *Aggregator) SessionError() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sessionErr
 }
 
 // Ready reports whether the Aggregator has joined its group and restored

@@ -29,6 +29,7 @@ func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.joined = true
 	h.a.mu.Lock()
 	h.a.session = sess
+	h.a.sessionErr = ""
 	h.a.mu.Unlock()
 	h.a.log.Info("joined group", "member", sess.MemberID(), "generation", sess.GenerationID(),
 		"partitions", sess.Claims()[h.a.topic])
