@@ -20,11 +20,12 @@ func envName(flag string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// documentEnv appends each flag's environment variable to its usage, on
-// cmd and every command below it, so --help shows it.
+// documentEnv appends each flag's environment variable to its usage (unless
+// the usage names it already), on cmd and every command below it, so --help
+// shows it.
 func documentEnv(cmd *cobra.Command) {
 	mark := func(f *pflag.Flag) {
-		if f.Name == "help" || strings.Contains(f.Usage, envPrefix) {
+		if f.Name == "help" || strings.Contains(f.Usage, "$"+envName(f.Name)) {
 			return
 		}
 		f.Usage += " [$" + envName(f.Name) + "]"

@@ -43,7 +43,8 @@ func TestKafkaSecurityFlags(t *testing.T) {
 		}
 		help := out.String()
 		for _, f := range []string{"--kafka-tls", "--kafka-ca", "--kafka-cert", "--kafka-key", "--kafka-tls-server-name",
-			"--kafka-sasl-mechanism", "--kafka-user", "--kafka-password-file", "VPP_KAFKA_PASSWORD"} {
+			"--kafka-sasl-mechanism", "--kafka-user", "--kafka-password-file", "VPP_KAFKA_PASSWORD", "[$VPP_KAFKA_USER]",
+			"[$VPP_KAFKA_PASSWORD_FILE]"} {
 			if !strings.Contains(help, f) {
 				t.Errorf("vpp %s --help lacks %s", cmd, f)
 			}
