@@ -74,6 +74,9 @@ topic like every reader:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cfg.Kafka = o.kafka.options("vpp-aggregate")
+			if err := o.cfg.Kafka.Security.Validate(); err != nil {
+				return usageError{err}
+			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}

@@ -93,6 +93,9 @@ every request in one loop, so real Kafka is the number that counts.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cfg.Kafka = o.kafka.options("vpp-bench")
+			if err := o.cfg.Kafka.Security.Validate(); err != nil {
+				return usageError{err}
+			}
 			if o.cfg.Kafka.Prefix == kafka.DefaultPrefix {
 				o.cfg.Kafka.Prefix = benchPrefix
 			}

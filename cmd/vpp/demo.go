@@ -105,6 +105,9 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	slog.SetDefault(logger)
 
 	kopts := o.kafka.options("vpp-demo")
+	if err := kopts.Security.Validate(); brokersSet && err != nil {
+		return usageError{err}
+	}
 	if !brokersSet {
 		b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{DataDir: o.dataDir})
 		if err != nil {

@@ -71,6 +71,9 @@ With --http it serves health and metrics endpoints:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cfg.Kafka = o.kafka.options("vpp-ingest")
+			if err := o.cfg.Kafka.Security.Validate(); err != nil {
+				return usageError{err}
+			}
 			o.cfg.MaxFrameBytes = o.maxFrame.V
 			o.cfg.BufferBytes = o.bufBytes.V
 			o.errOut = cmd.ErrOrStderr()

@@ -53,6 +53,9 @@ func TestKafkaSecurityFlags(t *testing.T) {
 			t.Errorf("vpp %s --help offers or shows the password", cmd)
 		}
 	}
+	runF3, got3 := capture[ingestOptions]()
+	args := []string{"--kafka-ca", "ca.pem"} // without --kafka-tls
+	wantUsageError(t, args, parseCmd(t, newIngestCmd(runF3), "", args...), *got3)
 	runF2, got2 := capture[aggregateOptions]()
 	if err := parseCmd(t, newAggregateCmd(runF2), "", "--kafka-password", pw); err == nil || *got2 != nil {
 		t.Errorf("--kafka-password accepted: %v", err)

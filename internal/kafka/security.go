@@ -103,8 +103,10 @@ func (s Security) Validate() error {
 	}
 	switch strings.ToUpper(s.SASLMechanism) {
 	case "":
-		if s.User != "" || s.Password != "" || s.PasswordFile != "" {
-			return errors.New("kafka: a user or password needs --kafka-sasl-mechanism")
+		// A password alone (a VPP_KAFKA_PASSWORD in the environment) is
+		// harmless; a user is a half-configured SASL.
+		if s.User != "" {
+			return errors.New("kafka: --kafka-user needs --kafka-sasl-mechanism")
 		}
 		return nil
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:

@@ -54,6 +54,7 @@ func TestSecurityValidate(t *testing.T) {
 		{Security{SASLMechanism: "scram-sha-512", Password: "p"}, "needs --kafka-user"},
 		{Security{SASLMechanism: SASLPlain, User: "u"}, "VPP_KAFKA_PASSWORD or --kafka-password-file"},
 		{Security{User: "u"}, "needs --kafka-sasl-mechanism"},
+		{Security{Password: "from-the-environment"}, ""},
 		{Security{SASLMechanism: SASLScramSHA256, User: "u", PasswordFile: "pw"}, ""},
 	} {
 		err := tc.s.Validate()
