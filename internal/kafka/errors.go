@@ -170,14 +170,15 @@ func (o Options) Explain(addr string, err error) (_ error, fatal bool) {
 	return err, false
 }
 
-// closedRounds is how many rounds of every broker closing the connection
-// Preflight takes for a protocol mismatch rather than a broker starting.
-const closedRounds = 3
+// closedFor is how long every broker must keep closing the connection
+// before Preflight takes it for a listener that speaks another protocol
+// rather than a broker still starting or a proxy without a backend.
+const closedFor = 3 * time.Second
 
 // Preflight connects to the bootstrap brokers and asks one of them for
 // metadata. It returns nil once one answers, a *BrokerError at once when
 // a broker refuses the credentials or the TLS handshake (or, after a few
-// rounds, keeps closing the connection: another protocol), and otherwise
+// seconds, keeps closing the connection: another protocol), and otherwise
 // retries, logging why, until ctx ends. Every command calls it before
 // anything else talks to Kafka, so that a misconfiguration fails the
 // command in seconds instead of a retry loop.
@@ -195,7 +196,7 @@ func Preflight(ctx context.Context, o Options) error {
 	cfg.Net.ReadTimeout = 10 * time.Second
 	cfg.Net.WriteTimeout = 10 * time.Second
 	retry := backoff.Retry{Policy: backoff.Policy{Min: 250 * time.Millisecond, Max: 2 * time.Second}}
-	closed := 0
+	var closedSince time.Time
 	for {
 		var errs []error
 		allClosed := true
@@ -216,12 +217,13 @@ func Preflight(ctx context.Context, o Options) error {
 			errs = append(errs, xerr)
 		}
 		joined := errors.Join(errs...)
-		if allClosed {
-			if closed++; closed >= closedRounds {
-				return joined
-			}
-		} else {
-			closed = 0
+		switch {
+		case !allClosed:
+			closedSince = time.Time{}
+		case closedSince.IsZero():
+			closedSince = time.Now()
+		case time.Since(closedSince) >= closedFor:
+			return joined
 		}
 		wait := retry.Fail()
 		slog.Warn("kafka not reachable, retrying", "brokers", o.Brokers, "err", joined, "backoff", wait)
