@@ -12,9 +12,10 @@
 #   scripts/kafka.sh resume   SIGCONT it
 #
 #   scripts/kafka.sh secure-start  a single node with a SASL_SSL listener only (SCRAM-SHA-512,
-#                                  StandardAuthorizer, no ACL = denied); needs KAFKA_SSL_CERT,
-#                                  KAFKA_SSL_KEY (PKCS#8) and KAFKA_SSL_CA (PEM files) and creates
-#                                  the SCRAM users of KAFKA_SCRAM_USERS ("name:password ...") and
+#                                  SCRAM-SHA-256 and PLAIN; StandardAuthorizer, no ACL = denied);
+#                                  needs KAFKA_SSL_CERT, KAFKA_SSL_KEY (PKCS#8) and KAFKA_SSL_CA
+#                                  (PEM files) and creates the users of KAFKA_SCRAM_USERS
+#                                  ("name:password ...", for every mechanism) and
 #                                  the super user admin (KAFKA_ADMIN_PASSWORD, default admin-secret);
 #                                  stop, kill, restart, pause and resume work on it as on start's
 #
@@ -104,6 +105,8 @@ secure_start() {
   fi
   fetch
   local admin_pw="${KAFKA_ADMIN_PASSWORD:-admin-secret}"
+  local plain_users="" u
+  for u in ${KAFKA_SCRAM_USERS:-}; do plain_users="$plain_users user_${u%%:*}=\"${u#*:}\""; done
   rm -rf "$run"; mkdir -p "$run/data"
   cat > "$run/server.properties" <<PROPS
 process.roles=broker,controller
@@ -114,9 +117,11 @@ advertised.listeners=SASL_SSL://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL_SSL
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
-sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pw";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
 ssl.keystore.type=PEM
 ssl.keystore.certificate.chain=$(pem_value "$KAFKA_SSL_CERT")
 ssl.keystore.key=$(pem_value "$KAFKA_SSL_KEY")
@@ -136,9 +141,10 @@ log.cleaner.backoff.ms=1000
 auto.create.topics.enable=false
 PROPS
   chmod 600 "$run/server.properties"
-  local scram=(--add-scram "SCRAM-SHA-512=[name=\"admin\",password=\"$admin_pw\"]") u
+  local scram=(--add-scram "SCRAM-SHA-512=[name=\"admin\",password=\"$admin_pw\"]")
   for u in ${KAFKA_SCRAM_USERS:-}; do
     scram+=(--add-scram "SCRAM-SHA-512=[name=\"${u%%:*}\",password=\"${u#*:}\"]")
+    scram+=(--add-scram "SCRAM-SHA-256=[name=\"${u%%:*}\",password=\"${u#*:}\"]")
   done
   format_storage "$(new_cluster_id)" "$run" "${scram[@]}"
   launch "$run" "${KAFKA_HEAP:-512m}"

@@ -269,6 +269,22 @@ func TestSecuredKafka(t *testing.T) {
 		t.Errorf("vpp top: %d devices, %.6f kW; the truth: %d devices, %.6f kW", tree.Devices, tree.PowerKW, truth.Fleet.Devices, truth.Fleet.PowerKW)
 	}
 
+	var outputs []string // everything the processes printed, checked for passwords
+
+	// The other mechanisms, same user, same TLS.
+	for _, mech := range []string{kafka.SASLScramSHA256, kafka.SASLPlain} {
+		mo := opts
+		mo.Security.SASLMechanism = mech
+		out, err := exec.CommandContext(ctx, rg.bin, append([]string{"top", "--once", "--json"}, testutil.KafkaFlags(mo)...)...).CombinedOutput()
+		var got struct {
+			Devices int64 `json:"devices"`
+		}
+		if err != nil || json.Unmarshal(out, &got) != nil || got.Devices != int64(truth.Fleet.Devices) {
+			t.Errorf("vpp top --once --json with %s: %v, %d devices, want %d\n%s", mech, err, got.Devices, truth.Fleet.Devices, out)
+		}
+		outputs = append(outputs, string(out))
+	}
+
 	// The failures, each a command of its own.
 	broker := sb.brokers[0]
 	flags := func(o kafka.Options) []string { return testutil.KafkaFlags(o) }
@@ -310,7 +326,7 @@ func TestSecuredKafka(t *testing.T) {
 			want: []string{"not authorized to CREATE topic " + prefix + "new.telemetry", "or pre-create the topic"}},
 		{name: "user who may write no topic (ingest)", args: ingestArgs(sb.options(userNoWrite, prefix, 4)), want: []string{"not authorized to IDEMPOTENT_WRITE the cluster", `grant the user Write on topic prefix "` + prefix + `"`}},
 	}
-	outputs := []string{string(topOut), topErr.String(), lostReason}
+	outputs = append(outputs, string(topOut), topErr.String(), lostReason)
 	notes = append(notes, fmt.Sprintf("running ingest lost its topic ACL: /readyz 503 after %s, ready %s after the grant",
 		lostAfter.Round(10*time.Millisecond), backAfter.Round(10*time.Millisecond)))
 	for _, f := range failures {
