@@ -17,6 +17,8 @@
 #                                  (PEM files) and creates the users of KAFKA_SCRAM_USERS
 #                                  ("name:password ...", for every mechanism) and
 #                                  the super user admin (KAFKA_ADMIN_PASSWORD, default admin-secret);
+#                                  a client certificate is optional, verified against KAFKA_SSL_CA
+#                                  when given (ssl.client.auth=requested);
 #                                  stop, kill, restart, pause and resume work on it as on start's
 #
 #   scripts/kafka.sh cluster-start [N]  N-node KRaft cluster (default 3): every node
@@ -127,6 +129,7 @@ ssl.keystore.certificate.chain=$(pem_value "$KAFKA_SSL_CERT")
 ssl.keystore.key=$(pem_value "$KAFKA_SSL_KEY")
 ssl.truststore.type=PEM
 ssl.truststore.certificates=$(pem_value "$KAFKA_SSL_CA")
+ssl.client.auth=requested
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin;User:ANONYMOUS
 allow.everyone.if.no.acl.found=false

@@ -28,9 +28,10 @@ import (
 // without an ACL.
 type secureBroker struct {
 	brokers    []string
-	controller string // the plaintext controller listener
-	ca         string // the CA that signed the broker's certificate
-	otherCA    string // a CA the broker's certificate does not chain to
+	controller string        // the plaintext controller listener
+	ca         string        // the CA that signed the broker's certificate
+	otherCA    string        // a CA the broker's certificate does not chain to
+	pki        tlstest.Files // the broker's CA and certificate, also a client certificate it trusts
 	dir        string
 	passwords  map[string]string // user → password
 	admin      sarama.ClusterAdmin
@@ -62,7 +63,7 @@ func startSecureBroker(t *testing.T, ctx context.Context, prefix string) *secure
 	dir := t.TempDir()
 	pki := tlstest.Write(t, dir, "127.0.0.1")
 	other := tlstest.Write(t, t.TempDir(), "impostor")
-	sb := &secureBroker{ca: pki.CA, otherCA: other.CA, dir: dir, passwords: map[string]string{}}
+	sb := &secureBroker{ca: pki.CA, otherCA: other.CA, pki: pki, dir: dir, passwords: map[string]string{}}
 	var users []string
 	for _, u := range []string{"admin", userVPP, userNoGroup, userNoWrite, userNoTelemetry, userNoACL} {
 		b := make([]byte, 12)
@@ -133,6 +134,12 @@ func (sb *secureBroker) options(user, prefix string, partitions int32) kafka.Opt
 	o := kafkaOptions(sb.brokers, "", partitions, 1)
 	o.Prefix = prefix
 	o.Security = kafka.Security{TLS: true, CAFile: sb.ca, SASLMechanism: kafka.SASLScramSHA512, User: user, PasswordFile: pw}
+	return o
+}
+
+// withMechanism is o with SASL mechanism mech.
+func withMechanism(o kafka.Options, mech string) kafka.Options {
+	o.Security.SASLMechanism = mech
 	return o
 }
 
@@ -271,10 +278,15 @@ func TestSecuredKafka(t *testing.T) {
 
 	var outputs []string // everything the processes printed, checked for passwords
 
-	// The other mechanisms, same user, same TLS.
-	for _, mech := range []string{kafka.SASLScramSHA256, kafka.SASLPlain} {
-		mo := opts
-		mo.Security.SASLMechanism = mech
+	// The other mechanisms, same user, same TLS; and mutual TLS with a
+	// client certificate the broker trusts.
+	mtls := opts
+	mtls.Security.CertFile, mtls.Security.KeyFile = sb.pki.Cert, sb.pki.Key
+	for _, mo := range []kafka.Options{withMechanism(opts, kafka.SASLScramSHA256), withMechanism(opts, kafka.SASLPlain), mtls} {
+		mech := mo.Security.SASLMechanism
+		if mo.Security.CertFile != "" {
+			mech += " and a client certificate"
+		}
 		out, err := exec.CommandContext(ctx, rg.bin, append([]string{"top", "--once", "--json"}, testutil.KafkaFlags(mo)...)...).CombinedOutput()
 		var got struct {
 			Devices int64 `json:"devices"`

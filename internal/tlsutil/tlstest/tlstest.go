@@ -23,7 +23,8 @@ type Files struct {
 }
 
 // Write creates a CA and a leaf signed by it (valid for 127.0.0.1, ::1 and
-// localhost) in dir, with commonName as the leaf's subject.
+// localhost, for TLS servers and clients) in dir, with commonName as the
+// leaf's subject.
 func Write(t testing.TB, dir, commonName string) Files {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -58,9 +59,11 @@ func Write(t testing.TB, dir, commonName string) Files {
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
+		// Server and client: the same leaf serves a listener and, for
+		// mutual TLS, authenticates a client.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:    []string{"localhost"},
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
 	if err != nil {
