@@ -103,6 +103,12 @@ has caught up with the state topic, so the numbers are complete.
 	return cmd
 }
 
+// topPreflightTimeout bounds vpp top's first connection attempts: a
+// refusal ends it, an unreachable Kafka is left to the dashboard. It is
+// longer than kafka.Preflight takes to call a listener that closes every
+// connection another protocol (about 4 s).
+const topPreflightTimeout = 6 * time.Second
+
 func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	// Logs must not corrupt the dashboard: a file, or nowhere.
 	var warnTo io.Writer
@@ -123,8 +129,12 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 		return usageError{err}
 	}
 	// Wrong credentials or TLS settings end vpp top at once instead of a
-	// dashboard that waits forever.
-	if err := kafka.Preflight(ctx, kopts); err != nil {
+	// dashboard that waits forever. An unreachable Kafka does not: the
+	// dashboard shows it connecting, --once waits up to --catch-up-timeout.
+	pctx, pcancel := context.WithTimeout(ctx, topPreflightTimeout)
+	err = kafka.Preflight(pctx, kopts)
+	pcancel()
+	if err != nil && (ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
 		return err
 	}
 	r, err := reader.New(kopts, logger)
