@@ -37,19 +37,29 @@ type secureBroker struct {
 	admin      sarama.ClusterAdmin
 }
 
-// topicACL is userVPP's ACL on the topics of prefix.
-func topicACL(prefix string) (sarama.Resource, sarama.Acl) {
-	return sarama.Resource{ResourceType: sarama.AclResourceTopic, ResourceName: prefix, ResourcePatternType: sarama.AclPatternPrefixed},
-		sarama.Acl{Principal: "User:" + userVPP, Host: "*", Operation: sarama.AclOperationAll, PermissionType: sarama.AclPermissionAllow}
+// ingestTopicACLs are userIngest's ACLs on the topics of prefix.
+func ingestTopicACLs(prefix string) *sarama.ResourceAcls {
+	acl := func(op sarama.AclOperation) *sarama.Acl {
+		return &sarama.Acl{Principal: "User:" + userIngest, Host: "*", Operation: op, PermissionType: sarama.AclPermissionAllow}
+	}
+	return &sarama.ResourceAcls{
+		Resource: sarama.Resource{ResourceType: sarama.AclResourceTopic, ResourceName: prefix, ResourcePatternType: sarama.AclPatternPrefixed},
+		Acls:     []*sarama.Acl{acl(sarama.AclOperationDescribe), acl(sarama.AclOperationCreate), acl(sarama.AclOperationWrite)},
+	}
 }
 
-// The users of the secure broker: vpp may do everything vpp needs under
-// its topic and group prefix (and nothing on the cluster); nogroup may use
+// The users of the secure broker: vpp may do everything under its topic
+// and group prefix (and nothing on the cluster); vpp-ingest, vpp-aggregate
+// and vpp-top have exactly the ACLs docs/operations.md lists for their
+// command, on the topic prefix and the aggregator's group; nogroup may use
 // the topics but join no group; nowrite may describe and read the topics
 // only; notelemetry may do everything but write the telemetry topic;
 // noacl has no ACL at all.
 const (
 	userVPP         = "vpp"
+	userIngest      = "vpp-ingest"
+	userAggregate   = "vpp-aggregate"
+	userTop         = "vpp-top"
 	userNoGroup     = "nogroup"
 	userNoWrite     = "nowrite"
 	userNoTelemetry = "notelemetry"
@@ -65,7 +75,7 @@ func startSecureBroker(t *testing.T, ctx context.Context, prefix string) *secure
 	other := tlstest.Write(t, t.TempDir(), "impostor")
 	sb := &secureBroker{ca: pki.CA, otherCA: other.CA, pki: pki, dir: dir, passwords: map[string]string{}}
 	var users []string
-	for _, u := range []string{"admin", userVPP, userNoGroup, userNoWrite, userNoTelemetry, userNoACL} {
+	for _, u := range []string{"admin", userVPP, userIngest, userAggregate, userTop, userNoGroup, userNoWrite, userNoTelemetry, userNoACL} {
 		b := make([]byte, 12)
 		if _, err := rand.Read(b); err != nil {
 			t.Fatal(err)
@@ -110,9 +120,14 @@ func startSecureBroker(t *testing.T, ctx context.Context, prefix string) *secure
 	deny := allow(userNoTelemetry, sarama.AclOperationWrite)
 	deny.PermissionType = sarama.AclPermissionDeny
 	acls := []*sarama.ResourceAcls{
+		ingestTopicACLs(prefix),
 		{Resource: res(sarama.AclResourceTopic, prefix, sarama.AclPatternPrefixed), Acls: []*sarama.Acl{
 			allow(userVPP, sarama.AclOperationAll), allow(userNoGroup, sarama.AclOperationAll), allow(userNoTelemetry, sarama.AclOperationAll),
-			allow(userNoWrite, sarama.AclOperationDescribe), allow(userNoWrite, sarama.AclOperationRead)}},
+			allow(userNoWrite, sarama.AclOperationDescribe), allow(userNoWrite, sarama.AclOperationRead),
+			allow(userAggregate, sarama.AclOperationDescribe), allow(userAggregate, sarama.AclOperationCreate),
+			allow(userAggregate, sarama.AclOperationRead), allow(userAggregate, sarama.AclOperationWrite),
+			allow(userTop, sarama.AclOperationDescribe), allow(userTop, sarama.AclOperationRead)}},
+		{Resource: res(sarama.AclResourceGroup, prefix+"aggregate", sarama.AclPatternLiteral), Acls: []*sarama.Acl{allow(userAggregate, sarama.AclOperationRead)}},
 		{Resource: res(sarama.AclResourceTopic, prefix+"telemetry", sarama.AclPatternLiteral), Acls: []*sarama.Acl{deny}},
 		{Resource: res(sarama.AclResourceGroup, prefix, sarama.AclPatternPrefixed), Acls: []*sarama.Acl{
 			allow(userVPP, sarama.AclOperationAll), allow(userNoWrite, sarama.AclOperationAll), allow(userNoTelemetry, sarama.AclOperationAll)}},
@@ -200,9 +215,18 @@ func TestSecuredKafka(t *testing.T) {
 	sb := startSecureBroker(t, ctx, prefix)
 	opts := sb.options(userVPP, prefix, 4)
 
-	// The pipeline, every process as the restricted user.
+	// The pipeline, every process as a user with the ACLs its command
+	// needs and no more (the topics created by userVPP first, so that
+	// the test does not depend on which process creates them).
 	started := time.Now()
-	rg := startRig(t, ctx, opts, false)
+	if err := kafka.EnsureTopics(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	topOpts := sb.options(userTop, prefix, 4)
+	rg := &rig{dir: t.TempDir(), bin: testutil.BuildVPP(ctx, t), opts: sb.options(userIngest, prefix, 4), listen: freeAddr(t), httpAddr: freeAddr(t)}
+	rg.startIngest(t, ctx)
+	startAggregate(t, rg.dir, rg.bin, sb.options(userAggregate, prefix, 4), prefix+"aggregate", "a0")
+	rg.r = startReader(t, ctx, topOpts)
 	const count = 10_000
 	s := newSim(t, rg.listen, sim.Config{Devices: 100, Rate: 2500, Count: count, Seed: 41, Conns: 4})
 	end := waitSim(t, ctx, s, runSim(ctx, s))
@@ -210,19 +234,21 @@ func TestSecuredKafka(t *testing.T) {
 	if truth.ReadingsSent != count || truth.ReadingsAcked != count {
 		t.Fatalf("sim sent %d, acked %d of %d", truth.ReadingsSent, truth.ReadingsAcked, count)
 	}
-	tel := waitTelemetry(t, ctx, rg.opts, truth.ReadingsAcked, 60*time.Second)
+	tel := waitTelemetry(t, ctx, opts, truth.ReadingsAcked, 60*time.Second)
 	checkAcked(t, tel, truth)
 	conv, _, ok := waitTotals(t, ctx, rg.r, truth, end, 60*time.Second)
 	pipelineTook := time.Since(started)
 	var notes []string
 
-	// The running ingest loses its topic ACL: it stays up, /readyz says
-	// why, and it is ready again once the ACL is back.
-	res, acl := topicACL(prefix)
-	principal, name := acl.Principal, res.ResourceName
+	// The running ingest loses its topic ACLs (Write and Create imply
+	// Describe, so all of them): it stays up, /readyz says why, and it is
+	// ready again once they are back.
+	ingACLs := ingestTopicACLs(prefix)
+	principal, name := "User:"+userIngest, ingACLs.Resource.ResourceName
 	revoke := time.Now()
-	if _, err := sb.admin.DeleteACL(sarama.AclFilter{ResourceType: res.ResourceType, ResourceName: &name, ResourcePatternTypeFilter: res.ResourcePatternType,
-		Principal: &principal, Operation: sarama.AclOperationAll, PermissionType: sarama.AclPermissionAllow}, false); err != nil {
+	if _, err := sb.admin.DeleteACL(sarama.AclFilter{ResourceType: ingACLs.Resource.ResourceType, ResourceName: &name,
+		ResourcePatternTypeFilter: ingACLs.Resource.ResourcePatternType, Principal: &principal, Operation: sarama.AclOperationAny,
+		PermissionType: sarama.AclPermissionAllow}, false); err != nil {
 		t.Fatalf("revoke the topic ACL: %v", err)
 	}
 	var lostReason string
@@ -232,7 +258,7 @@ func TestSecuredKafka(t *testing.T) {
 		return err == nil && code == 503 && strings.Contains(body, "not authorized to DESCRIBE topic "+prefix+"telemetry"), fmt.Sprintf("%d %s %v", code, body, err)
 	})
 	lostAfter := time.Since(revoke)
-	if err := sb.admin.CreateACLs([]*sarama.ResourceAcls{{Resource: res, Acls: []*sarama.Acl{&acl}}}); err != nil {
+	if err := sb.admin.CreateACLs([]*sarama.ResourceAcls{ingACLs}); err != nil {
 		t.Fatalf("grant the topic ACL again: %v", err)
 	}
 	regrant := time.Now()
@@ -248,7 +274,7 @@ func TestSecuredKafka(t *testing.T) {
 		lostAfter.Round(time.Millisecond), strings.TrimSpace(lostReason), backAfter.Round(time.Millisecond))
 
 	// vpp top --once --json, the password from the environment this time.
-	topArgs := append([]string{"top", "--once", "--json"}, testutil.KafkaFlags(opts)...)
+	topArgs := append([]string{"top", "--once", "--json"}, testutil.KafkaFlags(topOpts)...)
 	for i, a := range topArgs {
 		if a == "--kafka-password-file" {
 			topArgs = append(topArgs[:i:i], topArgs[i+2:]...)
@@ -256,7 +282,7 @@ func TestSecuredKafka(t *testing.T) {
 		}
 	}
 	top := exec.CommandContext(ctx, rg.bin, topArgs...)
-	top.Env = append(os.Environ(), "VPP_CONFIG=", "VPP_KAFKA_PASSWORD="+sb.passwords[userVPP])
+	top.Env = append(os.Environ(), "VPP_CONFIG=", "VPP_KAFKA_PASSWORD="+sb.passwords[userTop])
 	var topErr bytes.Buffer
 	top.Stderr = &topErr
 	topStart := time.Now()
@@ -280,9 +306,9 @@ func TestSecuredKafka(t *testing.T) {
 
 	// The other mechanisms, same user, same TLS; and mutual TLS with a
 	// client certificate the broker trusts.
-	mtls := opts
+	mtls := topOpts
 	mtls.Security.CertFile, mtls.Security.KeyFile = sb.pki.Cert, sb.pki.Key
-	for _, mo := range []kafka.Options{withMechanism(opts, kafka.SASLScramSHA256), withMechanism(opts, kafka.SASLPlain), mtls} {
+	for _, mo := range []kafka.Options{withMechanism(topOpts, kafka.SASLScramSHA256), withMechanism(topOpts, kafka.SASLPlain), mtls} {
 		mech := mo.Security.SASLMechanism
 		if mo.Security.CertFile != "" {
 			mech += " and a client certificate"
