@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,7 +48,7 @@ func browser(ctx context.Context, t *testing.T) context.Context {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testutil.Missing(t, chromiumPath+" not installed (apt-get install chromium)")
 	}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Flag("headless", true),
@@ -78,24 +77,6 @@ func browser(ctx context.Context, t *testing.T) context.Context {
 		t.Fatalf("start chromium: %v\n%s", err, out.String())
 	}
 	return bctx
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // watchTab records the tab's console errors and every URL it requests.

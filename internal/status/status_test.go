@@ -1,11 +1,12 @@
 package status
 
 import (
-	"bytes"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vppctl/vpp/internal/testutil"
 )
 
 func TestRate(t *testing.T) {
@@ -40,26 +41,8 @@ func TestRateZeroValue(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the printer and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestStartPrintsLinesToAPipe(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	var mu sync.Mutex
 	n := 0
 	stop := Start(&buf, time.Millisecond, func() string {

@@ -1,7 +1,6 @@
 package sshserve_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -21,6 +20,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/vppctl/vpp/internal/testutil"
 	"github.com/vppctl/vpp/internal/tui/sshserve"
 )
 
@@ -121,30 +121,12 @@ func writeAuthorized(t *testing.T, path string, lines ...string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testServer is a served sshserve.Server with its log.
 type testServer struct {
 	*sshserve.Server
 	addr string
 	cfg  sshserve.Config
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 	key  clientKey // authorized
 	stop func() error
 }
@@ -155,7 +137,7 @@ type testServer struct {
 func startServer(t *testing.T, factory sshserve.ModelFactory, edit func(*sshserve.Config)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
-	ts := &testServer{logs: &syncBuffer{}, key: newClientKey(t)}
+	ts := &testServer{logs: &testutil.SyncBuffer{}, key: newClientKey(t)}
 	ts.cfg = sshserve.Config{
 		Addr:               "127.0.0.1:0",
 		HostKeyPath:        filepath.Join(dir, "host", "ssh_host_ed25519_key"),
@@ -225,7 +207,7 @@ type term struct {
 	t    *testing.T
 	sess *gossh.Session
 	in   io.WriteCloser
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 }
 
 // openTerm opens a session on c, with a w×h PTY when pty is set, and
@@ -237,7 +219,7 @@ func openTerm(t *testing.T, c *gossh.Client, pty bool, w, h int) *term {
 		t.Fatalf("new session: %v", err)
 	}
 	t.Cleanup(func() { _ = sess.Close() })
-	tm := &term{t: t, sess: sess, out: &syncBuffer{}}
+	tm := &term{t: t, sess: sess, out: &testutil.SyncBuffer{}}
 	sess.Stdout, sess.Stderr = tm.out, tm.out
 	if tm.in, err = sess.StdinPipe(); err != nil {
 		t.Fatal(err)
