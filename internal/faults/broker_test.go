@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/sim"
 )
@@ -233,13 +231,9 @@ func TestClusterBrokerLoss(t *testing.T) {
 
 // leaderOf returns the node ID of the leader of topic/partition.
 func leaderOf(opts kafka.Options, topic string, partition int32) (int32, error) {
-	cfg, err := opts.SaramaConfig()
+	client, err := opts.NewClient()
 	if err != nil {
 		return 0, err
-	}
-	client, err := sarama.NewClient(opts.Brokers, cfg)
-	if err != nil {
-		return 0, fmt.Errorf("kafka client: %w", err)
 	}
 	defer client.Close()
 	b, err := client.Leader(topic, partition)

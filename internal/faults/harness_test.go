@@ -502,13 +502,9 @@ type telemetry struct {
 // readTelemetry reads the whole telemetry topic.
 func readTelemetry(ctx context.Context, opts kafka.Options) (telemetry, error) {
 	out := telemetry{devices: make(map[string]map[uint64]struct{})}
-	cfg, err := opts.SaramaConfig()
+	client, err := opts.NewClient()
 	if err != nil {
 		return out, err
-	}
-	client, err := sarama.NewClient(opts.Brokers, cfg)
-	if err != nil {
-		return out, fmt.Errorf("kafka client: %w", err)
 	}
 	defer client.Close()
 	consumer, err := sarama.NewConsumerFromClient(client)

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/sim"
 )
@@ -120,13 +118,9 @@ func TestIngestShutdownKafkaDown(t *testing.T) {
 // partition of topic.
 func waitInSync(t *testing.T, ctx context.Context, opts kafka.Options, topic string, node int32, timeout time.Duration) {
 	t.Helper()
-	cfg, err := opts.SaramaConfig()
+	client, err := opts.NewClient()
 	if err != nil {
 		t.Fatal(err)
-	}
-	client, err := sarama.NewClient(opts.Brokers, cfg)
-	if err != nil {
-		t.Fatalf("kafka client: %v", err)
 	}
 	defer client.Close()
 	start := time.Now()

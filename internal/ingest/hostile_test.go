@@ -491,11 +491,7 @@ func wrapClient(t testing.TB, ws *websocket.Conn) *client {
 // topicRecords sums the high-water marks of topic's partitions.
 func topicRecords(t testing.TB, opts kafka.Options, topic string) int64 {
 	t.Helper()
-	cfg, err := opts.SaramaConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := sarama.NewClient(opts.Brokers, cfg)
+	cl, err := opts.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}

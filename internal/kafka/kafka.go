@@ -149,6 +149,20 @@ func (o Options) SaramaConfig() (*sarama.Config, error) {
 	return cfg, nil
 }
 
+// NewClient connects a sarama client with SaramaConfig's settings (for
+// admin and read-back work; the producers and consumers tune their own).
+func (o Options) NewClient() (sarama.Client, error) {
+	cfg, err := o.SaramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := sarama.NewClient(o.Brokers, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	return c, nil
+}
+
 // ProducerConfig returns a configuration for a durable producer: idempotent,
 // acks from all in-sync replicas, Options.Compression, batching.
 func (o Options) ProducerConfig() (*sarama.Config, error) {

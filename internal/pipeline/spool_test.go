@@ -53,13 +53,9 @@ type telemetry struct {
 // readTelemetry reads the whole telemetry topic.
 func readTelemetry(t *testing.T, opts kafka.Options) telemetry {
 	t.Helper()
-	cfg, err := opts.SaramaConfig()
+	client, err := opts.NewClient()
 	if err != nil {
 		t.Fatal(err)
-	}
-	client, err := sarama.NewClient(opts.Brokers, cfg)
-	if err != nil {
-		t.Fatalf("kafka client: %v", err)
 	}
 	defer client.Close()
 	consumer, err := sarama.NewConsumerFromClient(client)
