@@ -28,6 +28,7 @@ mkdir -p "$out"
 PATH="$bin:$PATH" protoc -I proto --go_out="$out" --go_opt=paths=source_relative \
   --go_opt=Mvpp/v1/telemetry.proto=github.com/vppctl/vpp/proto/vppv1 \
   --go_opt=Mvpp/v1/state.proto=github.com/vppctl/vpp/proto/vppv1 \
+  --go_opt=Mvpp/v1/dispatch.proto=github.com/vppctl/vpp/proto/vppv1 \
   proto/vpp/v1/*.proto
 # paths=source_relative writes into vpp/v1/; flatten into the package dir.
 mv "$out"/vpp/v1/*.pb.go "$out"/ && rm -rf "$out/vpp"

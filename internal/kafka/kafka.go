@@ -121,6 +121,16 @@ func (t Topics) Stats() string { return t.Prefix + "stats" }
 // partition, cleanup policy delete, retention Options.HistoryRetention.
 func (t Topics) History() string { return t.Prefix + "history" }
 
+// Dispatch is the compacted topic of dispatches, their allocations,
+// partition reports and tracking status (one partition; see
+// proto/vpp/v1/dispatch.proto for its keys).
+func (t Topics) Dispatch() string { return t.Prefix + "dispatch" }
+
+// Setpoints is the topic of setpoints for devices, SetpointBatch records
+// keyed by site ID, partitioned as telemetry. Every ingest instance reads
+// all of it from its end; cleanup policy delete, retention of an hour.
+func (t Topics) Setpoints() string { return t.Prefix + "setpoints" }
+
 // Header names carried by records in the rejected topic.
 const (
 	HeaderReason = "vpp-reason"
@@ -250,12 +260,19 @@ func (o Options) Specs() []TopicSpec {
 		// Segments roll often enough for retention to bite at this scale.
 		"segment.ms": str(strconv.FormatInt(min(histRetention.Milliseconds(), 5*60_000), 10)),
 	}
+	setpoints := map[string]*string{
+		"cleanup.policy": str("delete"),
+		"retention.ms":   str("3600000"),
+		"segment.ms":     str("600000"),
+	}
 	return []TopicSpec{
 		{Name: t.Telemetry(), Partitions: o.Partitions, Replication: o.Replication, Config: tel, ExactPartitions: true},
 		{Name: t.State(), Partitions: o.Partitions, Replication: o.Replication, Config: compact, ExactPartitions: true},
 		{Name: t.Rejected(), Partitions: 1, Replication: o.Replication, Config: rej},
 		{Name: t.Stats(), Partitions: 1, Replication: o.Replication, Config: compact},
 		{Name: t.History(), Partitions: 1, Replication: o.Replication, Config: hist},
+		{Name: t.Dispatch(), Partitions: 1, Replication: o.Replication, Config: compact},
+		{Name: t.Setpoints(), Partitions: o.Partitions, Replication: o.Replication, Config: setpoints, ExactPartitions: true},
 	}
 }
 

@@ -162,6 +162,214 @@ func (Alarm) EnumDescriptor() ([]byte, []int) {
 	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{1}
 }
 
+// SetpointState is a device's answer to the setpoint named in
+// Reading.setpoint_id (IEEE 2030.5 response statuses, OpenEMS
+// TARGET_AFTER_LIMITATIONS).
+type SetpointState int32
+
+const (
+	// Local control; no setpoint to report.
+	SetpointState_SETPOINT_STATE_NONE SetpointState = 0
+	// Received and valid, not effective yet (effective_ms in the future).
+	SetpointState_SETPOINT_STATE_RECEIVED SetpointState = 1
+	// Followed as asked: setpoint_kw equals the target.
+	SetpointState_SETPOINT_STATE_APPLIED SetpointState = 2
+	// Followed, limited by the device (setpoint_reason says why):
+	// setpoint_kw is the limited value.
+	SetpointState_SETPOINT_STATE_CLAMPED SetpointState = 3
+	// Refused (setpoint_reason says why); the device stays on local control.
+	SetpointState_SETPOINT_STATE_REJECTED SetpointState = 4
+	// Ended: the setpoint expired, was released, or no refresh arrived within
+	// its heartbeat timeout (setpoint_reason says which). Local control.
+	SetpointState_SETPOINT_STATE_ENDED SetpointState = 5
+)
+
+// Enum value maps for SetpointState.
+var (
+	SetpointState_name = map[int32]string{
+		0: "SETPOINT_STATE_NONE",
+		1: "SETPOINT_STATE_RECEIVED",
+		2: "SETPOINT_STATE_APPLIED",
+		3: "SETPOINT_STATE_CLAMPED",
+		4: "SETPOINT_STATE_REJECTED",
+		5: "SETPOINT_STATE_ENDED",
+	}
+	SetpointState_value = map[string]int32{
+		"SETPOINT_STATE_NONE":     0,
+		"SETPOINT_STATE_RECEIVED": 1,
+		"SETPOINT_STATE_APPLIED":  2,
+		"SETPOINT_STATE_CLAMPED":  3,
+		"SETPOINT_STATE_REJECTED": 4,
+		"SETPOINT_STATE_ENDED":    5,
+	}
+)
+
+func (x SetpointState) Enum() *SetpointState {
+	p := new(SetpointState)
+	*p = x
+	return p
+}
+
+func (x SetpointState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SetpointState) Descriptor() protoreflect.EnumDescriptor {
+	return file_vpp_v1_telemetry_proto_enumTypes[2].Descriptor()
+}
+
+func (SetpointState) Type() protoreflect.EnumType {
+	return &file_vpp_v1_telemetry_proto_enumTypes[2]
+}
+
+func (x SetpointState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SetpointState.Descriptor instead.
+func (SetpointState) EnumDescriptor() ([]byte, []int) {
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{2}
+}
+
+// SetpointReason says why a setpoint was clamped, refused or ended.
+type SetpointReason int32
+
+const (
+	SetpointReason_SETPOINT_REASON_NONE SetpointReason = 0
+	// Clamped to the device's charge or discharge power limit.
+	SetpointReason_SETPOINT_REASON_POWER_LIMIT SetpointReason = 1
+	// Clamped or refused at the device's state-of-charge bounds (its reserve
+	// when discharging, full when charging).
+	SetpointReason_SETPOINT_REASON_SOC_LIMIT SetpointReason = 2
+	// Steering towards the target at the setpoint's ramp rate.
+	SetpointReason_SETPOINT_REASON_RAMPING SetpointReason = 3
+	// Refused: the device is in fault or standby (not dispatchable).
+	SetpointReason_SETPOINT_REASON_NOT_DISPATCHABLE SetpointReason = 4
+	// Refused: malformed (NaN or infinite target, expiry not after effective,
+	// unknown mode, missing dispatch ID or seq 0).
+	SetpointReason_SETPOINT_REASON_INVALID SetpointReason = 5
+	// Refused: older than the setpoint already held (lower seq), or already
+	// expired on arrival.
+	SetpointReason_SETPOINT_REASON_STALE SetpointReason = 6
+	// Ended: expiry_ms passed.
+	SetpointReason_SETPOINT_REASON_EXPIRED SetpointReason = 7
+	// Ended: no refresh within heartbeat_timeout_ms, or the connection to
+	// ingest dropped.
+	SetpointReason_SETPOINT_REASON_HEARTBEAT SetpointReason = 8
+	// Ended: vpp released the device (the dispatch was cancelled, superseded
+	// or ended, or the device's share went to others).
+	SetpointReason_SETPOINT_REASON_RELEASED SetpointReason = 9
+)
+
+// Enum value maps for SetpointReason.
+var (
+	SetpointReason_name = map[int32]string{
+		0: "SETPOINT_REASON_NONE",
+		1: "SETPOINT_REASON_POWER_LIMIT",
+		2: "SETPOINT_REASON_SOC_LIMIT",
+		3: "SETPOINT_REASON_RAMPING",
+		4: "SETPOINT_REASON_NOT_DISPATCHABLE",
+		5: "SETPOINT_REASON_INVALID",
+		6: "SETPOINT_REASON_STALE",
+		7: "SETPOINT_REASON_EXPIRED",
+		8: "SETPOINT_REASON_HEARTBEAT",
+		9: "SETPOINT_REASON_RELEASED",
+	}
+	SetpointReason_value = map[string]int32{
+		"SETPOINT_REASON_NONE":             0,
+		"SETPOINT_REASON_POWER_LIMIT":      1,
+		"SETPOINT_REASON_SOC_LIMIT":        2,
+		"SETPOINT_REASON_RAMPING":          3,
+		"SETPOINT_REASON_NOT_DISPATCHABLE": 4,
+		"SETPOINT_REASON_INVALID":          5,
+		"SETPOINT_REASON_STALE":            6,
+		"SETPOINT_REASON_EXPIRED":          7,
+		"SETPOINT_REASON_HEARTBEAT":        8,
+		"SETPOINT_REASON_RELEASED":         9,
+	}
+)
+
+func (x SetpointReason) Enum() *SetpointReason {
+	p := new(SetpointReason)
+	*p = x
+	return p
+}
+
+func (x SetpointReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SetpointReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_vpp_v1_telemetry_proto_enumTypes[3].Descriptor()
+}
+
+func (SetpointReason) Type() protoreflect.EnumType {
+	return &file_vpp_v1_telemetry_proto_enumTypes[3]
+}
+
+func (x SetpointReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SetpointReason.Descriptor instead.
+func (SetpointReason) EnumDescriptor() ([]byte, []int) {
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{3}
+}
+
+// SetpointMode is what a setpoint asks of the device.
+type SetpointMode int32
+
+const (
+	// Invalid on the wire: a device refuses it (REJECTED, INVALID).
+	SetpointMode_SETPOINT_MODE_UNSPECIFIED SetpointMode = 0
+	// Hold target_kw at the grid connection (IEEE 2030.5 opModFixedW,
+	// OpenEMS SET_ACTIVE_POWER_EQUALS), within the device's own limits.
+	SetpointMode_SETPOINT_MODE_FIXED SetpointMode = 1
+	// Stop following dispatch_id now and return to local control.
+	SetpointMode_SETPOINT_MODE_RELEASE SetpointMode = 2
+)
+
+// Enum value maps for SetpointMode.
+var (
+	SetpointMode_name = map[int32]string{
+		0: "SETPOINT_MODE_UNSPECIFIED",
+		1: "SETPOINT_MODE_FIXED",
+		2: "SETPOINT_MODE_RELEASE",
+	}
+	SetpointMode_value = map[string]int32{
+		"SETPOINT_MODE_UNSPECIFIED": 0,
+		"SETPOINT_MODE_FIXED":       1,
+		"SETPOINT_MODE_RELEASE":     2,
+	}
+)
+
+func (x SetpointMode) Enum() *SetpointMode {
+	p := new(SetpointMode)
+	*p = x
+	return p
+}
+
+func (x SetpointMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SetpointMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_vpp_v1_telemetry_proto_enumTypes[4].Descriptor()
+}
+
+func (SetpointMode) Type() protoreflect.EnumType {
+	return &file_vpp_v1_telemetry_proto_enumTypes[4]
+}
+
+func (x SetpointMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SetpointMode.Descriptor instead.
+func (SetpointMode) EnumDescriptor() ([]byte, []int) {
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{4}
+}
+
 // Reading is one battery sample. Readings are self-describing: every reading
 // names its device and where the device sits in the grid hierarchy.
 type Reading struct {
@@ -205,9 +413,26 @@ type Reading struct {
 	// Operating mode; MODE_UNSPECIFIED and unknown values are rejected.
 	Mode Mode `protobuf:"varint,16,opt,name=mode,proto3,enum=vpp.v1.Mode" json:"mode,omitempty"`
 	// Active alarms, a bitwise OR of Alarm values. 0 means no alarm.
-	Alarms        uint32 `protobuf:"varint,17,opt,name=alarms,proto3" json:"alarms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Alarms uint32 `protobuf:"varint,17,opt,name=alarms,proto3" json:"alarms,omitempty"`
+	// Compliance with dispatch: what the device does about the setpoints it
+	// received (see Setpoint). All zero under local control with nothing to
+	// report.
+	//
+	// The dispatch whose setpoint the device follows, or last refused or saw
+	// expire. 0..64 bytes.
+	SetpointId string `protobuf:"bytes,18,opt,name=setpoint_id,json=setpointId,proto3" json:"setpoint_id,omitempty"`
+	// The seq of that setpoint.
+	SetpointSeq uint64 `protobuf:"varint,19,opt,name=setpoint_seq,json=setpointSeq,proto3" json:"setpoint_seq,omitempty"`
+	// The power the device is steering to for the setpoint after its own
+	// limits, kW (sign as power_kw). Equal to the setpoint's target_kw when
+	// setpoint_state is APPLIED; the limited value when CLAMPED.
+	SetpointKw float64 `protobuf:"fixed64,20,opt,name=setpoint_kw,json=setpointKw,proto3" json:"setpoint_kw,omitempty"`
+	// What the device did with the setpoint.
+	SetpointState SetpointState `protobuf:"varint,21,opt,name=setpoint_state,json=setpointState,proto3,enum=vpp.v1.SetpointState" json:"setpoint_state,omitempty"`
+	// Why the device clamped, refused or dropped the setpoint.
+	SetpointReason SetpointReason `protobuf:"varint,22,opt,name=setpoint_reason,json=setpointReason,proto3,enum=vpp.v1.SetpointReason" json:"setpoint_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Reading) Reset() {
@@ -359,6 +584,188 @@ func (x *Reading) GetAlarms() uint32 {
 	return 0
 }
 
+func (x *Reading) GetSetpointId() string {
+	if x != nil {
+		return x.SetpointId
+	}
+	return ""
+}
+
+func (x *Reading) GetSetpointSeq() uint64 {
+	if x != nil {
+		return x.SetpointSeq
+	}
+	return 0
+}
+
+func (x *Reading) GetSetpointKw() float64 {
+	if x != nil {
+		return x.SetpointKw
+	}
+	return 0
+}
+
+func (x *Reading) GetSetpointState() SetpointState {
+	if x != nil {
+		return x.SetpointState
+	}
+	return SetpointState_SETPOINT_STATE_NONE
+}
+
+func (x *Reading) GetSetpointReason() SetpointReason {
+	if x != nil {
+		return x.SetpointReason
+	}
+	return SetpointReason_SETPOINT_REASON_NONE
+}
+
+// Setpoint is a power command for one device, sent by vpp in
+// Downlink.setpoint. The device's rules, in order (the fail-safe sits at the
+// device, as in IEEE 2030.5 DefaultDERControl and SunSpec WSetRvrtTms):
+//
+//  1. Refuse a malformed setpoint (INVALID) and one whose seq is below the
+//     seq it holds, or whose expiry_ms has passed (STALE). A setpoint with
+//     the seq it holds is a refresh: it restarts the heartbeat timer.
+//  2. From effective_ms until expiry_ms, steer the power at the grid
+//     connection towards target_kw at no more than ramp_kw_per_s (0: at
+//     once), clamped to its own power limits and SoC bounds (CLAMPED with
+//     the reason).
+//  3. Return to local control (ENDED) when expiry_ms passes, when a
+//     RELEASE for the dispatch arrives, when heartbeat_timeout_ms pass
+//     without a refresh, or when the connection to ingest drops.
+//  4. After a reconnect, hold no setpoint until vpp sends one again: never
+//     resume an old one from memory.
+//
+// vpp refreshes every active setpoint at least three times per heartbeat
+// timeout, so a healthy link never times out.
+type Setpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device the setpoint is for (a gateway holds many).
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The dispatch the setpoint belongs to. 1..64 bytes.
+	DispatchId string `protobuf:"bytes,2,opt,name=dispatch_id,json=dispatchId,proto3" json:"dispatch_id,omitempty"`
+	// Per-device sequence, > 0, increasing with every new setpoint vpp
+	// computes for the device (across dispatches); a refresh repeats it.
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Power to hold at the grid connection, kW; > 0 discharge, < 0 charge.
+	TargetKw float64      `protobuf:"fixed64,4,opt,name=target_kw,json=targetKw,proto3" json:"target_kw,omitempty"`
+	Mode     SetpointMode `protobuf:"varint,5,opt,name=mode,proto3,enum=vpp.v1.SetpointMode" json:"mode,omitempty"`
+	// When to start following, Unix ms UTC. In the past: at once.
+	EffectiveMs int64 `protobuf:"varint,6,opt,name=effective_ms,json=effectiveMs,proto3" json:"effective_ms,omitempty"`
+	// When to stop following and return to local control, Unix ms UTC.
+	ExpiryMs int64 `protobuf:"varint,7,opt,name=expiry_ms,json=expiryMs,proto3" json:"expiry_ms,omitempty"`
+	// Highest rate of change of power while steering to target_kw, kW/s,
+	// >= 0; 0 means at once.
+	RampKwPerS float64 `protobuf:"fixed64,8,opt,name=ramp_kw_per_s,json=rampKwPerS,proto3" json:"ramp_kw_per_s,omitempty"`
+	// Return to local control when no refresh arrives for this long, ms, > 0.
+	HeartbeatTimeoutMs uint32 `protobuf:"varint,9,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
+	// When the dispatch was created, Unix ms UTC (for the device's and the
+	// operator's latency figures; not a rule).
+	CreatedMs     int64 `protobuf:"varint,10,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Setpoint) Reset() {
+	*x = Setpoint{}
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Setpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Setpoint) ProtoMessage() {}
+
+func (x *Setpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Setpoint.ProtoReflect.Descriptor instead.
+func (*Setpoint) Descriptor() ([]byte, []int) {
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Setpoint) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Setpoint) GetDispatchId() string {
+	if x != nil {
+		return x.DispatchId
+	}
+	return ""
+}
+
+func (x *Setpoint) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Setpoint) GetTargetKw() float64 {
+	if x != nil {
+		return x.TargetKw
+	}
+	return 0
+}
+
+func (x *Setpoint) GetMode() SetpointMode {
+	if x != nil {
+		return x.Mode
+	}
+	return SetpointMode_SETPOINT_MODE_UNSPECIFIED
+}
+
+func (x *Setpoint) GetEffectiveMs() int64 {
+	if x != nil {
+		return x.EffectiveMs
+	}
+	return 0
+}
+
+func (x *Setpoint) GetExpiryMs() int64 {
+	if x != nil {
+		return x.ExpiryMs
+	}
+	return 0
+}
+
+func (x *Setpoint) GetRampKwPerS() float64 {
+	if x != nil {
+		return x.RampKwPerS
+	}
+	return 0
+}
+
+func (x *Setpoint) GetHeartbeatTimeoutMs() uint32 {
+	if x != nil {
+		return x.HeartbeatTimeoutMs
+	}
+	return 0
+}
+
+func (x *Setpoint) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
 // Frame is one binary WebSocket message from a device or gateway: a batch of
 // readings, possibly of many devices. Ingest validates every reading on its
 // own: an invalid one is rejected with a reason, the rest are accepted.
@@ -373,7 +780,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[1]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +792,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[1]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +805,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{1}
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Frame) GetReadings() []*Reading {
@@ -425,7 +832,7 @@ type DeviceAck struct {
 
 func (x *DeviceAck) Reset() {
 	*x = DeviceAck{}
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[2]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +844,7 @@ func (x *DeviceAck) String() string {
 func (*DeviceAck) ProtoMessage() {}
 
 func (x *DeviceAck) ProtoReflect() protoreflect.Message {
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[2]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +857,7 @@ func (x *DeviceAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceAck.ProtoReflect.Descriptor instead.
 func (*DeviceAck) Descriptor() ([]byte, []int) {
-	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{2}
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DeviceAck) GetDeviceId() string {
@@ -477,7 +884,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[3]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +896,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[3]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +909,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{3}
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Ack) GetDevices() []*DeviceAck {
@@ -519,6 +926,7 @@ type Downlink struct {
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Downlink_Ack
+	//	*Downlink_Setpoint
 	Body          isDownlink_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -526,7 +934,7 @@ type Downlink struct {
 
 func (x *Downlink) Reset() {
 	*x = Downlink{}
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[4]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +946,7 @@ func (x *Downlink) String() string {
 func (*Downlink) ProtoMessage() {}
 
 func (x *Downlink) ProtoReflect() protoreflect.Message {
-	mi := &file_vpp_v1_telemetry_proto_msgTypes[4]
+	mi := &file_vpp_v1_telemetry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +959,7 @@ func (x *Downlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Downlink.ProtoReflect.Descriptor instead.
 func (*Downlink) Descriptor() ([]byte, []int) {
-	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{4}
+	return file_vpp_v1_telemetry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Downlink) GetBody() isDownlink_Body {
@@ -570,22 +978,38 @@ func (x *Downlink) GetAck() *Ack {
 	return nil
 }
 
+func (x *Downlink) GetSetpoint() *Setpoint {
+	if x != nil {
+		if x, ok := x.Body.(*Downlink_Setpoint); ok {
+			return x.Setpoint
+		}
+	}
+	return nil
+}
+
 type isDownlink_Body interface {
 	isDownlink_Body()
 }
 
 type Downlink_Ack struct {
 	// Acknowledgement of durable readings.
-	Ack *Ack `protobuf:"bytes,1,opt,name=ack,proto3,oneof"` // Field 2 is reserved for dispatch setpoints (a later version).
+	Ack *Ack `protobuf:"bytes,1,opt,name=ack,proto3,oneof"`
+}
+
+type Downlink_Setpoint struct {
+	// A power command for one device.
+	Setpoint *Setpoint `protobuf:"bytes,2,opt,name=setpoint,proto3,oneof"`
 }
 
 func (*Downlink_Ack) isDownlink_Body() {}
+
+func (*Downlink_Setpoint) isDownlink_Body() {}
 
 var File_vpp_v1_telemetry_proto protoreflect.FileDescriptor
 
 const file_vpp_v1_telemetry_proto_rawDesc = "" +
 	"\n" +
-	"\x16vpp/v1/telemetry.proto\x12\x06vpp.v1\"\xff\x03\n" +
+	"\x16vpp/v1/telemetry.proto\x12\x06vpp.v1\"\xe3\x05\n" +
 	"\aReading\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x17\n" +
 	"\asite_id\x18\x02 \x01(\tR\x06siteId\x12#\n" +
@@ -604,17 +1028,40 @@ const file_vpp_v1_telemetry_proto_rawDesc = "" +
 	"\rmax_charge_kw\x18\x0e \x01(\x01R\vmaxChargeKw\x12(\n" +
 	"\x10max_discharge_kw\x18\x0f \x01(\x01R\x0emaxDischargeKw\x12 \n" +
 	"\x04mode\x18\x10 \x01(\x0e2\f.vpp.v1.ModeR\x04mode\x12\x16\n" +
-	"\x06alarms\x18\x11 \x01(\rR\x06alarms\"4\n" +
+	"\x06alarms\x18\x11 \x01(\rR\x06alarms\x12\x1f\n" +
+	"\vsetpoint_id\x18\x12 \x01(\tR\n" +
+	"setpointId\x12!\n" +
+	"\fsetpoint_seq\x18\x13 \x01(\x04R\vsetpointSeq\x12\x1f\n" +
+	"\vsetpoint_kw\x18\x14 \x01(\x01R\n" +
+	"setpointKw\x12<\n" +
+	"\x0esetpoint_state\x18\x15 \x01(\x0e2\x15.vpp.v1.SetpointStateR\rsetpointState\x12?\n" +
+	"\x0fsetpoint_reason\x18\x16 \x01(\x0e2\x16.vpp.v1.SetpointReasonR\x0esetpointReason\"\xd5\x02\n" +
+	"\bSetpoint\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1f\n" +
+	"\vdispatch_id\x18\x02 \x01(\tR\n" +
+	"dispatchId\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x1b\n" +
+	"\ttarget_kw\x18\x04 \x01(\x01R\btargetKw\x12(\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x14.vpp.v1.SetpointModeR\x04mode\x12!\n" +
+	"\feffective_ms\x18\x06 \x01(\x03R\veffectiveMs\x12\x1b\n" +
+	"\texpiry_ms\x18\a \x01(\x03R\bexpiryMs\x12!\n" +
+	"\rramp_kw_per_s\x18\b \x01(\x01R\n" +
+	"rampKwPerS\x120\n" +
+	"\x14heartbeat_timeout_ms\x18\t \x01(\rR\x12heartbeatTimeoutMs\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\n" +
+	" \x01(\x03R\tcreatedMs\"4\n" +
 	"\x05Frame\x12+\n" +
 	"\breadings\x18\x01 \x03(\v2\x0f.vpp.v1.ReadingR\breadings\"E\n" +
 	"\tDeviceAck\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1b\n" +
 	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\"2\n" +
 	"\x03Ack\x12+\n" +
-	"\adevices\x18\x01 \x03(\v2\x11.vpp.v1.DeviceAckR\adevices\"9\n" +
+	"\adevices\x18\x01 \x03(\v2\x11.vpp.v1.DeviceAckR\adevices\"c\n" +
 	"\bDownlink\x12\x1f\n" +
-	"\x03ack\x18\x01 \x01(\v2\v.vpp.v1.AckH\x00R\x03ackB\x06\n" +
-	"\x04bodyJ\x04\b\x02\x10\x03*v\n" +
+	"\x03ack\x18\x01 \x01(\v2\v.vpp.v1.AckH\x00R\x03ack\x12.\n" +
+	"\bsetpoint\x18\x02 \x01(\v2\x10.vpp.v1.SetpointH\x00R\bsetpointB\x06\n" +
+	"\x04body*v\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tMODE_IDLE\x10\x01\x12\x11\n" +
@@ -630,7 +1077,29 @@ const file_vpp_v1_telemetry_proto_rawDesc = "" +
 	"\rALARM_LOW_SOC\x10\x02\x12\x13\n" +
 	"\x0fALARM_BMS_FAULT\x10\x04\x12\x18\n" +
 	"\x14ALARM_INVERTER_FAULT\x10\b\x12\x18\n" +
-	"\x14ALARM_CELL_IMBALANCE\x10\x10B)Z'github.com/vppctl/vpp/proto/vppv1;vppv1b\x06proto3"
+	"\x14ALARM_CELL_IMBALANCE\x10\x10*\xb4\x01\n" +
+	"\rSetpointState\x12\x17\n" +
+	"\x13SETPOINT_STATE_NONE\x10\x00\x12\x1b\n" +
+	"\x17SETPOINT_STATE_RECEIVED\x10\x01\x12\x1a\n" +
+	"\x16SETPOINT_STATE_APPLIED\x10\x02\x12\x1a\n" +
+	"\x16SETPOINT_STATE_CLAMPED\x10\x03\x12\x1b\n" +
+	"\x17SETPOINT_STATE_REJECTED\x10\x04\x12\x18\n" +
+	"\x14SETPOINT_STATE_ENDED\x10\x05*\xbf\x02\n" +
+	"\x0eSetpointReason\x12\x18\n" +
+	"\x14SETPOINT_REASON_NONE\x10\x00\x12\x1f\n" +
+	"\x1bSETPOINT_REASON_POWER_LIMIT\x10\x01\x12\x1d\n" +
+	"\x19SETPOINT_REASON_SOC_LIMIT\x10\x02\x12\x1b\n" +
+	"\x17SETPOINT_REASON_RAMPING\x10\x03\x12$\n" +
+	" SETPOINT_REASON_NOT_DISPATCHABLE\x10\x04\x12\x1b\n" +
+	"\x17SETPOINT_REASON_INVALID\x10\x05\x12\x19\n" +
+	"\x15SETPOINT_REASON_STALE\x10\x06\x12\x1b\n" +
+	"\x17SETPOINT_REASON_EXPIRED\x10\a\x12\x1d\n" +
+	"\x19SETPOINT_REASON_HEARTBEAT\x10\b\x12\x1c\n" +
+	"\x18SETPOINT_REASON_RELEASED\x10\t*a\n" +
+	"\fSetpointMode\x12\x1d\n" +
+	"\x19SETPOINT_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13SETPOINT_MODE_FIXED\x10\x01\x12\x19\n" +
+	"\x15SETPOINT_MODE_RELEASE\x10\x02B)Z'github.com/vppctl/vpp/proto/vppv1;vppv1b\x06proto3"
 
 var (
 	file_vpp_v1_telemetry_proto_rawDescOnce sync.Once
@@ -644,27 +1113,35 @@ func file_vpp_v1_telemetry_proto_rawDescGZIP() []byte {
 	return file_vpp_v1_telemetry_proto_rawDescData
 }
 
-var file_vpp_v1_telemetry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_vpp_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_vpp_v1_telemetry_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_vpp_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_vpp_v1_telemetry_proto_goTypes = []any{
-	(Mode)(0),         // 0: vpp.v1.Mode
-	(Alarm)(0),        // 1: vpp.v1.Alarm
-	(*Reading)(nil),   // 2: vpp.v1.Reading
-	(*Frame)(nil),     // 3: vpp.v1.Frame
-	(*DeviceAck)(nil), // 4: vpp.v1.DeviceAck
-	(*Ack)(nil),       // 5: vpp.v1.Ack
-	(*Downlink)(nil),  // 6: vpp.v1.Downlink
+	(Mode)(0),           // 0: vpp.v1.Mode
+	(Alarm)(0),          // 1: vpp.v1.Alarm
+	(SetpointState)(0),  // 2: vpp.v1.SetpointState
+	(SetpointReason)(0), // 3: vpp.v1.SetpointReason
+	(SetpointMode)(0),   // 4: vpp.v1.SetpointMode
+	(*Reading)(nil),     // 5: vpp.v1.Reading
+	(*Setpoint)(nil),    // 6: vpp.v1.Setpoint
+	(*Frame)(nil),       // 7: vpp.v1.Frame
+	(*DeviceAck)(nil),   // 8: vpp.v1.DeviceAck
+	(*Ack)(nil),         // 9: vpp.v1.Ack
+	(*Downlink)(nil),    // 10: vpp.v1.Downlink
 }
 var file_vpp_v1_telemetry_proto_depIdxs = []int32{
 	0, // 0: vpp.v1.Reading.mode:type_name -> vpp.v1.Mode
-	2, // 1: vpp.v1.Frame.readings:type_name -> vpp.v1.Reading
-	4, // 2: vpp.v1.Ack.devices:type_name -> vpp.v1.DeviceAck
-	5, // 3: vpp.v1.Downlink.ack:type_name -> vpp.v1.Ack
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2, // 1: vpp.v1.Reading.setpoint_state:type_name -> vpp.v1.SetpointState
+	3, // 2: vpp.v1.Reading.setpoint_reason:type_name -> vpp.v1.SetpointReason
+	4, // 3: vpp.v1.Setpoint.mode:type_name -> vpp.v1.SetpointMode
+	5, // 4: vpp.v1.Frame.readings:type_name -> vpp.v1.Reading
+	8, // 5: vpp.v1.Ack.devices:type_name -> vpp.v1.DeviceAck
+	9, // 6: vpp.v1.Downlink.ack:type_name -> vpp.v1.Ack
+	6, // 7: vpp.v1.Downlink.setpoint:type_name -> vpp.v1.Setpoint
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_vpp_v1_telemetry_proto_init() }
@@ -672,16 +1149,17 @@ func file_vpp_v1_telemetry_proto_init() {
 	if File_vpp_v1_telemetry_proto != nil {
 		return
 	}
-	file_vpp_v1_telemetry_proto_msgTypes[4].OneofWrappers = []any{
+	file_vpp_v1_telemetry_proto_msgTypes[5].OneofWrappers = []any{
 		(*Downlink_Ack)(nil),
+		(*Downlink_Setpoint)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vpp_v1_telemetry_proto_rawDesc), len(file_vpp_v1_telemetry_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   5,
+			NumEnums:      5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
