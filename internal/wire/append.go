@@ -29,6 +29,11 @@ const (
 	tagMaxDischargeKw = fieldMaxDischargeKw<<3 | byte(protowire.Fixed64Type)
 	tagMode           = fieldMode<<3 | uint16(protowire.VarintType)   // two bytes
 	tagAlarms         = fieldAlarms<<3 | uint16(protowire.VarintType) // two bytes
+	tagSetpointID     = fieldSetpointID<<3 | uint16(protowire.BytesType)
+	tagSetpointSeq    = fieldSetpointSeq<<3 | uint16(protowire.VarintType)
+	tagSetpointKw     = fieldSetpointKw<<3 | uint16(protowire.Fixed64Type)
+	tagSetpointState  = fieldSetpointState<<3 | uint16(protowire.VarintType)
+	tagSetpointReason = fieldSetpointReason<<3 | uint16(protowire.VarintType)
 )
 
 // AppendReading appends the protobuf encoding of r to b and returns the
@@ -72,6 +77,26 @@ func AppendReading(b []byte, r *vppv1.Reading) []byte {
 	if r.Alarms != 0 {
 		b = append(b, byte(tagAlarms)|0x80, byte(tagAlarms>>7))
 		b = protowire.AppendVarint(b, uint64(r.Alarms))
+	}
+	if len(r.SetpointId) != 0 {
+		b = append(b, byte(tagSetpointID)|0x80, byte(tagSetpointID>>7))
+		b = protowire.AppendString(b, r.SetpointId)
+	}
+	if r.SetpointSeq != 0 {
+		b = append(b, byte(tagSetpointSeq)|0x80, byte(tagSetpointSeq>>7))
+		b = protowire.AppendVarint(b, r.SetpointSeq)
+	}
+	if u := math.Float64bits(r.SetpointKw); u != 0 {
+		b = append(b, byte(tagSetpointKw)|0x80, byte(tagSetpointKw>>7))
+		b = binary.LittleEndian.AppendUint64(b, u)
+	}
+	if r.SetpointState != 0 {
+		b = append(b, byte(tagSetpointState)|0x80, byte(tagSetpointState>>7))
+		b = protowire.AppendVarint(b, uint64(int64(r.SetpointState)))
+	}
+	if r.SetpointReason != 0 {
+		b = append(b, byte(tagSetpointReason)|0x80, byte(tagSetpointReason>>7))
+		b = protowire.AppendVarint(b, uint64(int64(r.SetpointReason)))
 	}
 	return append(b, r.ProtoReflect().GetUnknown()...)
 }

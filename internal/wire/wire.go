@@ -49,6 +49,11 @@ const (
 	fieldMaxDischargeKw = 15
 	fieldMode           = 16
 	fieldAlarms         = 17
+	fieldSetpointID     = 18
+	fieldSetpointSeq    = 19
+	fieldSetpointKw     = 20
+	fieldSetpointState  = 21
+	fieldSetpointReason = 22
 )
 
 // Reading is a decoded vpp.v1.Reading. Its ID slices point into the bytes
@@ -70,6 +75,13 @@ type Reading struct {
 	MaxDischargeKw float64
 	Mode           vppv1.Mode
 	Alarms         uint32
+	// The dispatch compliance fields (18-22); SetpointID points into the
+	// parsed bytes like the other IDs.
+	SetpointID     []byte
+	SetpointSeq    uint64
+	SetpointKw     float64
+	SetpointState  vppv1.SetpointState
+	SetpointReason vppv1.SetpointReason
 }
 
 // Parse resets r and fills it from the serialized reading b. It fails
@@ -102,7 +114,7 @@ func (r *Reading) Parse(b []byte) error {
 		}
 		switch typ {
 		case protowire.BytesType:
-			if num < fieldDeviceID || num > fieldRegionID {
+			if (num < fieldDeviceID || num > fieldRegionID) && num != fieldSetpointID {
 				break
 			}
 			var v []byte
@@ -126,12 +138,15 @@ func (r *Reading) Parse(b []byte) error {
 				r.SiteID = v
 			case fieldSubstationID:
 				r.SubstationID = v
+			case fieldSetpointID:
+				r.SetpointID = v
 			default:
 				r.RegionID = v
 			}
 			continue
 		case protowire.VarintType:
-			if num != fieldSeq && num != fieldTsMs && num != fieldMode && num != fieldAlarms {
+			if num != fieldSeq && num != fieldTsMs && num != fieldMode && num != fieldAlarms &&
+				num != fieldSetpointSeq && num != fieldSetpointState && num != fieldSetpointReason {
 				break
 			}
 			v, n := protowire.ConsumeVarint(b)
@@ -146,12 +161,18 @@ func (r *Reading) Parse(b []byte) error {
 				r.TsMs = int64(v)
 			case fieldMode:
 				r.Mode = vppv1.Mode(int32(v))
-			default:
+			case fieldAlarms:
 				r.Alarms = uint32(v)
+			case fieldSetpointSeq:
+				r.SetpointSeq = v
+			case fieldSetpointState:
+				r.SetpointState = vppv1.SetpointState(int32(v))
+			default:
+				r.SetpointReason = vppv1.SetpointReason(int32(v))
 			}
 			continue
 		case protowire.Fixed64Type:
-			if num < fieldSocPct || num > fieldMaxDischargeKw {
+			if (num < fieldSocPct || num > fieldMaxDischargeKw) && num != fieldSetpointKw {
 				break
 			}
 			if len(b) < 8 {
@@ -176,6 +197,8 @@ func (r *Reading) Parse(b []byte) error {
 				r.CapacityKwh = f
 			case fieldMaxChargeKw:
 				r.MaxChargeKw = f
+			case fieldSetpointKw:
+				r.SetpointKw = f
 			default:
 				r.MaxDischargeKw = f
 			}
@@ -207,11 +230,13 @@ func (r *Reading) ToProto() *vppv1.Reading {
 		VoltageV: r.VoltageV, CurrentA: r.CurrentA, TemperatureC: r.TemperatureC,
 		CapacityKwh: r.CapacityKwh, MaxChargeKw: r.MaxChargeKw, MaxDischargeKw: r.MaxDischargeKw,
 		Mode: r.Mode, Alarms: r.Alarms,
+		SetpointId: string(r.SetpointID), SetpointSeq: r.SetpointSeq, SetpointKw: r.SetpointKw,
+		SetpointState: r.SetpointState, SetpointReason: r.SetpointReason,
 	}
 }
 
-// SetValues copies the values of p (everything but the IDs) into r and
-// clears r's IDs.
+// SetValues copies the values of p (everything but the IDs, including the
+// setpoint ID) into r and clears r's IDs.
 func (r *Reading) SetValues(p *vppv1.Reading) {
 	*r = Reading{
 		Seq: p.GetSeq(), TsMs: p.GetTsMs(), SocPct: p.GetSocPct(), SohPct: p.GetSohPct(),
@@ -219,5 +244,7 @@ func (r *Reading) SetValues(p *vppv1.Reading) {
 		TemperatureC: p.GetTemperatureC(), CapacityKwh: p.GetCapacityKwh(),
 		MaxChargeKw: p.GetMaxChargeKw(), MaxDischargeKw: p.GetMaxDischargeKw(),
 		Mode: p.GetMode(), Alarms: p.GetAlarms(),
+		SetpointSeq: p.GetSetpointSeq(), SetpointKw: p.GetSetpointKw(),
+		SetpointState: p.GetSetpointState(), SetpointReason: p.GetSetpointReason(),
 	}
 }

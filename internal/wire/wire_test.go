@@ -22,7 +22,9 @@ func sample() *vppv1.Reading {
 		Seq: 7, TsMs: 1_772_366_400_000,
 		SocPct: 50, SohPct: 98, PowerKw: -2.5, VoltageV: 400, CurrentA: 6, TemperatureC: 25,
 		CapacityKwh: 13.5, MaxChargeKw: 5, MaxDischargeKw: 5, Mode: vppv1.Mode_MODE_CHARGING,
-		Alarms: 0b1001,
+		Alarms:     0b1001,
+		SetpointId: "d-1", SetpointSeq: 3, SetpointKw: 2.5,
+		SetpointState: vppv1.SetpointState_SETPOINT_STATE_CLAMPED, SetpointReason: vppv1.SetpointReason_SETPOINT_REASON_POWER_LIMIT,
 	}
 }
 
@@ -48,7 +50,7 @@ func bytesReading(t testing.TB) protoreflect.MessageDescriptor {
 			continue
 		}
 		for _, f := range m.Field {
-			if f.GetNumber() >= fieldDeviceID && f.GetNumber() <= fieldRegionID {
+			if f.GetNumber() >= fieldDeviceID && f.GetNumber() <= fieldRegionID || f.GetNumber() == fieldSetpointID {
 				f.Type = descriptorpb.FieldDescriptorProto_TYPE_BYTES.Enum()
 			}
 		}
@@ -80,14 +82,18 @@ func fromBytesReading(m protoreflect.Message) Reading {
 		CapacityKwh: get(fieldCapacityKwh).Float(), MaxChargeKw: get(fieldMaxChargeKw).Float(),
 		MaxDischargeKw: get(fieldMaxDischargeKw).Float(),
 		Mode:           vppv1.Mode(get(fieldMode).Enum()), Alarms: uint32(get(fieldAlarms).Uint()),
+		SetpointID: id(fieldSetpointID), SetpointSeq: get(fieldSetpointSeq).Uint(),
+		SetpointKw:     get(fieldSetpointKw).Float(),
+		SetpointState:  vppv1.SetpointState(get(fieldSetpointState).Enum()),
+		SetpointReason: vppv1.SetpointReason(get(fieldSetpointReason).Enum()),
 	}
 }
 
 // same reports whether a and b hold the same values (floats bit for bit, an
 // empty ID equal to a missing one).
 func same(a, b *Reading) bool {
-	fa := []float64{a.SocPct, a.SohPct, a.PowerKw, a.VoltageV, a.CurrentA, a.TemperatureC, a.CapacityKwh, a.MaxChargeKw, a.MaxDischargeKw}
-	fb := []float64{b.SocPct, b.SohPct, b.PowerKw, b.VoltageV, b.CurrentA, b.TemperatureC, b.CapacityKwh, b.MaxChargeKw, b.MaxDischargeKw}
+	fa := []float64{a.SocPct, a.SohPct, a.PowerKw, a.VoltageV, a.CurrentA, a.TemperatureC, a.CapacityKwh, a.MaxChargeKw, a.MaxDischargeKw, a.SetpointKw}
+	fb := []float64{b.SocPct, b.SohPct, b.PowerKw, b.VoltageV, b.CurrentA, b.TemperatureC, b.CapacityKwh, b.MaxChargeKw, b.MaxDischargeKw, b.SetpointKw}
 	for i := range fa {
 		if math.Float64bits(fa[i]) != math.Float64bits(fb[i]) {
 			return false
@@ -95,7 +101,9 @@ func same(a, b *Reading) bool {
 	}
 	return bytes.Equal(a.DeviceID, b.DeviceID) && bytes.Equal(a.SiteID, b.SiteID) &&
 		bytes.Equal(a.SubstationID, b.SubstationID) && bytes.Equal(a.RegionID, b.RegionID) &&
-		a.Seq == b.Seq && a.TsMs == b.TsMs && a.Mode == b.Mode && a.Alarms == b.Alarms
+		a.Seq == b.Seq && a.TsMs == b.TsMs && a.Mode == b.Mode && a.Alarms == b.Alarms &&
+		bytes.Equal(a.SetpointID, b.SetpointID) && a.SetpointSeq == b.SetpointSeq &&
+		a.SetpointState == b.SetpointState && a.SetpointReason == b.SetpointReason
 }
 
 // check compares Parse on b with proto.Unmarshal into a vppv1.Reading and
@@ -119,6 +127,7 @@ func check(t *testing.T, oracle protoreflect.MessageDescriptor, b []byte) {
 		w.SetValues(&want)
 		w.DeviceID, w.SiteID = []byte(want.GetDeviceId()), []byte(want.GetSiteId())
 		w.SubstationID, w.RegionID = []byte(want.GetSubstationId()), []byte(want.GetRegionId())
+		w.SetpointID = []byte(want.GetSetpointId())
 		if !same(&got, &w) {
 			t.Fatalf("Parse(%x) = %+v, proto.Unmarshal = %+v", b, got, w)
 		}
@@ -183,7 +192,7 @@ func seeds(t testing.TB) [][]byte {
 	add(protowire.AppendString(protowire.AppendTag(twice, fieldDeviceID, protowire.BytesType), "dev-2"))
 	// Invalid UTF-8 in each ID, in an earlier occurrence only, and in a
 	// later one.
-	for num := protowire.Number(fieldDeviceID); num <= fieldRegionID; num++ {
+	for _, num := range []protowire.Number{fieldDeviceID, fieldSiteID, fieldSubstationID, fieldRegionID, fieldSetpointID} {
 		b := protowire.AppendTag(append([]byte{}, good...), num, protowire.BytesType)
 		add(protowire.AppendBytes(b, []byte("x\xff")))
 		b = protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), []byte("\xc3\x28"))
