@@ -84,6 +84,10 @@ type Config struct {
 	// negative value publishes none). A lost sample is logged, never
 	// retried, and never holds back state or offsets.
 	HistoryInterval time.Duration
+	// Heartbeat is the heartbeat timeout of the setpoints the aggregator
+	// sends (default 10s): a device that hears no refresh for this long
+	// returns to local control. Setpoints are refreshed every third of it.
+	Heartbeat time.Duration
 	// Logger receives the aggregator's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -145,6 +149,7 @@ func DefaultConfig() Config {
 		HeadroomHorizon: DefaultHeadroomHorizon,
 		FlushInterval:   DefaultFlushInterval,
 		HistoryInterval: DefaultHistoryInterval,
+		Heartbeat:       DefaultHeartbeat,
 	}
 }
 
@@ -174,6 +179,9 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	if cfg.HistoryInterval == 0 {
 		cfg.HistoryInterval = DefaultHistoryInterval
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -303,6 +311,22 @@ func (a *Aggregator) Run(ctx context.Context) (err error) {
 		}
 	}()
 
+	parts, err := rclient.Partitions(a.topic)
+	if err != nil {
+		return fmt.Errorf("aggregate: partitions of %s: %w", a.topic, err)
+	}
+	eng := newEngine(a, producer, int32(len(parts)))
+	engCtx, stopEngine := context.WithCancel(ctx)
+	engDone := make(chan struct{})
+	go func() {
+		defer close(engDone)
+		eng.run(engCtx)
+	}()
+	defer func() {
+		stopEngine()
+		<-engDone
+	}()
+
 	h := &handler{a: a, client: rclient, consumer: rconsumer, producer: producer, hist: hist}
 	a.log.Info("joining group", "topic", a.topic, "instance", a.cfg.InstanceID)
 	for ctx.Err() == nil {
@@ -410,6 +434,17 @@ func (a *Aggregator) Stats() Stats {
 	}
 	slices.Sort(st.Partitions)
 	return st
+}
+
+// ownedParts returns the partitions' states owned now.
+func (a *Aggregator) ownedParts() []*partState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	parts := make([]*partState, 0, len(a.parts))
+	for _, ps := range a.parts {
+		parts = append(parts, ps)
+	}
+	return parts
 }
 
 // SessionError is why the latest consumer group session ended with an

@@ -57,6 +57,16 @@ type twin struct {
 	alarms                                  uint32
 	mode                                    vppv1.Mode
 	offline                                 bool
+	// What the device's last reading says about dispatch: the setpoint
+	// it follows (or refused, or saw end) and what it does with it.
+	spID     string
+	spSeq    uint64
+	spKW     float64
+	spState  vppv1.SetpointState
+	spReason vppv1.SetpointReason
+	// asg is the setpoint this aggregator holds for the device (nil when
+	// none: the device is on local control as far as vpp is concerned).
+	asg *assignment
 }
 
 // find returns the index of device id in s.devices, or where to insert it.
@@ -94,6 +104,10 @@ func (d *twin) setReading(r *wire.Reading) {
 	d.voltage, d.current, d.temp = r.VoltageV, r.CurrentA, r.TemperatureC
 	d.capacity, d.maxCharge, d.maxDischarge = r.CapacityKwh, r.MaxChargeKw, r.MaxDischargeKw
 	d.alarms, d.mode = r.Alarms, r.Mode
+	if string(r.SetpointID) != d.spID { // compared without allocating
+		d.spID = string(r.SetpointID)
+	}
+	d.spSeq, d.spKW, d.spState, d.spReason = r.SetpointSeq, r.SetpointKw, r.SetpointState, r.SetpointReason
 }
 
 // fill writes d as a DeviceState of site s into st, reusing st and its
@@ -119,6 +133,7 @@ func (d *twin) reading(r *vppv1.Reading, s *siteTwin) {
 		VoltageV: d.voltage, CurrentA: d.current, TemperatureC: d.temp,
 		CapacityKwh: d.capacity, MaxChargeKw: d.maxCharge, MaxDischargeKw: d.maxDischarge,
 		Mode: d.mode, Alarms: d.alarms,
+		SetpointId: d.spID, SetpointSeq: d.spSeq, SetpointKw: d.spKW, SetpointState: d.spState, SetpointReason: d.spReason,
 	}
 }
 
@@ -131,6 +146,7 @@ func twinOf(st *vppv1.DeviceState) twin {
 	}
 	var v wire.Reading
 	v.SetValues(st.GetLast())
+	v.SetpointID = []byte(st.GetLast().GetSetpointId())
 	d.setReading(&v)
 	return d
 }
@@ -149,6 +165,9 @@ type partState struct {
 	acctDirt bool
 	devices  int
 	restored bool
+	// assigned is set while any device of the partition holds a setpoint
+	// (the dispatch engine skips partitions without work).
+	assigned bool
 	done     chan struct{} // closed when the owning ConsumeClaim returned
 	enc      stateEncoder
 }

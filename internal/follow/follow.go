@@ -112,6 +112,11 @@ type Config struct {
 	// Logger receives the follower's logs; nil means slog.Default().
 	Logger *slog.Logger
 
+	// MaxWait bounds how long the broker holds a fetch waiting for records
+	// (sarama's Consumer.MaxWaitTime; 0: sarama's default). Short for
+	// topics whose records someone waits on.
+	MaxWait time.Duration
+
 	Batch           int
 	TickInterval    time.Duration
 	RefreshInterval time.Duration
@@ -227,6 +232,9 @@ func (f *Follower) config() (*sarama.Config, error) {
 	cfg.Consumer.Return.Errors = true
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Metadata.AllowAutoTopicCreation = false // a follower never creates topics
+	if f.cfg.MaxWait > 0 {
+		cfg.Consumer.MaxWaitTime = f.cfg.MaxWait
+	}
 	return cfg, nil
 }
 

@@ -1,0 +1,387 @@
+package aggregate
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vppctl/vpp/internal/dispatch"
+	"github.com/vppctl/vpp/internal/kafka"
+	"github.com/vppctl/vpp/proto/vppv1"
+)
+
+// testDevices is a fleet that follows setpoints the way the protocol asks
+// (at once, exactly, unless a device's limit says otherwise), in the test:
+// it reads the setpoints topic and produces a reading per device per round.
+type testDevices struct {
+	t        *testing.T
+	o        kafka.Options
+	producer sarama.SyncProducer
+	rng      *rand.Rand
+
+	mu      sync.Mutex
+	devs    []*vppv1.Reading           // last reading per device
+	held    map[string]*vppv1.Setpoint // the setpoint each device follows
+	latest  map[string]*vppv1.Setpoint // the last FIXED setpoint received per device
+	release map[string]int             // RELEASE setpoints received per dispatch
+}
+
+func newTestDevices(t *testing.T, o kafka.Options, sites, perSite int) *testDevices {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	p, err := sarama.NewSyncProducer(o.Brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	td := &testDevices{t: t, o: o, producer: p, rng: rand.New(rand.NewPCG(5, 6)),
+		held: map[string]*vppv1.Setpoint{}, latest: map[string]*vppv1.Setpoint{}, release: map[string]int{}}
+	for s := range sites {
+		for d := range perSite {
+			td.devs = append(td.devs, &vppv1.Reading{
+				DeviceId: fmt.Sprintf("dev-%03d-%02d", s, d), SiteId: fmt.Sprintf("site-%03d", s),
+				SubstationId: fmt.Sprintf("sub-%d", s%3), RegionId: fmt.Sprintf("region-%d", s%2),
+				SocPct: 20 + 60*td.rng.Float64(), SohPct: 100, CapacityKwh: 10, MaxChargeKw: 5, MaxDischargeKw: 5,
+				Mode: vppv1.Mode_MODE_IDLE, VoltageV: 400, TemperatureC: 25,
+			})
+		}
+	}
+	return td
+}
+
+// round produces one reading per device, following its setpoint.
+func (td *testDevices) round() {
+	td.t.Helper()
+	td.mu.Lock()
+	msgs := make([]*sarama.ProducerMessage, 0, len(td.devs))
+	now := time.Now().UnixMilli()
+	for _, r := range td.devs {
+		r.Seq++
+		r.TsMs = now
+		r.PowerKw, r.SetpointId, r.SetpointSeq, r.SetpointKw = 0, "", 0, 0
+		r.SetpointState, r.SetpointReason = vppv1.SetpointState_SETPOINT_STATE_NONE, vppv1.SetpointReason_SETPOINT_REASON_NONE
+		if sp := td.held[r.DeviceId]; sp != nil && now < sp.GetExpiryMs() {
+			r.PowerKw = math.Max(-r.MaxChargeKw, math.Min(r.MaxDischargeKw, sp.GetTargetKw()))
+			r.SetpointId, r.SetpointSeq, r.SetpointKw = sp.GetDispatchId(), sp.GetSeq(), r.PowerKw
+			r.SetpointState = vppv1.SetpointState_SETPOINT_STATE_APPLIED
+			if r.PowerKw != sp.GetTargetKw() {
+				r.SetpointState, r.SetpointReason = vppv1.SetpointState_SETPOINT_STATE_CLAMPED, vppv1.SetpointReason_SETPOINT_REASON_POWER_LIMIT
+			}
+		}
+		b, err := proto.Marshal(r)
+		if err != nil {
+			td.t.Fatal(err)
+		}
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: td.o.Topics().Telemetry(), Key: sarama.StringEncoder(r.SiteId), Value: sarama.ByteEncoder(b)})
+	}
+	td.mu.Unlock()
+	if err := td.producer.SendMessages(msgs); err != nil {
+		td.t.Errorf("produce telemetry: %v", err)
+	}
+}
+
+// follow reads the setpoints topic until ctx ends.
+func (td *testDevices) follow(ctx context.Context, client sarama.Client) {
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		td.t.Error(err)
+		return
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(td.o.Topics().Setpoints())
+	if err != nil {
+		td.t.Error(err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		pc, err := consumer.ConsumePartition(td.o.Topics().Setpoints(), p, sarama.OffsetOldest)
+		if err != nil {
+			td.t.Error(err)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pc.Close()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case m := <-pc.Messages():
+					var b vppv1.SetpointBatch
+					if err := proto.Unmarshal(m.Value, &b); err != nil {
+						td.t.Errorf("setpoint batch: %v", err)
+						continue
+					}
+					td.mu.Lock()
+					for _, sp := range b.GetSetpoints() {
+						switch sp.GetMode() {
+						case vppv1.SetpointMode_SETPOINT_MODE_FIXED:
+							if cur := td.held[sp.GetDeviceId()]; cur == nil || sp.GetSeq() >= cur.GetSeq() || cur.GetDispatchId() != sp.GetDispatchId() {
+								td.held[sp.GetDeviceId()] = sp
+							}
+							td.latest[sp.GetDeviceId()] = sp
+						case vppv1.SetpointMode_SETPOINT_MODE_RELEASE:
+							td.release[sp.GetDispatchId()]++
+							if cur := td.held[sp.GetDeviceId()]; cur != nil && cur.GetDispatchId() == sp.GetDispatchId() {
+								delete(td.held, sp.GetDeviceId())
+							}
+						}
+					}
+					td.mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// sumLatest sums the latest FIXED setpoint of every device for dispatch id.
+func (td *testDevices) sumLatest(id string) (kw float64, n int) {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	for _, sp := range td.latest {
+		if sp.GetDispatchId() == id {
+			kw += sp.GetTargetKw()
+			n++
+		}
+	}
+	return kw, n
+}
+
+func (td *testDevices) following(id string) int {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	n := 0
+	for _, sp := range td.held {
+		if sp.GetDispatchId() == id {
+			n++
+		}
+	}
+	return n
+}
+
+// readDispatchTopic folds the dispatch topic: the last value of every key.
+func readDispatchTopic(t *testing.T, client sarama.Client, o kafka.Options) map[string]*vppv1.DispatchRecord {
+	t.Helper()
+	topic := o.Topics().Dispatch()
+	hwm, err := client.GetOffset(topic, 0, sarama.OffsetNewest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*vppv1.DispatchRecord{}
+	if hwm == 0 {
+		return out
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(topic, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for {
+		select {
+		case m := <-pc.Messages():
+			var rec vppv1.DispatchRecord
+			if err := proto.Unmarshal(m.Value, &rec); err != nil {
+				t.Fatalf("dispatch record %s: %v", m.Key, err)
+			}
+			out[string(m.Key)] = &rec
+			if m.Offset+1 >= hwm {
+				return out
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("dispatch topic not read")
+		}
+	}
+}
+
+func putDispatch(t *testing.T, o kafka.Options, d *vppv1.Dispatch) {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Producer.Return.Successes = true
+	p, err := sarama.NewSyncProducer(o.Brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	v, err := proto.Marshal(&vppv1.DispatchRecord{Body: &vppv1.DispatchRecord_Dispatch{Dispatch: d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: o.Topics().Dispatch(), Key: sarama.StringEncoder(dispatch.DispatchKey(d.GetId())), Value: sarama.ByteEncoder(v)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runDevices drives the test fleet: a round of readings every 200 ms.
+func runDevices(t *testing.T, td *testDevices, client sarama.Client) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); td.follow(ctx, client) }()
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				td.round()
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// checkDispatch creates a dispatch on region-0 and checks, with the given
+// aggregators running: the allocation sums to the target, the devices'
+// setpoints sum to it, the status tracks the devices, and a cancel
+// releases every device. move, if not nil, moves partitions between
+// aggregators mid-dispatch.
+func checkDispatch(t *testing.T, o kafka.Options, td *testDevices, client sarama.Client, move func()) {
+	t.Helper()
+	now := time.Now()
+	const target = 80.0 // kW over 30 devices of region-0 (150 kW of limits)
+	d := &vppv1.Dispatch{Id: "d-test", Node: "region/region-0", TargetKw: target,
+		StartMs: now.UnixMilli(), EndMs: now.Add(10 * time.Minute).UnixMilli(), CreatedMs: now.UnixMilli(),
+		CreatedBy: "test", Source: "test"}
+	putDispatch(t, o, d)
+
+	region0 := 0
+	for _, r := range td.devs {
+		if r.GetRegionId() == "region-0" {
+			region0++
+		}
+	}
+	waitFor(t, "every region-0 device has a setpoint summing to the target", func() (bool, string) {
+		kw, n := td.sumLatest(d.Id)
+		return n == region0 && math.Abs(kw-target) <= 1e-3, fmt.Sprintf("%d devices, %.6f kW", n, kw)
+	})
+	waitFor(t, "the status tracks target against actual", func() (bool, string) {
+		recs := readDispatchTopic(t, client, o)
+		a := recs[dispatch.AllocationKey(d.Id)].GetAllocation()
+		st := recs[dispatch.StatusKey(d.Id)].GetStatus()
+		if a == nil || st == nil {
+			return false, "no allocation or status yet"
+		}
+		sum := 0.0
+		for _, kw := range a.GetShares() {
+			sum += kw
+		}
+		if math.Abs(sum-target) > 1e-3 || math.Abs(a.GetFeasibleKw()-target) > 1e-3 {
+			return false, fmt.Sprintf("shares sum %.6f, feasible %.6f", sum, a.GetFeasibleKw())
+		}
+		ok := st.GetState() == vppv1.DispatchState_DISPATCH_STATE_ACTIVE && int(st.GetFollowing()) == region0 &&
+			int(st.GetDevices()) == region0 && math.Abs(st.GetActualKw()-target) <= 0.05*target && st.GetReachedMs() > 0
+		return ok, fmt.Sprintf("%+v", st)
+	})
+
+	if move != nil {
+		move()
+		waitFor(t, "after the partitions moved, the setpoints still sum to the target", func() (bool, string) {
+			kw, n := td.sumLatest(d.Id)
+			return n == region0 && math.Abs(kw-target) <= 1e-3 && td.following(d.Id) == region0,
+				fmt.Sprintf("%d devices, %.6f kW, %d following", n, kw, td.following(d.Id))
+		})
+	}
+
+	// No device outside the node follows; no device charges.
+	td.mu.Lock()
+	for dev, sp := range td.latest {
+		if sp.GetDispatchId() == d.Id && sp.GetTargetKw() < 0 {
+			t.Errorf("device %s charges (%v kW) for a discharge", dev, sp.GetTargetKw())
+		}
+	}
+	td.mu.Unlock()
+
+	d.CancelledMs, d.CancelledBy = time.Now().UnixMilli(), "test"
+	putDispatch(t, o, d)
+	waitFor(t, "a cancel releases every device", func() (bool, string) {
+		n := td.following(d.Id)
+		td.mu.Lock()
+		rel := td.release[d.Id]
+		td.mu.Unlock()
+		return n == 0 && rel >= region0, fmt.Sprintf("%d still following, %d releases", n, rel)
+	})
+	waitFor(t, "the final status says cancelled", func() (bool, string) {
+		st := readDispatchTopic(t, client, o)[dispatch.StatusKey(d.Id)].GetStatus()
+		return st.GetState() == vppv1.DispatchState_DISPATCH_STATE_CANCELLED, fmt.Sprint(st.GetState())
+	})
+}
+
+func TestDispatchOneAggregator(t *testing.T) {
+	t.Parallel()
+	o := startKafka(t, "disp1.")[0]
+	td := newTestDevices(t, o, 12, 5)
+	td.round()
+	r := startAggregator(t, o, "g", "a")
+	r.waitReady(t)
+	client := newClient(t, o)
+	runDevices(t, td, client)
+	checkDispatch(t, o, td, client, nil)
+}
+
+func TestDispatchThreeAggregators(t *testing.T) {
+	t.Parallel()
+	o := startKafka(t, "disp3.")[0]
+	td := newTestDevices(t, o, 12, 5)
+	td.round()
+	rs := []*runner{startAggregator(t, o, "g", "a"), startAggregator(t, o, "g", "b"), startAggregator(t, o, "g", "c")}
+	waitFor(t, "the partitions are spread over the three", func() (bool, string) {
+		n, owners := 0, 0
+		for _, r := range rs {
+			st := r.a.Stats()
+			n += len(st.Partitions)
+			if len(st.Partitions) > 0 {
+				owners++
+			}
+			if !r.a.Ready() {
+				return false, "not ready"
+			}
+		}
+		return n == testPartitions && owners >= 2, fmt.Sprintf("%d partitions over %d owners", n, owners)
+	})
+	client := newClient(t, o)
+	runDevices(t, td, client)
+	checkDispatch(t, o, td, client, func() {
+		// Stop the owner of the most partitions: its partitions move to
+		// the other two mid-dispatch.
+		most := 0
+		for i, r := range rs {
+			if len(r.a.Stats().Partitions) > len(rs[most].a.Stats().Partitions) {
+				most = i
+			}
+		}
+		rs[most].stop(t)
+		rest := append(append([]*runner{}, rs[:most]...), rs[most+1:]...)
+		waitFor(t, "the other two own every partition", func() (bool, string) {
+			n := 0
+			for _, r := range rest {
+				n += len(r.a.Stats().Partitions)
+				if !r.a.Ready() {
+					return false, "not ready"
+				}
+			}
+			return n == testPartitions, fmt.Sprintf("%d partitions", n)
+		})
+	})
+}
