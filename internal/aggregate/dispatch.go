@@ -212,9 +212,15 @@ func (e *engine) applyRecord(r follow.Record) {
 			en.final = true
 		}
 	}
-	select {
-	case e.wake <- struct{}{}:
-	default:
+	// Wake the engine for what it acts on at once: a new or cancelled
+	// request, a new allocation epoch, and the reports a first split waits
+	// for. Reports and statuses otherwise wait for the next pass (waking on
+	// them would have every pass's own reports start the next one).
+	if kind == dispatch.KindDispatch || kind == dispatch.KindAllocation || kind == dispatch.KindReport && en.alloc == nil {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -376,6 +382,15 @@ func (e *engine) partitionPass(ps *partState, live []*active, nowMs int64) []*sa
 					HeartbeatTimeoutMs: uint32(e.heartbeat.Milliseconds())})
 				d.asg = nil
 			}
+			if d.asg == nil && d.spID != "" && following(d) && (win < 0 || live[win].id != d.spID) && !isLive(live, d.spID) {
+				// The device follows a dispatch that ended while it was
+				// another owner's (or before a restart): release it, every
+				// pass until its readings say it let go.
+				send(s, &vppv1.Setpoint{DeviceId: d.id, DispatchId: d.spID, Seq: d.spSeq,
+					Mode: vppv1.SetpointMode_SETPOINT_MODE_RELEASE, EffectiveMs: nowMs, ExpiryMs: nowMs,
+					HeartbeatTimeoutMs: uint32(e.heartbeat.Milliseconds())})
+				ps.assigned = true
+			}
 			if win < 0 {
 				continue
 			}
@@ -395,7 +410,7 @@ func (e *engine) partitionPass(ps *partState, live []*active, nowMs int64) []*sa
 			acc.rep.MaxChargeKw += ch
 			acc.rep.EnergyAboveReserveKwh += math.Max(0, (d.soc-ps.cfg.reserve)/100*d.capacity)
 			acc.rep.EnergyBelowFullKwh += math.Max(0, (100-d.soc)/100*d.capacity)
-			if d.spID == a.id && (d.spState == vppv1.SetpointState_SETPOINT_STATE_APPLIED || d.spState == vppv1.SetpointState_SETPOINT_STATE_CLAMPED) {
+			if d.spID == a.id && following(d) {
 				acc.rep.Following++
 				acc.rep.ActualKw += d.power
 				if d.spState == vppv1.SetpointState_SETPOINT_STATE_CLAMPED && d.spReason != vppv1.SetpointReason_SETPOINT_REASON_RAMPING {
@@ -431,6 +446,20 @@ func (e *engine) partitionPass(ps *partState, live []*active, nowMs int64) []*sa
 			Key: sarama.StringEncoder(b.SiteId), Value: sarama.ByteEncoder(v)})
 	}
 	return msgs
+}
+
+// following reports whether d's last reading says it follows a setpoint.
+func following(d *twin) bool {
+	return d.spState == vppv1.SetpointState_SETPOINT_STATE_APPLIED || d.spState == vppv1.SetpointState_SETPOINT_STATE_CLAMPED
+}
+
+func isLive(live []*active, id string) bool {
+	for _, a := range live {
+		if a.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // allocate splits partition ps's share of dispatch a over the eligible

@@ -30,6 +30,7 @@ type testDevices struct {
 	devs    []*vppv1.Reading           // last reading per device
 	held    map[string]*vppv1.Setpoint // the setpoint each device follows
 	latest  map[string]*vppv1.Setpoint // the last FIXED setpoint received per device
+	gotAt   map[string]time.Time       // when it was received
 	release map[string]int             // RELEASE setpoints received per dispatch
 }
 
@@ -45,7 +46,8 @@ func newTestDevices(t *testing.T, o kafka.Options, sites, perSite int) *testDevi
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	td := &testDevices{t: t, o: o, producer: p, rng: rand.New(rand.NewPCG(5, 6)),
-		held: map[string]*vppv1.Setpoint{}, latest: map[string]*vppv1.Setpoint{}, release: map[string]int{}}
+		held: map[string]*vppv1.Setpoint{}, latest: map[string]*vppv1.Setpoint{}, gotAt: map[string]time.Time{},
+		release: map[string]int{}}
 	for s := range sites {
 		for d := range perSite {
 			td.devs = append(td.devs, &vppv1.Reading{
@@ -132,6 +134,7 @@ func (td *testDevices) follow(ctx context.Context, client sarama.Client) {
 								td.held[sp.GetDeviceId()] = sp
 							}
 							td.latest[sp.GetDeviceId()] = sp
+							td.gotAt[sp.GetDeviceId()] = time.Now()
 						case vppv1.SetpointMode_SETPOINT_MODE_RELEASE:
 							td.release[sp.GetDispatchId()]++
 							if cur := td.held[sp.GetDeviceId()]; cur != nil && cur.GetDispatchId() == sp.GetDispatchId() {
@@ -147,12 +150,13 @@ func (td *testDevices) follow(ctx context.Context, client sarama.Client) {
 	wg.Wait()
 }
 
-// sumLatest sums the latest FIXED setpoint of every device for dispatch id.
-func (td *testDevices) sumLatest(id string) (kw float64, n int) {
+// sumLatest sums the latest FIXED setpoint of every device for dispatch id,
+// of those received since since.
+func (td *testDevices) sumLatest(id string, since time.Time) (kw float64, n int) {
 	td.mu.Lock()
 	defer td.mu.Unlock()
-	for _, sp := range td.latest {
-		if sp.GetDispatchId() == id {
+	for dev, sp := range td.latest {
+		if sp.GetDispatchId() == id && !td.gotAt[dev].Before(since) {
 			kw += sp.GetTargetKw()
 			n++
 		}
@@ -273,7 +277,7 @@ func checkDispatch(t *testing.T, o kafka.Options, td *testDevices, client sarama
 		}
 	}
 	waitFor(t, "every region-0 device has a setpoint summing to the target", func() (bool, string) {
-		kw, n := td.sumLatest(d.Id)
+		kw, n := td.sumLatest(d.Id, time.Time{})
 		return n == region0 && math.Abs(kw-target) <= 1e-3, fmt.Sprintf("%d devices, %.6f kW", n, kw)
 	})
 	waitFor(t, "the status tracks target against actual", func() (bool, string) {
@@ -297,8 +301,9 @@ func checkDispatch(t *testing.T, o kafka.Options, td *testDevices, client sarama
 
 	if move != nil {
 		move()
-		waitFor(t, "after the partitions moved, the setpoints still sum to the target", func() (bool, string) {
-			kw, n := td.sumLatest(d.Id)
+		moved := time.Now()
+		waitFor(t, "after the partitions moved, every device's setpoint was sent again and they sum to the target", func() (bool, string) {
+			kw, n := td.sumLatest(d.Id, moved)
 			return n == region0 && math.Abs(kw-target) <= 1e-3 && td.following(d.Id) == region0,
 				fmt.Sprintf("%d devices, %.6f kW, %d following", n, kw, td.following(d.Id))
 		})
@@ -337,7 +342,23 @@ func TestDispatchOneAggregator(t *testing.T) {
 	r.waitReady(t)
 	client := newClient(t, o)
 	runDevices(t, td, client)
-	checkDispatch(t, o, td, client, nil)
+	checkDispatch(t, o, td, client, func() {
+		// Steady state: a pass a second, each writing a report per
+		// partition and a status, not a pass woken by the last one's
+		// records.
+		before, err := client.GetOffset(o.Topics().Dispatch(), 0, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		after, err := client.GetOffset(o.Topics().Dispatch(), 0, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, most := after-before, int64(6*(testPartitions+1)); n > most {
+			t.Errorf("%d dispatch records in 3 s of a steady dispatch, want at most %d", n, most)
+		}
+	})
 }
 
 func TestDispatchThreeAggregators(t *testing.T) {
