@@ -406,3 +406,86 @@ func TestDispatchThreeAggregators(t *testing.T) {
 		})
 	})
 }
+
+// TestDispatchOverlapAndShortfall runs three dispatches on one aggregator:
+// an infeasible discharge of region-0 (clamped to what its devices can do,
+// the rest reported as a shortfall), a charge of one of its sites at a
+// lower priority number (which takes that site's devices: the region's
+// dispatch fills with the others), and a newer dispatch on the same region
+// that supersedes the first.
+func TestDispatchOverlapAndShortfall(t *testing.T) {
+	t.Parallel()
+	o := startKafka(t, "dispo.")[0]
+	td := newTestDevices(t, o, 12, 5)
+	td.round()
+	r := startAggregator(t, o, "g", "a")
+	r.waitReady(t)
+	client := newClient(t, o)
+	runDevices(t, td, client)
+
+	now := time.Now()
+	region := &vppv1.Dispatch{Id: "d-region", Node: "region/region-0", TargetKw: 1000, Priority: 5,
+		StartMs: now.UnixMilli(), EndMs: now.Add(10 * time.Minute).UnixMilli(), CreatedMs: now.UnixMilli()}
+	putDispatch(t, o, region)
+	status := func(id string) *vppv1.DispatchStatus {
+		return readDispatchTopic(t, client, o)[dispatch.StatusKey(id)].GetStatus()
+	}
+	var feasible float64
+	waitFor(t, "the infeasible target is clamped and the rest reported as shortfall", func() (bool, string) {
+		st := status(region.Id)
+		kw, n := td.sumLatest(region.Id, time.Time{})
+		feasible = st.GetFeasibleKw()
+		ok := n == 30 && feasible > 0 && feasible < 150+1e-9 && math.Abs(kw-feasible) <= 1e-3 &&
+			math.Abs(st.GetShortfallKw()-(1000-feasible)) <= 1e-3
+		return ok, fmt.Sprintf("%d devices, Σ %.3f kW, status %+v", n, kw, st)
+	})
+	// Every device at its limit: min(5 kW, what its energy above the 10 %
+	// reserve sustains for the 15 min horizon).
+	td.mu.Lock()
+	for _, dev := range td.devs {
+		sp := td.latest[dev.GetDeviceId()]
+		if dev.GetRegionId() != "region-0" || sp == nil {
+			continue
+		}
+		want := math.Min(5, (dev.GetSocPct()-10)/100*10/0.25)
+		if math.Abs(sp.GetTargetKw()-want) > 1e-6 {
+			t.Errorf("device %s (SoC %.1f) asked for %.4f kW, want its limit %.4f", dev.GetDeviceId(), dev.GetSocPct(), sp.GetTargetKw(), want)
+		}
+	}
+	td.mu.Unlock()
+
+	site := &vppv1.Dispatch{Id: "d-site", Node: "site/site-000", TargetKw: -10, Priority: 1,
+		StartMs: now.UnixMilli(), EndMs: now.Add(10 * time.Minute).UnixMilli(), CreatedMs: time.Now().UnixMilli()}
+	putDispatch(t, o, site)
+	waitFor(t, "the site's devices charge for the site dispatch; the region's dispatch keeps the others", func() (bool, string) {
+		skw, sn := td.sumLatestHeld(site.Id)
+		rkw, rn := td.sumLatestHeld(region.Id)
+		return sn == 5 && math.Abs(skw+10) <= 1e-3 && rn == 25 && rkw > 0,
+			fmt.Sprintf("site: %d devices %.3f kW; region: %d devices %.3f kW", sn, skw, rn, rkw)
+	})
+
+	newer := &vppv1.Dispatch{Id: "d-region-2", Node: "region/region-0", TargetKw: 20, Priority: 5,
+		StartMs: now.UnixMilli(), EndMs: now.Add(10 * time.Minute).UnixMilli(), CreatedMs: time.Now().UnixMilli() + 1}
+	putDispatch(t, o, newer)
+	waitFor(t, "the newer dispatch on the region supersedes the first", func() (bool, string) {
+		st := status(region.Id)
+		kw, n := td.sumLatestHeld(newer.Id)
+		_, old := td.sumLatestHeld(region.Id)
+		return st.GetState() == vppv1.DispatchState_DISPATCH_STATE_SUPERSEDED && st.GetReason() == "superseded by "+newer.Id &&
+				n == 25 && math.Abs(kw-20) <= 1e-3 && old == 0,
+			fmt.Sprintf("first: %v %q; newer: %d devices %.3f kW; %d still on the first", st.GetState(), st.GetReason(), n, kw, old)
+	})
+}
+
+// sumLatestHeld sums the setpoints of dispatch id that devices follow now.
+func (td *testDevices) sumLatestHeld(id string) (kw float64, n int) {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	for _, sp := range td.held {
+		if sp.GetDispatchId() == id {
+			kw += sp.GetTargetKw()
+			n++
+		}
+	}
+	return kw, n
+}
