@@ -34,37 +34,106 @@ const (
 // appear under two regions; they stay apart).
 type subKey struct{ region, substation string }
 
+// subSums is one substation's partial over the devices of one partition,
+// in fixed point exactly as fleet readers sum them, kept up to date as
+// readings are applied so that a sample costs O(substations), not
+// O(devices).
+type subSums struct {
+	region, substation                string
+	net, charge, discharge            int64
+	energy, capacity                  int64
+	headroomDischarge, headroomCharge int64
+	devices, online, alarming         int32
+}
+
+// contrib is one device's part of its substation's sums.
+type contrib struct {
+	net, charge, discharge            int64
+	energy, capacity                  int64
+	headroomDischarge, headroomCharge int64
+	online, alarming                  int32
+}
+
+// contribution is d's part of the sums: what fleet.DeviceContribution
+// gives for d's DeviceState, computed from the twin.
+func (d *twin) contribution() contrib {
+	var c contrib
+	if !d.offline {
+		c.online = 1
+		c.headroomDischarge = vppfleet.ToMicro(d.headroomDischarge)
+		c.headroomCharge = vppfleet.ToMicro(d.headroomCharge)
+	}
+	p := vppfleet.ToMicro(d.power)
+	c.net = p
+	if p < 0 {
+		c.charge = -p
+	} else {
+		c.discharge = p
+	}
+	c.capacity = vppfleet.ToMicro(d.capacity)
+	c.energy = vppfleet.ToMicro(d.soc / 100 * d.capacity)
+	if d.alarms != 0 {
+		c.alarming = 1
+	}
+	return c
+}
+
+// add adds sign (+1 or -1) times c, and sign devices, to the sums.
+func (s *subSums) add(c contrib, sign int64) {
+	s.net += sign * c.net
+	s.charge += sign * c.charge
+	s.discharge += sign * c.discharge
+	s.energy += sign * c.energy
+	s.capacity += sign * c.capacity
+	s.headroomDischarge += sign * c.headroomDischarge
+	s.headroomCharge += sign * c.headroomCharge
+	s.online += int32(sign) * c.online
+	s.alarming += int32(sign) * c.alarming
+	s.devices += int32(sign)
+}
+
+// subOf returns the sums of a substation, creating them.
+func (ps *partState) subOf(region, substation string) *subSums {
+	k := subKey{region, substation}
+	sub := ps.subs[k]
+	if sub == nil {
+		sub = &subSums{region: region, substation: substation}
+		ps.subs[k] = sub
+	}
+	return sub
+}
+
+// attach adds every device of s to its substation's sums (a site that
+// moved substation, or was restored).
+func (ps *partState) attach(s *siteTwin) {
+	s.sub = ps.subOf(s.region, s.substation)
+	for i := range s.devices {
+		s.sub.add(s.devices[i].contribution(), 1)
+	}
+}
+
+// detach removes every device of s from its substation's sums.
+func (ps *partState) detach(s *siteTwin) {
+	if s.sub == nil {
+		return
+	}
+	for i := range s.devices {
+		s.sub.add(s.devices[i].contribution(), -1)
+	}
+	if s.sub.devices == 0 {
+		delete(ps.subs, subKey{s.sub.region, s.sub.substation})
+	}
+	s.sub = nil
+}
+
 // sample returns the partition's PartitionSample at nowMs: its counters,
 // its lag and, per substation, the sum of its devices' contributions in
-// fixed point (exactly what fleet readers compute from the site states).
-// O(devices of the partition). The caller holds mu.
+// fixed point (exactly what fleet readers compute from the site states),
+// from the sums kept as readings are applied: O(substations of the
+// partition). The caller holds mu.
 func (ps *partState) sample(nowMs, hwm int64) *vppv1.PartitionSample {
 	if hwm > ps.acct.HighWaterMark {
 		ps.acct.HighWaterMark = hwm
-	}
-	subs := make(map[subKey]*vppv1.SubstationSample)
-	var st vppv1.DeviceState // reused: fill allocates nothing once it has a Reading
-	for _, s := range ps.sites {
-		k := subKey{s.region, s.substation}
-		sub := subs[k]
-		if sub == nil {
-			sub = &vppv1.SubstationSample{SubstationId: s.substation, RegionId: s.region}
-			subs[k] = sub
-		}
-		for i := range s.devices {
-			s.devices[i].fill(&st, s)
-			c := vppfleet.DeviceContribution(&st)
-			sub.NetMicroKw += c.NetMicroKW
-			sub.ChargeMicroKw += c.ChargeMicroKW
-			sub.DischargeMicroKw += c.DischargeMicroKW
-			sub.EnergyMicroKwh += c.EnergyMicroKWh
-			sub.CapacityMicroKwh += c.CapacityMicroKWh
-			sub.HeadroomDischargeMicroKw += c.HeadroomDischargeMicroKW
-			sub.HeadroomChargeMicroKw += c.HeadroomChargeMicroKW
-			sub.Devices += int32(c.Devices)
-			sub.Online += int32(c.Online)
-			sub.Alarming += int32(c.Alarming)
-		}
 	}
 	out := &vppv1.PartitionSample{
 		Partition:   ps.id,
@@ -74,10 +143,19 @@ func (ps *partState) sample(nowMs, hwm int64) *vppv1.PartitionSample {
 		Duplicates:  ps.acct.Duplicates,
 		Gaps:        ps.acct.Gaps,
 		Lag:         max(0, ps.acct.HighWaterMark-ps.acct.NextOffset),
-		Substations: make([]*vppv1.SubstationSample, 0, len(subs)),
+		Substations: make([]*vppv1.SubstationSample, 0, len(ps.subs)),
 	}
-	for _, sub := range subs {
-		out.Substations = append(out.Substations, sub)
+	for _, s := range ps.subs {
+		if s.devices == 0 {
+			continue
+		}
+		out.Substations = append(out.Substations, &vppv1.SubstationSample{
+			SubstationId: s.substation, RegionId: s.region,
+			NetMicroKw: s.net, ChargeMicroKw: s.charge, DischargeMicroKw: s.discharge,
+			EnergyMicroKwh: s.energy, CapacityMicroKwh: s.capacity,
+			HeadroomDischargeMicroKw: s.headroomDischarge, HeadroomChargeMicroKw: s.headroomCharge,
+			Devices: s.devices, Online: s.online, Alarming: s.alarming,
+		})
 	}
 	slices.SortFunc(out.Substations, func(a, b *vppv1.SubstationSample) int {
 		return cmp.Or(cmp.Compare(a.SubstationId, b.SubstationId), cmp.Compare(a.RegionId, b.RegionId))

@@ -37,8 +37,9 @@ type twinConfig struct {
 // The site's own IDs are held once here, not per device.
 type siteTwin struct {
 	id, substation, region string
-	key                    string // SiteKey(id), made by the first flush
-	devices                []twin // sorted by device ID
+	key                    string   // SiteKey(id), made by the first flush
+	devices                []twin   // sorted by device ID
+	sub                    *subSums // the sums its devices count in
 	dirty                  bool
 }
 
@@ -159,6 +160,7 @@ type partState struct {
 	id       int32
 	cfg      twinConfig
 	sites    map[string]*siteTwin
+	subs     map[subKey]*subSums // per substation, over the partition's devices
 	dirty    []*siteTwin
 	taken    []*siteTwin           // dirty sites whose state is being published
 	acct     *vppv1.PartitionState // counters and next_offset
@@ -189,6 +191,7 @@ func newPartState(p int32, cfg twinConfig) *partState {
 		id:    p,
 		cfg:   cfg,
 		sites: make(map[string]*siteTwin),
+		subs:  make(map[subKey]*subSums),
 		acct:  &vppv1.PartitionState{Partition: p},
 		done:  make(chan struct{}),
 	}
@@ -210,7 +213,11 @@ func (ps *partState) apply(r *vppv1.Reading, nowMs int64) outcome {
 		s = &siteTwin{id: r.GetSiteId()}
 		ps.sites[s.id] = s
 	}
-	s.substation, s.region = r.GetSubstationId(), r.GetRegionId()
+	if s.sub == nil || s.substation != r.GetSubstationId() || s.region != r.GetRegionId() {
+		ps.detach(s)
+		s.substation, s.region = r.GetSubstationId(), r.GetRegionId()
+		ps.attach(s)
+	}
 	i, found := s.find(r.GetDeviceId())
 	var v wire.Reading
 	v.SetValues(r)
@@ -226,11 +233,15 @@ func (ps *partState) applyWire(r *wire.Reading, nowMs int64) outcome {
 		s = &siteTwin{id: string(r.SiteID)}
 		ps.sites[s.id] = s
 	}
-	if s.substation != string(r.SubstationID) {
-		s.substation = string(r.SubstationID)
-	}
-	if s.region != string(r.RegionID) {
-		s.region = string(r.RegionID)
+	if s.sub == nil || s.substation != string(r.SubstationID) || s.region != string(r.RegionID) {
+		ps.detach(s)
+		if s.substation != string(r.SubstationID) {
+			s.substation = string(r.SubstationID)
+		}
+		if s.region != string(r.RegionID) {
+			s.region = string(r.RegionID)
+		}
+		ps.attach(s)
 	}
 	i, found := s.findBytes(r.DeviceID)
 	id := ""
@@ -265,12 +276,16 @@ func (ps *partState) applyAt(s *siteTwin, i int, found bool, id string, r *wire.
 		d.gaps += seq - d.seq - 1
 		ps.acct.Gaps += seq - d.seq - 1
 	}
+	if found {
+		s.sub.add(d.contribution(), -1)
+	}
 	d.setReading(r)
 	d.appliedMs = nowMs
 	d.offline = false
 	d.applied++
 	d.headroomDischarge, d.headroomCharge = headroom(r.Mode, r.SocPct, r.CapacityKwh, r.MaxDischargeKw, r.MaxChargeKw, r.PowerKw,
 		ps.cfg.reserve, ps.cfg.horizon)
+	s.sub.add(d.contribution(), 1)
 	ps.acct.Applied++
 	return outcomeApplied
 }
@@ -312,8 +327,10 @@ func (ps *partState) markOffline(nowMs int64) int {
 		for i := range s.devices {
 			d := &s.devices[i]
 			if !d.offline && d.appliedMs < limit {
+				s.sub.add(d.contribution(), -1)
 				d.offline = true
 				d.headroomDischarge, d.headroomCharge = 0, 0
+				s.sub.add(d.contribution(), 1)
 				ps.markDirty(s)
 				n++
 			}
@@ -412,6 +429,7 @@ func (ps *partState) restore(key string, value []byte) error {
 	case strings.HasPrefix(key, sitePrefix):
 		id := strings.TrimPrefix(key, sitePrefix)
 		if old := ps.sites[id]; old != nil {
+			ps.detach(old)
 			ps.devices -= len(old.devices)
 			delete(ps.sites, id)
 		}
@@ -437,6 +455,7 @@ func (ps *partState) restore(key string, value []byte) error {
 		slices.SortFunc(s.devices, func(a, b twin) int { return strings.Compare(a.id, b.id) })
 		s.devices = slices.CompactFunc(s.devices, func(a, b twin) bool { return a.id == b.id })
 		ps.sites[id] = s
+		ps.attach(s)
 		ps.devices += len(s.devices)
 	case key == PartitionKey(ps.id):
 		if value == nil {
