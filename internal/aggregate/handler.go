@@ -337,9 +337,7 @@ func (h *handler) restore(ctx context.Context, ps *partState) error {
 		}
 	}
 	ps.mu.Lock()
-	ps.sites, ps.acct, ps.devices = tmp.sites, tmp.acct, tmp.devices
-	ps.dirty = ps.dirty[:0]
-	ps.restored = true
+	ps.adopt(tmp)
 	ps.mu.Unlock()
 	return nil
 }

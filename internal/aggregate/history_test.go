@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -105,6 +106,7 @@ func TestSampleKeptSumsMatchFullSum(t *testing.T) {
 	ps := newPartState(0, testTwin)
 	seq := map[string]uint64{}
 	now := int64(1000)
+	lastMark := int64(math.MinInt64 / 2)
 	check := func(step int) {
 		t.Helper()
 		want := sampleFull(ps)
@@ -149,6 +151,7 @@ func TestSampleKeptSumsMatchFullSum(t *testing.T) {
 			}
 		case x < 97:
 			ps.markOffline(now)
+			lastMark = now
 		default:
 			// Restore a fresh partition from this one's site states.
 			next := newPartState(0, testTwin)
@@ -162,9 +165,21 @@ func TestSampleKeptSumsMatchFullSum(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ps = next
+			ps = newPartState(0, testTwin)
+			ps.adopt(next)
 		}
 		check(step)
+		// Offline exactly when silent for offlineAfter as of the latest
+		// mark (and not before the mark that found it).
+		after := testTwin.offlineAfter.Milliseconds()
+		for _, s := range ps.sites {
+			for i := range s.devices {
+				d := &s.devices[i]
+				if silent := d.appliedMs < lastMark-after; silent != d.offline {
+					t.Fatalf("step %d: device %s applied at %d, offline %v after a mark at %d", step, d.id, d.appliedMs, d.offline, lastMark)
+				}
+			}
+		}
 	}
 }
 
@@ -184,6 +199,25 @@ func BenchmarkSample(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				ps.sample(2000, 0)
+			}
+		})
+	}
+}
+
+// BenchmarkMarkOffline times the offline check of every flush at two
+// partition sizes, every device heard from a second ago: it costs what is
+// due, not a walk over the devices, so the two agree.
+func BenchmarkMarkOffline(b *testing.B) {
+	for _, devices := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			ps := newPartState(0, testTwin)
+			for i := range devices {
+				site := fmt.Sprintf("s%d", i/5)
+				ps.apply(reading(site, fmt.Sprintf("%s-d%d", site, i%5), 1, 1.5), 1000)
+			}
+			b.ResetTimer()
+			for range b.N {
+				ps.markOffline(2000)
 			}
 		})
 	}

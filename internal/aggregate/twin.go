@@ -161,6 +161,7 @@ type partState struct {
 	cfg      twinConfig
 	sites    map[string]*siteTwin
 	subs     map[subKey]*subSums // per substation, over the partition's devices
+	silence  silenceHeap         // when each online device goes offline unless heard from
 	dirty    []*siteTwin
 	taken    []*siteTwin           // dirty sites whose state is being published
 	acct     *vppv1.PartitionState // counters and next_offset
@@ -281,11 +282,15 @@ func (ps *partState) applyAt(s *siteTwin, i int, found bool, id string, r *wire.
 	}
 	d.setReading(r)
 	d.appliedMs = nowMs
+	wasSilent := !found || d.offline
 	d.offline = false
 	d.applied++
 	d.headroomDischarge, d.headroomCharge = headroom(r.Mode, r.SocPct, r.CapacityKwh, r.MaxDischargeKw, r.MaxChargeKw, r.PowerKw,
 		ps.cfg.reserve, ps.cfg.horizon)
 	s.sub.add(d.contribution(), 1)
+	if wasSilent {
+		ps.watch(s, d)
+	}
 	ps.acct.Applied++
 	return outcomeApplied
 }
@@ -316,27 +321,99 @@ func (ps *partState) markDirty(s *siteTwin) {
 }
 
 // markOffline flags the devices not heard from for offlineAfter as offline
-// (no headroom) and returns how many changed. The caller holds mu.
+// (no headroom) and returns how many changed. The caller holds mu. It costs
+// O(log n) per device whose deadline passed, not a scan: each online device
+// has one entry in the silence heap, due offlineAfter after the reading it
+// was pushed for; a due entry whose device was heard from since is pushed
+// again for its latest reading (at most once per offlineAfter per device).
 func (ps *partState) markOffline(nowMs int64) int {
 	if ps.cfg.offlineAfter <= 0 {
 		return 0
 	}
-	limit := nowMs - ps.cfg.offlineAfter.Milliseconds()
+	after := ps.cfg.offlineAfter.Milliseconds()
 	n := 0
-	for _, s := range ps.sites {
-		for i := range s.devices {
-			d := &s.devices[i]
-			if !d.offline && d.appliedMs < limit {
-				s.sub.add(d.contribution(), -1)
-				d.offline = true
-				d.headroomDischarge, d.headroomCharge = 0, 0
-				s.sub.add(d.contribution(), 1)
-				ps.markDirty(s)
-				n++
-			}
+	for len(ps.silence) > 0 && ps.silence[0].due <= nowMs {
+		e := ps.silence.pop()
+		if ps.sites[e.site.id] != e.site {
+			continue // the site was replaced (restored again)
 		}
+		i, found := e.site.find(e.id)
+		if !found {
+			continue
+		}
+		d := &e.site.devices[i]
+		if d.offline {
+			continue
+		}
+		if due := d.appliedMs + after + 1; due > nowMs {
+			ps.silence.push(silenceEntry{due: due, site: e.site, id: d.id})
+			continue
+		}
+		s := e.site
+		s.sub.add(d.contribution(), -1)
+		d.offline = true
+		d.headroomDischarge, d.headroomCharge = 0, 0
+		s.sub.add(d.contribution(), 1)
+		ps.markDirty(s)
+		n++
 	}
 	return n
+}
+
+// watch puts an online device into the silence heap.
+func (ps *partState) watch(s *siteTwin, d *twin) {
+	if ps.cfg.offlineAfter > 0 && !d.offline {
+		ps.silence.push(silenceEntry{due: d.appliedMs + ps.cfg.offlineAfter.Milliseconds() + 1, site: s, id: d.id})
+	}
+}
+
+// silenceEntry says that device id of site goes offline at due (Unix ms)
+// unless it was heard from since.
+type silenceEntry struct {
+	due  int64
+	site *siteTwin
+	id   string
+}
+
+// silenceHeap is a binary min-heap of silenceEntry by due.
+type silenceHeap []silenceEntry
+
+func (h *silenceHeap) push(e silenceEntry) {
+	*h = append(*h, e)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if q[p].due <= q[i].due {
+			break
+		}
+		q[p], q[i] = q[i], q[p]
+		i = p
+	}
+}
+
+func (h *silenceHeap) pop() silenceEntry {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q[last] = silenceEntry{}
+	q = q[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(q) && q[l].due < q[m].due {
+			m = l
+		}
+		if r < len(q) && q[r].due < q[m].due {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[m], q[i] = q[i], q[m]
+		i = m
+	}
+	*h = q
+	return top
 }
 
 // pending reports whether a flush has anything to write.
@@ -422,6 +499,15 @@ func (ps *partState) flushed() {
 	ps.acctDirt = false
 }
 
+// adopt takes the state restored into tmp and counts as restored. The
+// caller holds mu.
+func (ps *partState) adopt(tmp *partState) {
+	ps.sites, ps.acct, ps.devices = tmp.sites, tmp.acct, tmp.devices
+	ps.subs, ps.silence = tmp.subs, tmp.silence
+	ps.dirty = ps.dirty[:0]
+	ps.restored = true
+}
+
 // restore folds one record of the state topic into the state: the last
 // record of a key wins, a nil value (tombstone) deletes a site.
 func (ps *partState) restore(key string, value []byte) error {
@@ -456,6 +542,9 @@ func (ps *partState) restore(key string, value []byte) error {
 		s.devices = slices.CompactFunc(s.devices, func(a, b twin) bool { return a.id == b.id })
 		ps.sites[id] = s
 		ps.attach(s)
+		for i := range s.devices {
+			ps.watch(s, &s.devices[i])
+		}
 		ps.devices += len(s.devices)
 	case key == PartitionKey(ps.id):
 		if value == nil {
