@@ -28,14 +28,25 @@ func (m *model) badge() string {
 	return st.Live.Render("● LIVE") + st.Dim.Render(" "+fmtAge(age))
 }
 
+// focus is the node the header and the charts show: the one the active
+// screen is on, else the fleet.
+func (m *model) focus() *fleet.Node {
+	if f, ok := m.top().(focuser); ok {
+		if n := f.focus(); n != nil {
+			return n
+		}
+	}
+	return m.c.snap.Fleet
+}
+
 // header is the three text lines at the top: where we are, how fresh the
-// data is and the clock; the fleet's power, energy and SoC; devices,
-// headroom, ingest rate and lag.
+// data is and the clock; the focused node's power, energy and SoC; its
+// devices and headroom, and the pipeline's ingest rate and lag.
 func (m *model) header() string {
 	st := &m.c.styles
 	w := m.width
 	c := m.c
-	r := &c.snap.Fleet.Rollup
+	r := &m.focus().Rollup
 
 	// Line 1: title, breadcrumb, badge and clock.
 	cr := m.top().Crumbs()
@@ -82,18 +93,20 @@ func (m *model) header() string {
 	return l1 + "\n" + l2 + "\n" + l3
 }
 
-// charts is the header's chart block: fleet power (signed, ntcharts
-// streamline chart on ±limit), SoC and the ingest rate (ntcharts
-// sparklines with fixed maxima), one title line each over the chart.
+// charts is the header's chart block: the focused node's power (signed,
+// ntcharts streamline chart on ±limit) and SoC, and the fleet's ingest
+// rate (ntcharts sparklines with fixed maxima), one title line each over
+// the chart.
 func (m *model) charts() string {
 	st := &m.c.styles
 	c := m.c
 	const gap = 2
 	cw := (m.width - 2*gap) / 3
-	r := &c.snap.Fleet.Rollup
+	node := m.focus()
+	r := &node.Rollup
 	n := cw
 
-	pw := c.seriesOf(fleet.KindFleet, fleet.FleetID, history.PowerKW, n)
+	pw := c.seriesOf(node.Kind, node.ID, history.PowerKW, n)
 	limit := math.Max(powerLimit(r), absMax(pw))
 	div, prefix := scale(limit)
 	scaled := make([]float64, len(pw))
@@ -102,7 +115,7 @@ func (m *model) charts() string {
 	}
 	powerC := signedChart(scaled, cw, chartHeight-1, limit/div, st.Discharge, st.ChartAxis)
 
-	soc := c.seriesOf(fleet.KindFleet, fleet.FleetID, history.SoCPct, n)
+	soc := c.seriesOf(node.Kind, node.ID, history.SoCPct, n)
 	socC := barChart(soc, cw, chartHeight-1, 100, st.SoCChart)
 
 	rate := c.seriesOf(fleet.KindFleet, fleet.FleetID, history.ReceivedPerSec, n)

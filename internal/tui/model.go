@@ -8,6 +8,8 @@ import (
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/vppctl/vpp/internal/fleet"
 )
 
 // tickMsg asks for a refresh.
@@ -47,7 +49,10 @@ type model struct {
 	// the frames that key presses cause in between.
 	chartGen   uint64
 	chartWidth int
-	chartText  string
+	// chartKind and chartID are the node the cached charts show.
+	chartKind fleet.Kind
+	chartID   string
+	chartText string
 }
 
 func newModel(d Data, o Options) *model { return newModelOf(d, o, registry()) }
@@ -276,8 +281,10 @@ func (m *model) render() string {
 	b.WriteString(m.header())
 	if m.showCharts() {
 		b.WriteByte('\n')
-		if m.chartGen != m.c.gen || m.chartWidth != m.width || m.chartText == "" {
+		f := m.focus()
+		if m.chartGen != m.c.gen || m.chartWidth != m.width || m.chartText == "" || m.chartKind != f.Kind || m.chartID != f.ID {
 			m.chartText, m.chartGen, m.chartWidth = m.charts(), m.c.gen, m.width
+			m.chartKind, m.chartID = f.Kind, f.ID
 		}
 		b.WriteString(m.chartText)
 	}

@@ -4,6 +4,8 @@ import (
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/vppctl/vpp/internal/fleet"
 )
 
 // screen is one screen of the dashboard, the body between the header and
@@ -44,6 +46,13 @@ type screen interface {
 // there (never while paused).
 type refresher interface {
 	refresh()
+}
+
+// focuser is a screen that is on one node of the hierarchy (the table on
+// the node whose children it lists): the header's figures and the charts
+// follow it. Screens that are not focusers show the fleet.
+type focuser interface {
+	focus() *fleet.Node
 }
 
 // closer is a screen that holds something while it is open (the device

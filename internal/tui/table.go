@@ -141,6 +141,9 @@ func (t *tableView) level() *fleet.Node {
 	return n
 }
 
+// focus implements focuser: the node whose children are listed.
+func (t *tableView) focus() *fleet.Node { return t.level() }
+
 // refresh implements refresher: it rebuilds the rows when the snapshot
 // changed.
 func (t *tableView) refresh() {
