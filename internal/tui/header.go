@@ -97,7 +97,7 @@ func (m *model) header() string {
 // ntcharts streamline chart on ±limit) and SoC, and the fleet's ingest
 // rate (ntcharts sparklines with fixed maxima), one title line each over
 // the chart.
-func (m *model) charts() string {
+func (m *model) charts(height int) string {
 	st := &m.c.styles
 	c := m.c
 	const gap = 2
@@ -113,13 +113,13 @@ func (m *model) charts() string {
 	for i, v := range pw {
 		scaled[i] = v / div
 	}
-	powerC := signedChart(scaled, cw, chartHeight-1, limit/div, st.Discharge, st.ChartAxis)
+	powerC := signedChart(scaled, cw, height-1, limit/div, st.Discharge, st.ChartAxis)
 
 	soc := c.seriesOf(node.Kind, node.ID, history.SoCPct, n)
-	socC := barChart(soc, cw, chartHeight-1, 100, st.SoCChart)
+	socC := barChart(soc, cw, height-1, 100, st.SoCChart)
 
 	rate := c.seriesOf(fleet.KindFleet, fleet.FleetID, history.ReceivedPerSec, n)
-	rateC := barChart(rate, cw, chartHeight-1, math.Max(1, absMax(rate)*1.1), st.RateChart)
+	rateC := barChart(rate, cw, height-1, math.Max(1, absMax(rate)*1.1), st.RateChart)
 
 	titles := []string{
 		st.Label.Render("Power "+prefix+"W ") + st.Dim.Render("+dis/−chg, "+itoa(n)+"s"),
@@ -128,7 +128,7 @@ func (m *model) charts() string {
 	}
 	cols := []string{powerC, socC, rateC}
 	for i := range cols {
-		cols[i] = lipgloss.NewStyle().Width(cw).MaxWidth(cw).Render(fit(titles[i], cw, false) + "\n" + fitLines(cols[i], cw, chartHeight-1))
+		cols[i] = lipgloss.NewStyle().Width(cw).MaxWidth(cw).Render(fit(titles[i], cw, false) + "\n" + fitLines(cols[i], cw, height-1))
 	}
 	sp := strings.Repeat(" ", gap)
 	return lipgloss.JoinHorizontal(lipgloss.Top, cols[0], sp, cols[1], sp, cols[2])

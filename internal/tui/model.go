@@ -18,12 +18,15 @@ type tickMsg time.Time
 // Layout: the header's text lines, the chart block's height (title line
 // plus chart), and the smallest terminal that gets charts.
 const (
-	headerLines  = 3
-	chartHeight  = 6
-	chartMinW    = 90
-	chartMinH    = 30
-	footerLines  = 1
-	minBodyLines = 3
+	headerLines = 3
+	chartHeight = 6
+	// chartMaxHeight is how tall the charts grow into the space a short
+	// screen (a site's few devices) leaves below it.
+	chartMaxHeight = 24
+	chartMinW      = 90
+	chartMinH      = 30
+	footerLines    = 1
+	minBodyLines   = 3
 )
 
 // model is the root model: the header, the screen on top of the stack and
@@ -52,6 +55,9 @@ type model struct {
 	// chartKind and chartID are the node the cached charts show.
 	chartKind fleet.Kind
 	chartID   string
+	chartH    int
+	// laidOut is the body height the screens were last sized to.
+	laidOut   int
 	chartText string
 }
 
@@ -244,20 +250,38 @@ func (m *model) showCharts() bool {
 	return !m.plain && m.width >= chartMinW && m.height >= chartMinH
 }
 
+// chartLines is the height of the chart block (titles included): the
+// standard height, grown into the lines a short screen leaves unused up to
+// chartMaxHeight; 0 without charts.
+func (m *model) chartLines() int {
+	if !m.showCharts() {
+		return 0
+	}
+	h := chartHeight
+	if s, ok := m.top().(sizer); ok {
+		room := m.height - headerLines - footerLines - (chartHeight + 1)
+		if spare := room - s.lines(); spare > 0 {
+			h = min(chartMaxHeight, chartHeight+spare)
+		}
+	}
+	return h
+}
+
 // bodyHeight is the height left for the active screen.
 func (m *model) bodyHeight() int {
 	h := m.height - headerLines
 	if !m.plain {
 		h -= footerLines
 	}
-	if m.showCharts() {
-		h -= chartHeight + 1
+	if c := m.chartLines(); c > 0 {
+		h -= c + 1
 	}
 	return max(minBodyLines, h)
 }
 
 func (m *model) layout() {
 	h := m.bodyHeight()
+	m.laidOut = h
 	for _, s := range m.screens {
 		s.SetSize(m.width, h)
 	}
@@ -276,15 +300,19 @@ func (m *model) View() tea.View {
 
 // render draws the frame as a string.
 func (m *model) render() string {
+	if m.laidOut != m.bodyHeight() {
+		m.layout() // the charts grew or shrank with the screen's rows
+	}
 	var b strings.Builder
 	b.Grow(m.width * m.height * 2)
 	b.WriteString(m.header())
 	if m.showCharts() {
 		b.WriteByte('\n')
 		f := m.focus()
-		if m.chartGen != m.c.gen || m.chartWidth != m.width || m.chartText == "" || m.chartKind != f.Kind || m.chartID != f.ID {
-			m.chartText, m.chartGen, m.chartWidth = m.charts(), m.c.gen, m.width
-			m.chartKind, m.chartID = f.Kind, f.ID
+		ch := m.chartLines()
+		if m.chartGen != m.c.gen || m.chartWidth != m.width || m.chartText == "" || m.chartKind != f.Kind || m.chartID != f.ID || m.chartH != ch {
+			m.chartText, m.chartGen, m.chartWidth = m.charts(ch), m.c.gen, m.width
+			m.chartKind, m.chartID, m.chartH = f.Kind, f.ID, ch
 		}
 		b.WriteString(m.chartText)
 	}

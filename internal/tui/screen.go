@@ -55,6 +55,12 @@ type focuser interface {
 	focus() *fleet.Node
 }
 
+// sizer is a screen that knows how many lines it needs: the charts grow
+// into what it leaves unused.
+type sizer interface {
+	lines() int
+}
+
 // closer is a screen that holds something while it is open (the device
 // detail's history watch): close is called when it leaves the stack.
 type closer interface {

@@ -141,6 +141,10 @@ func (t *tableView) level() *fleet.Node {
 	return n
 }
 
+// lines implements sizer: the title, the column header and the rows (or
+// the line that says there are none).
+func (t *tableView) lines() int { return 2 + max(1, len(t.rows)) }
+
 // focus implements focuser: the node whose children are listed.
 func (t *tableView) focus() *fleet.Node { return t.level() }
 
