@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -119,8 +120,7 @@ type Tree struct {
 	ingest     map[string]*vppv1.IngestStats
 	version    uint64
 
-	structDirty   bool
-	idx           *index
+	idx           *index // shared with every snapshot, kept up to date
 	pipelineDirty bool
 	pipeline      Pipeline
 }
@@ -132,7 +132,7 @@ func NewTree() *Tree {
 		sites:         make(map[string]*tnode),
 		partitions:    make(map[int32]*vppv1.PartitionState),
 		ingest:        make(map[string]*vppv1.IngestStats),
-		structDirty:   true,
+		idx:           &index{sites: make(map[string]siteLoc), substations: make(map[string]string)},
 		pipelineDirty: true,
 	}
 }
@@ -193,7 +193,12 @@ func (t *Tree) insert(s *vppv1.SiteState, r *Rollup) {
 		n.rollup.Add(r)
 		n.dirty = true
 	}
-	t.structDirty = true
+	t.idx.mu.Lock()
+	t.idx.sites[site.id] = siteLoc{reg.id, sub.id}
+	if _, dup := t.idx.substations[sub.id]; !dup {
+		t.idx.substations[sub.id] = reg.id
+	}
+	t.idx.mu.Unlock()
 }
 
 func (t *Tree) remove(site *tnode) {
@@ -206,13 +211,26 @@ func (t *Tree) remove(site *tnode) {
 		n.replace(&r, &zero)
 	}
 	reg := sub.parent
+	t.idx.mu.Lock()
+	delete(t.idx.sites, site.id)
 	if len(sub.children) == 0 {
 		reg.removeChild(sub.id)
 		if len(reg.children) == 0 {
 			t.root.removeChild(reg.id)
 		}
+		if t.idx.substations[sub.id] == reg.id {
+			// Substation IDs are meant to be unique in the fleet; if
+			// another region has one of the same ID, it takes the lookup.
+			delete(t.idx.substations, sub.id)
+			for _, other := range t.root.children {
+				if other.child(sub.id) != nil {
+					t.idx.substations[sub.id] = other.id
+					break
+				}
+			}
+		}
 	}
-	t.structDirty = true
+	t.idx.mu.Unlock()
 }
 
 // Site returns the current state of a site, or nil.
@@ -277,10 +295,6 @@ func (t *Tree) Version() uint64 { return t.version }
 // and site states are shared by pointer, so a snapshot costs O(nodes on
 // changed paths and their children), never O(devices).
 func (t *Tree) Snapshot() *Snapshot {
-	if t.structDirty || t.idx == nil {
-		t.idx = t.buildIndex()
-		t.structDirty = false
-	}
 	if t.pipelineDirty {
 		t.pipeline = t.buildPipeline()
 		t.pipelineDirty = false
@@ -290,6 +304,7 @@ func (t *Tree) Snapshot() *Snapshot {
 		Pipeline: t.pipeline,
 		Version:  t.version,
 		idx:      t.idx,
+		sites:    len(t.sites),
 	}
 }
 
@@ -316,28 +331,16 @@ func build(n *tnode, region, substation string) *Node {
 
 type siteLoc struct{ region, substation string }
 
-// index locates sites and substations by ID in a snapshot; it is rebuilt
-// only when sites appear, disappear or move, and shared otherwise.
+// index locates sites and substations by ID. One index is kept up to date
+// by the tree as sites appear, move and go (O(1) each, never a rebuild) and
+// shared with every snapshot, which checks what it finds against its own
+// nodes: a site that appeared after a snapshot is not in it, and one that
+// moved or went since is looked for in the snapshot's substations (so an
+// old snapshot still answers as of its time).
 type index struct {
+	mu          sync.RWMutex
 	sites       map[string]siteLoc
 	substations map[string]string
-}
-
-func (t *Tree) buildIndex() *index {
-	idx := &index{sites: make(map[string]siteLoc, len(t.sites)), substations: make(map[string]string)}
-	for _, reg := range t.root.children {
-		for _, sub := range reg.children {
-			// Substation IDs are meant to be unique in the fleet; if two
-			// regions share one, the first region (by ID) wins the lookup.
-			if _, dup := idx.substations[sub.id]; !dup {
-				idx.substations[sub.id] = reg.id
-			}
-			for _, site := range sub.children {
-				idx.sites[site.id] = siteLoc{reg.id, sub.id}
-			}
-		}
-	}
-	return idx
 }
 
 // Node is an immutable node of a Snapshot: the fleet, a region, a
@@ -404,6 +407,7 @@ type Snapshot struct {
 	// Version is the tree's update count when the snapshot was taken.
 	Version uint64
 	idx     *index
+	sites   int
 }
 
 // EmptySnapshot returns the snapshot of an empty fleet.
@@ -422,35 +426,53 @@ func (s *Snapshot) Region(id string) *Node { return s.Fleet.Child(id) }
 
 // Substation returns a substation by ID, or nil.
 func (s *Snapshot) Substation(id string) *Node {
-	if s.idx == nil {
+	if s.idx == nil || s.Fleet == nil {
 		return nil
 	}
+	s.idx.mu.RLock()
 	reg, ok := s.idx.substations[id]
-	if !ok {
-		return nil
+	s.idx.mu.RUnlock()
+	if ok {
+		if n := s.Fleet.Child(reg).Child(id); n != nil {
+			return n
+		}
 	}
-	return s.Fleet.Child(reg).Child(id)
+	// Not where the index says now: gone or moved since this snapshot,
+	// or never there. Look through the snapshot's own regions.
+	for _, r := range s.Fleet.Children {
+		if n := r.Child(id); n != nil {
+			return n
+		}
+	}
+	return nil
 }
 
 // Site returns a site by ID, or nil.
 func (s *Snapshot) Site(id string) *Node {
-	if s.idx == nil {
+	if s.idx == nil || s.Fleet == nil {
 		return nil
 	}
+	s.idx.mu.RLock()
 	loc, ok := s.idx.sites[id]
-	if !ok {
-		return nil
+	s.idx.mu.RUnlock()
+	if ok {
+		if n := s.Fleet.Child(loc.region).Child(loc.substation).Child(id); n != nil {
+			return n
+		}
 	}
-	return s.Fleet.Child(loc.region).Child(loc.substation).Child(id)
+	// Not where the index says now (see Substation): O(substations).
+	for _, r := range s.Fleet.Children {
+		for _, sub := range r.Children {
+			if n := sub.Child(id); n != nil {
+				return n
+			}
+		}
+	}
+	return nil
 }
 
 // Sites is the number of sites in the snapshot.
-func (s *Snapshot) Sites() int {
-	if s.idx == nil {
-		return 0
-	}
-	return len(s.idx.sites)
-}
+func (s *Snapshot) Sites() int { return s.sites }
 
 // UpdatedAt is the time of the newest data in the snapshot (site states,
 // device applications and pipeline accounting); zero when there is none.
