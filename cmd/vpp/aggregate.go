@@ -94,6 +94,7 @@ topic like every reader:
 	f.Float64Var(&o.cfg.ReserveSoCPct, "reserve-soc", o.cfg.ReserveSoCPct, "state of charge (percent) that discharge headroom keeps in reserve")
 	f.DurationVar(&o.cfg.HeadroomHorizon, "headroom-horizon", o.cfg.HeadroomHorizon, "how long headroom must be sustainable from stored energy")
 	f.DurationVar(&o.cfg.FlushInterval, "flush-interval", o.cfg.FlushInterval, "how often changed sites are published and offsets committed")
+	f.DurationVar(&o.cfg.Heartbeat, "heartbeat", o.cfg.Heartbeat, "heartbeat timeout of the setpoints sent to devices (a device that hears no refresh for this long returns to local control; refreshed every third of it)")
 	f.StringVar(&o.http, "http", "", "serve the JSON API on this address, e.g. 127.0.0.1:8081 (default: off)")
 	f.BoolVar(&o.quiet, "quiet", false, "no status line")
 	o.api.register(f)
