@@ -124,8 +124,9 @@ func (f *fleet) rounds(n int, dup float64) []*vppv1.Reading {
 	return out
 }
 
-// produce publishes readings keyed by site ID, as ingest does.
-func produce(t *testing.T, o kafka.Options, rs []*vppv1.Reading) {
+// newTestProducer is a producer to the test's broker (acks from all
+// replicas, as ingest asks); the caller closes it.
+func newTestProducer(t *testing.T, o kafka.Options) sarama.SyncProducer {
 	t.Helper()
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V3_6_0_0
@@ -135,6 +136,13 @@ func produce(t *testing.T, o kafka.Options, rs []*vppv1.Reading) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// produce publishes readings keyed by site ID, as ingest does.
+func produce(t *testing.T, o kafka.Options, rs []*vppv1.Reading) {
+	t.Helper()
+	p := newTestProducer(t, o)
 	defer p.Close()
 	msgs := make([]*sarama.ProducerMessage, len(rs))
 	for i, r := range rs {

@@ -36,14 +36,7 @@ type testDevices struct {
 
 func newTestDevices(t *testing.T, o kafka.Options, sites, perSite int) *testDevices {
 	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
-	p, err := sarama.NewSyncProducer(o.Brokers, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestProducer(t, o)
 	t.Cleanup(func() { _ = p.Close() })
 	td := &testDevices{t: t, o: o, producer: p, rng: rand.New(rand.NewPCG(5, 6)),
 		held: map[string]*vppv1.Setpoint{}, latest: map[string]*vppv1.Setpoint{}, gotAt: map[string]time.Time{},
@@ -217,13 +210,7 @@ func readDispatchTopic(t *testing.T, client sarama.Client, o kafka.Options) map[
 
 func putDispatch(t *testing.T, o kafka.Options, d *vppv1.Dispatch) {
 	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Producer.Return.Successes = true
-	p, err := sarama.NewSyncProducer(o.Brokers, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestProducer(t, o)
 	defer p.Close()
 	v, err := proto.Marshal(&vppv1.DispatchRecord{Body: &vppv1.DispatchRecord_Dispatch{Dispatch: d}})
 	if err != nil {
