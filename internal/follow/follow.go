@@ -25,13 +25,24 @@
 //   - Catch-up. On its first connection the follower records each
 //     partition's high-water mark, the catch-up mark. It is caught up when
 //     every partition delivered the record just below its mark, or was
-//     empty from its start point. A partition that delivers nothing for
-//     IdleCatchUp while below its mark, and had no consume error in that
-//     time, counts as read: compaction can remove the records just below a
-//     mark (an expired tombstone), and they never come. CaughtUp is called
-//     once, before WaitCaughtUp returns and after the Flush of every record
-//     below the marks, so that a caller's published state is complete when
-//     its waiters wake. Catch-up is never undone by a later reconnect.
+//     empty from its start point. A partition below its mark counts as
+//     read only when it is idle, not merely slow (see checkIdle): the
+//     broker answered its fetches with a high-water mark at or past the
+//     catch-up mark, and for IdleCatchUp no record came out of its
+//     consumer, none waits to be handed over, and no fetch failed.
+//     Compaction can remove the records just below a mark (an expired
+//     tombstone), and they never come. CaughtUp is called once, before
+//     WaitCaughtUp returns and after the Flush of every record below the
+//     marks, so that a caller's published state is complete when its
+//     waiters wake. Catch-up is never undone by a later reconnect.
+//   - Progress. Progress reports the partitions and records caught up of
+//     those below the marks, and the error of the latest failed session
+//     until a session starts consuming again; it is updated every
+//     TickInterval, when a session ends and at catch-up.
+//   - Errors. Session errors are explained with the kafka package's types:
+//     *kafka.UnreachableError (no broker answered), *kafka.MissingTopicError,
+//     *kafka.AuthzError. With Fatal set, Run returns the first session
+//     error Fatal accepts instead of retrying (vpp top --once).
 //   - Ticks. Tick is called every TickInterval while connected, and once
 //     after every session ends.
 //
@@ -107,6 +118,10 @@ type Config struct {
 	Tick func()
 	// CaughtUp, when set, is called once when the follower caught up.
 	CaughtUp func()
+	// Fatal, when set, ends Run with the first session error for which it
+	// returns true (kafka.Persistent, for a reader that must answer at
+	// once); nil retries every error.
+	Fatal func(error) bool
 	// Name names the follower in errors ("fleet reader").
 	Name string
 	// Logger receives the follower's logs; nil means slog.Default().
@@ -122,6 +137,34 @@ type Config struct {
 	RefreshInterval time.Duration
 	IdleCatchUp     time.Duration
 	Backoff         backoff.Policy
+}
+
+// Progress is how far a follower is with its catch-up.
+type Progress struct {
+	// Started is whether the catch-up marks are known (the first session
+	// reached the brokers and found every topic).
+	Started bool
+	// CaughtUp is whether the follower caught up (see the package doc).
+	CaughtUp bool
+	// Partitions is the number of partitions followed at start; Done how
+	// many of them are read up to their catch-up mark.
+	Partitions, Done int
+	// Records is the number of offsets below the catch-up marks from the
+	// start points; Read how many of them were read.
+	Records, Read int64
+	// Err is why the latest session failed, nil once a session consumes.
+	Err error
+}
+
+// Percent is the share of the records read, 0 to 100 (100 once caught up).
+func (p Progress) Percent() float64 {
+	switch {
+	case p.CaughtUp:
+		return 100
+	case p.Records <= 0:
+		return 0
+	}
+	return 100 * float64(p.Read) / float64(p.Records)
 }
 
 // topicPartition names one partition of one topic.
@@ -141,16 +184,28 @@ type Follower struct {
 	started  atomic.Bool
 	// runErr is what Run returned, set before done is closed; lastErr
 	// the error that ended the latest Kafka session (nil while none did).
-	runErr  error
-	lastErr atomic.Pointer[error]
+	runErr   error
+	lastErr  atomic.Pointer[error]
+	progress atomic.Pointer[Progress]
 
 	// Owned by the Run goroutine.
 	next       map[topicPartition]int64
 	captured   bool
 	pending    map[topicPartition]int64
-	lastActive map[topicPartition]time.Time
-	lastError  map[topicPartition]*atomic.Int64 // unix ns of the last consume error, set by forward
+	starts     map[topicPartition]int64 // start offset of each partition with a catch-up mark above it
+	marks      map[topicPartition]int64
+	partitions int
+	sessionErr error
+	stats      map[topicPartition]*partStats
 	from       *time.Time
+}
+
+// partStats is what a partition's forward goroutine tells the Run
+// goroutine.
+type partStats struct {
+	lastError atomic.Int64 // unix ns of the last consume error
+	lastRecv  atomic.Int64 // unix ns of the last record out of the consumer
+	holding   atomic.Bool  // a record waits to be handed to the Run goroutine
 }
 
 // New returns a follower of cfg. It does not connect: Run does.
@@ -177,14 +232,44 @@ func New(cfg Config) *Follower {
 		cfg.Logger = slog.Default()
 	}
 	return &Follower{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		caughtUp:   make(chan struct{}),
-		done:       make(chan struct{}),
-		next:       make(map[topicPartition]int64),
-		lastActive: make(map[topicPartition]time.Time),
-		lastError:  make(map[topicPartition]*atomic.Int64),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		caughtUp: make(chan struct{}),
+		done:     make(chan struct{}),
+		next:     make(map[topicPartition]int64),
+		starts:   make(map[topicPartition]int64),
+		marks:    make(map[topicPartition]int64),
+		stats:    make(map[topicPartition]*partStats),
 	}
+}
+
+// Progress returns how far the follower is with its catch-up; safe from
+// any goroutine.
+func (f *Follower) Progress() Progress {
+	if p := f.progress.Load(); p != nil {
+		return *p
+	}
+	return Progress{}
+}
+
+// updateProgress publishes the Run goroutine's view of the catch-up.
+func (f *Follower) updateProgress() {
+	p := Progress{Started: f.captured, CaughtUp: f.isCaught.Load(), Partitions: f.partitions, Err: f.sessionErr}
+	if f.captured {
+		p.Done = f.partitions - len(f.pending)
+		for k, mark := range f.marks {
+			start := f.starts[k]
+			p.Records += mark - start
+			if _, ok := f.pending[k]; !ok {
+				p.Read += mark - start
+				continue
+			}
+			if next, ok := f.next[k]; ok {
+				p.Read += min(max(next-start, 0), mark-start)
+			}
+		}
+	}
+	f.progress.Store(&p)
 }
 
 // CaughtUpNow reports whether the follower has caught up.
@@ -206,6 +291,9 @@ func (f *Follower) WaitCaughtUp(ctx context.Context) error {
 		case <-f.caughtUp:
 			return nil
 		default:
+		}
+		if kafka.Persistent(f.runErr) {
+			return f.runErr // names the follower and the cause already
 		}
 		if f.runErr != nil {
 			return fmt.Errorf("%s stopped before catching up: %w", f.cfg.Name, f.runErr)
@@ -254,17 +342,26 @@ func (f *Follower) Run(ctx context.Context) error {
 	retry := backoff.Retry{Policy: f.cfg.Backoff}
 	for {
 		progressed, serr := f.session(ctx, scfg)
-		if f.cfg.Tick != nil {
-			f.cfg.Tick()
-		}
 		if ctx.Err() != nil {
+			if f.cfg.Tick != nil {
+				f.cfg.Tick()
+			}
 			return nil
-		}
-		if progressed {
-			retry.Reset()
 		}
 		if serr != nil {
 			f.lastErr.Store(&serr)
+			f.sessionErr = serr
+		}
+		f.updateProgress()
+		if f.cfg.Tick != nil {
+			f.cfg.Tick()
+		}
+		if serr != nil && f.cfg.Fatal != nil && f.cfg.Fatal(serr) {
+			f.runErr = fmt.Errorf("%s: %w", f.cfg.Name, serr)
+			return f.runErr
+		}
+		if progressed {
+			retry.Reset()
 		}
 		wait := retry.Fail()
 		f.log.Warn("kafka session ended, reconnecting", "brokers", f.cfg.Kafka.Brokers, "topics", f.cfg.Topics, "err", serr, "backoff", wait)
@@ -281,7 +378,7 @@ func (f *Follower) Run(ctx context.Context) error {
 func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed bool, err error) {
 	client, err := sarama.NewClient(f.cfg.Kafka.Brokers, scfg)
 	if err != nil {
-		return false, fmt.Errorf("connect to kafka %v: %w", f.cfg.Kafka.Brokers, err)
+		return false, f.cfg.Kafka.Unreachable(fmt.Errorf("connect to kafka %v: %w", f.cfg.Kafka.Brokers, err))
 	}
 	defer client.Close()
 	consumer, err := sarama.NewConsumerFromClient(client)
@@ -318,30 +415,31 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 			pc, err = consumer.ConsumePartition(k.topic, k.partition, sarama.OffsetOldest)
 		}
 		if err != nil {
-			return fmt.Errorf("consume %s/%d: %w", k.topic, k.partition, err)
+			return f.cfg.Kafka.TopicDenied(fmt.Errorf("consume %s/%d: %w", k.topic, k.partition, err), "READ", k.topic)
 		}
 		pcs[k] = pc
-		f.lastActive[k] = time.Now()
-		lastErr := f.lastError[k]
-		if lastErr == nil {
-			lastErr = new(atomic.Int64)
-			f.lastError[k] = lastErr
+		st := f.stats[k]
+		if st == nil {
+			st = new(partStats)
+			f.stats[k] = st
 		}
-		wg.Go(func() { forward(sctx, k, pc, msgs, failed, lastErr, f.log) })
+		st.lastRecv.Store(time.Now().UnixNano())
+		wg.Go(func() { forward(sctx, k, pc, msgs, failed, st, f.log) })
 		return nil
 	}
 	discover := func() ([]topicPartition, error) {
-		if err := client.RefreshMetadata(f.cfg.Topics...); err != nil {
-			return nil, fmt.Errorf("refresh metadata of %v: %w", f.cfg.Topics, err)
-		}
 		var all []topicPartition
 		for _, topic := range f.cfg.Topics {
+			// One topic at a time, so that an error names its topic.
+			if err := client.RefreshMetadata(topic); err != nil {
+				return nil, f.topicError(fmt.Errorf("refresh metadata of %s: %w", topic, err), topic)
+			}
 			parts, err := client.Partitions(topic)
 			if err != nil {
-				return nil, fmt.Errorf("partitions of %s: %w", topic, err)
+				return nil, f.topicError(fmt.Errorf("partitions of %s: %w", topic, err), topic)
 			}
 			if len(parts) == 0 {
-				return nil, fmt.Errorf("partitions of %s: topic has none", topic)
+				return nil, &kafka.MissingTopicError{Topic: topic, Err: fmt.Errorf("partitions of %s: topic has none", topic)}
 			}
 			for _, p := range parts {
 				all = append(all, topicPartition{topic, p})
@@ -365,6 +463,8 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 		}
 	}
 	f.log.Debug("consuming", "topics", f.cfg.Topics, "partitions", len(all))
+	f.sessionErr = nil
+	f.updateProgress()
 
 	tick := time.NewTicker(f.cfg.TickInterval)
 	defer tick.Stop()
@@ -393,7 +493,8 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 			}
 			f.checkCaughtUp()
 		case <-tick.C:
-			f.checkIdle()
+			f.checkIdle(pcs)
+			f.updateProgress()
 			if f.cfg.Tick != nil {
 				f.cfg.Tick()
 			}
@@ -419,7 +520,7 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 // forward copies one partition consumer's messages to msgs and logs its
 // errors (at most one line per errorLogInterval) until ctx ends; it reports
 // on failed when the consumer stops.
-func forward(ctx context.Context, k topicPartition, pc sarama.PartitionConsumer, msgs chan<- *sarama.ConsumerMessage, failed chan<- error, lastErr *atomic.Int64, log *slog.Logger) {
+func forward(ctx context.Context, k topicPartition, pc sarama.PartitionConsumer, msgs chan<- *sarama.ConsumerMessage, failed chan<- error, st *partStats, log *slog.Logger) {
 	errs := pc.Errors()
 	var logged time.Time
 	suppressed := 0
@@ -433,9 +534,13 @@ func forward(ctx context.Context, k topicPartition, pc sarama.PartitionConsumer,
 				}
 				return
 			}
+			st.holding.Store(true)
+			st.lastRecv.Store(time.Now().UnixNano())
 			select {
 			case msgs <- m:
+				st.holding.Store(false)
 			case <-ctx.Done():
+				st.holding.Store(false)
 				return
 			}
 		case e, ok := <-errs:
@@ -444,7 +549,7 @@ func forward(ctx context.Context, k topicPartition, pc sarama.PartitionConsumer,
 				continue
 			}
 			now := time.Now()
-			lastErr.Store(now.UnixNano())
+			st.lastError.Store(now.UnixNano())
 			if now.Sub(logged) < errorLogInterval {
 				suppressed++
 				continue
@@ -491,11 +596,20 @@ func (f *Follower) capture(client sarama.Client, all []topicPartition) error {
 		}
 		if startAt < newest {
 			pending[k] = newest
+			f.starts[k], f.marks[k] = startAt, newest
 		}
 	}
-	f.pending, f.captured = pending, true
+	f.pending, f.captured, f.partitions = pending, true, len(all)
 	f.checkCaughtUp()
 	return nil
+}
+
+// topicError explains an error about topic: missing or not authorized.
+func (f *Follower) topicError(err error, topic string) error {
+	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return &kafka.MissingTopicError{Topic: topic, Err: err}
+	}
+	return f.cfg.Kafka.TopicDenied(err, "DESCRIBE", topic)
 }
 
 // checkCaughtUp signals catch-up once nothing is pending.
@@ -506,27 +620,59 @@ func (f *Follower) checkCaughtUp() {
 	// CaughtUpNow is true already while CaughtUp runs, so that what the
 	// callback folds is folded as complete.
 	f.isCaught.Store(true)
+	f.updateProgress()
 	if f.cfg.CaughtUp != nil {
 		f.cfg.CaughtUp()
 	}
 	close(f.caughtUp)
 }
 
-// checkIdle stops waiting for partitions that delivered nothing for
-// IdleCatchUp.
-func (f *Follower) checkIdle() {
+// checkIdle stops waiting for partitions below their catch-up mark that
+// are idle, not merely slow.
+//
+// Records below a mark can be gone (compaction removed them), and the
+// broker then answers fetches with nothing: no more records will come.
+// A partition is just as quiet when it is slow: the Run goroutine is busy
+// folding other partitions (at a large fleet a partition's records can
+// wait seconds behind the shared channel), or a fetch takes long. The
+// consumer does not expose its fetch position, so idle is told from slow
+// by what can be observed, all of which must hold:
+//
+//   - for IdleCatchUp no record came out of the partition's consumer
+//     (measured where the records leave sarama, not where Apply sees them,
+//     so a backlog in the Run goroutine never looks idle), none is buffered
+//     in the consumer and none waits to be handed over;
+//   - no fetch of the partition failed in that time (sarama reports every
+//     failed fetch, and retries it).
+//
+// The first condition is what makes "slow" safe: the slowness that matters
+// at a large fleet is the reader's own folding, and while it lasts records
+// sit in the consumer's buffer or in forward's hand. A broker that answers
+// fetches successfully but with no records for IdleCatchUp (5 s, ten
+// fetch waits of 500 ms) has none left below the mark. Waiting for the
+// consumer to reach the mark instead would hang on records that will never
+// come, and the position sarama fetches from is not exposed.
+func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer) {
 	if len(f.pending) == 0 {
 		return
 	}
 	now := time.Now()
 	for k, target := range f.pending {
-		if e := f.lastError[k]; e != nil && now.Sub(time.Unix(0, e.Load())) < f.cfg.IdleCatchUp {
+		pc, st := pcs[k], f.stats[k]
+		if pc == nil || st == nil {
+			continue
+		}
+		if now.Sub(time.Unix(0, st.lastError.Load())) < f.cfg.IdleCatchUp {
 			continue // failing, not idle
 		}
-		if last, ok := f.lastActive[k]; ok && now.Sub(last) >= f.cfg.IdleCatchUp {
-			f.log.Warn("partition idle below its catch-up mark, treating it as read", "topic", k.topic, "partition", k.partition, "next", f.next[k], "high_water_mark", target)
-			delete(f.pending, k)
+		if st.holding.Load() || len(pc.Messages()) > 0 {
+			continue // records waiting: slow, not idle
 		}
+		if now.Sub(time.Unix(0, st.lastRecv.Load())) < f.cfg.IdleCatchUp {
+			continue
+		}
+		f.log.Warn("partition idle below its catch-up mark, treating it as read", "topic", k.topic, "partition", k.partition, "next", f.next[k], "high_water_mark", target)
+		delete(f.pending, k)
 	}
 	f.checkCaughtUp()
 }
@@ -535,7 +681,6 @@ func (f *Follower) checkIdle() {
 func (f *Follower) apply(m *sarama.ConsumerMessage) {
 	k := topicPartition{m.Topic, m.Partition}
 	f.next[k] = m.Offset + 1
-	f.lastActive[k] = time.Now()
 	if target, ok := f.pending[k]; ok && m.Offset+1 >= target {
 		delete(f.pending, k)
 	}

@@ -2,9 +2,12 @@ package follow_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,5 +189,147 @@ func TestFollowerUnusableConfig(t *testing.T) {
 	defer cancel()
 	if err := f.WaitCaughtUp(ctx); err == nil {
 		t.Fatal("WaitCaughtUp after a failed Run must fail")
+	}
+}
+
+// freePort returns a port on 127.0.0.1 that nothing listens on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestFollowerFatal gives up at once with the cause when Fatal accepts the
+// session's error: nothing listening, or a topic that does not exist.
+func TestFollowerFatal(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Run("unreachable", func(t *testing.T) {
+		addr := freePort(t)
+		f := follow.New(follow.Config{
+			Kafka:  kafka.Options{Brokers: []string{addr}, Version: kafka.DefaultVersion},
+			Topics: []string{"x.state"}, Apply: func(follow.Record) {}, Name: "test follower", Logger: quiet,
+			Fatal: kafka.Persistent,
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := f.Run(ctx)
+		var ue *kafka.UnreachableError
+		if !errors.As(err, &ue) {
+			t.Fatalf("Run: %v, want an *kafka.UnreachableError", err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("gave up after %s", took)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "cannot reach Kafka at "+addr) || !strings.Contains(msg, "connection refused") {
+			t.Errorf("error %q does not name the broker and the refusal", msg)
+		}
+		if err := f.WaitCaughtUp(ctx); err == nil || err.Error() != msg {
+			t.Errorf("WaitCaughtUp: %v, want %q", err, msg)
+		}
+		if p := f.Progress(); p.Started || p.Err == nil {
+			t.Errorf("progress %+v: want not started, with the error", p)
+		}
+	})
+	t.Run("missing topic", func(t *testing.T) {
+		opts := kafkatest.Options(t, 1)
+		topic := opts.Topics().State()
+		f := follow.New(follow.Config{
+			Kafka: opts, Topics: []string{topic}, Apply: func(follow.Record) {}, Name: "test follower", Logger: quiet,
+			Fatal: kafka.Persistent,
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		err := f.Run(ctx)
+		var me *kafka.MissingTopicError
+		if !errors.As(err, &me) || me.Topic != topic {
+			t.Fatalf("Run: %v, want a *kafka.MissingTopicError for %s", err, topic)
+		}
+		want := "topic " + topic + " does not exist: is an aggregator running with this --topic-prefix?"
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q, want %q", err, want)
+		}
+	})
+}
+
+// TestFollowerProgress holds the follower in the middle of its catch-up
+// (Apply blocks on the first record) and checks what Progress says then
+// and after catch-up.
+func TestFollowerProgress(t *testing.T) {
+	opts := kafkatest.Options(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	topic := opts.Topics().State()
+	var msgs []*sarama.ProducerMessage
+	for i := range 20 {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: int32(i % 2), Key: sarama.StringEncoder(fmt.Sprint(i)), Value: sarama.StringEncoder("v")})
+	}
+	produce(t, opts, msgs)
+
+	first := make(chan struct{})
+	release := make(chan struct{})
+	var n atomic.Int64
+	f := follow.New(follow.Config{
+		Kafka:  opts,
+		Topics: []string{topic},
+		Apply: func(follow.Record) {
+			if n.Add(1) == 1 {
+				close(first)
+				<-release
+			}
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Batch:  1,
+	})
+	if p := f.Progress(); p.Started || p.CaughtUp {
+		t.Fatalf("progress before Run: %+v", p)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	select {
+	case <-first:
+	case <-ctx.Done():
+		t.Fatal("no record")
+	}
+	p := f.Progress()
+	if !p.Started || p.CaughtUp || p.Partitions != 2 || p.Done != 0 || p.Records != 20 || p.Read != 0 || p.Err != nil {
+		t.Errorf("progress while loading: %+v, want started, 0/2 partitions, 0/20 records", p)
+	}
+	if f.CaughtUpNow() {
+		t.Error("caught up while loading")
+	}
+	close(release)
+	if err := f.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p = f.Progress()
+	if !p.CaughtUp || p.Done != 2 || p.Read != 20 || p.Percent() != 100 {
+		t.Errorf("progress after catch-up: %+v", p)
+	}
+}
+
+func TestProgressPercent(t *testing.T) {
+	for _, tc := range []struct {
+		p    follow.Progress
+		want float64
+	}{
+		{follow.Progress{}, 0},
+		{follow.Progress{Started: true, Records: 200, Read: 50}, 25},
+		{follow.Progress{Started: true, CaughtUp: true}, 100},
+	} {
+		if got := tc.p.Percent(); got != tc.want {
+			t.Errorf("%+v: %v %%, want %v", tc.p, got, tc.want)
+		}
 	}
 }

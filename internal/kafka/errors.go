@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"syscall"
 	"time"
@@ -110,6 +111,86 @@ func (o Options) ProducerDenied(err error) error {
 	return err
 }
 
+// UnreachableError is a Kafka that none of the bootstrap brokers answered:
+// every connection was refused, timed out or could not be resolved.
+// Retrying may cure it (Kafka starting), so only the commands that must
+// answer at once (vpp top --once) give up on it.
+type UnreachableError struct {
+	// Brokers are the bootstrap addresses tried.
+	Brokers []string
+	// Err is why the last attempt failed.
+	Err error
+	// ctxErr is the context's error when waiting ended it (Preflight).
+	ctxErr error
+}
+
+// Error implements error.
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach Kafka at %s: %v", strings.Join(e.Brokers, ","), e.Err)
+}
+
+// Unwrap returns the last attempt's error and, when waiting ended, the
+// context's error.
+func (e *UnreachableError) Unwrap() []error {
+	if e.ctxErr != nil {
+		return []error{e.Err, e.ctxErr}
+	}
+	return []error{e.Err}
+}
+
+// Unreachable returns err as an *UnreachableError when it says that no
+// broker could be connected to (refused, timed out, unknown host), else
+// err unchanged.
+func (o Options) Unreachable(err error) error {
+	var (
+		ue  *UnreachableError
+		ne  net.Error
+		op  *net.OpError
+		dns *net.DNSError
+	)
+	switch {
+	case err == nil, errors.As(err, &ue):
+		return err
+	case errors.Is(err, sarama.ErrOutOfBrokers), errors.Is(err, syscall.ECONNREFUSED),
+		errors.As(err, &op), errors.As(err, &dns), errors.As(err, &ne) && ne.Timeout():
+		return &UnreachableError{Brokers: o.Brokers, Err: err}
+	}
+	return err
+}
+
+// MissingTopicError is a topic that does not exist on the cluster: the
+// readers never create topics, the aggregator does (with the same
+// --topic-prefix).
+type MissingTopicError struct {
+	// Topic is the topic's full name.
+	Topic string
+	// Err is the client's error.
+	Err error
+}
+
+// Error implements error.
+func (e *MissingTopicError) Error() string {
+	return fmt.Sprintf("topic %s does not exist: is an aggregator running with this --topic-prefix?", e.Topic)
+}
+
+// Unwrap returns the client's error.
+func (e *MissingTopicError) Unwrap() error { return e.Err }
+
+// Persistent reports whether err is one that retrying the same request
+// soon will not cure: a refused ACL, a broker refusing the credentials or
+// the handshake, an unreachable Kafka or a missing topic. A reader that
+// must answer at once (vpp top --once) gives up on these; a long-running
+// one keeps retrying and shows them.
+func Persistent(err error) bool {
+	var (
+		be *BrokerError
+		ae *AuthzError
+		ue *UnreachableError
+		me *MissingTopicError
+	)
+	return errors.As(err, &be) || errors.As(err, &ae) || errors.As(err, &ue) || errors.As(err, &me)
+}
+
 // title is "Write" for "WRITE".
 func title(op string) string {
 	if op == "" {
@@ -179,7 +260,8 @@ const closedFor = 3 * time.Second
 // metadata. It returns nil once one answers, a *BrokerError at once when
 // a broker refuses the credentials or the TLS handshake (or, after a few
 // seconds, keeps closing the connection: another protocol), and otherwise
-// retries, logging why, until ctx ends. Every command calls it before
+// retries, logging why, until ctx ends, when it returns an
+// *UnreachableError that wraps ctx's error. Every command calls it before
 // anything else talks to Kafka, so that a misconfiguration fails the
 // command in seconds instead of a retry loop.
 func Preflight(ctx context.Context, o Options) error {
@@ -229,7 +311,7 @@ func Preflight(ctx context.Context, o Options) error {
 		slog.Warn("kafka not reachable, retrying", "brokers", o.Brokers, "err", joined, "backoff", wait)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("connect to kafka %v: %w", o.Brokers, errors.Join(joined, ctx.Err()))
+			return &UnreachableError{Brokers: o.Brokers, Err: joined, ctxErr: ctx.Err()}
 		case <-time.After(wait):
 		}
 	}
