@@ -2,7 +2,9 @@ package fleet
 
 import (
 	"cmp"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -406,8 +408,52 @@ type Snapshot struct {
 	Pipeline Pipeline
 	// Version is the tree's update count when the snapshot was taken.
 	Version uint64
-	idx     *index
-	sites   int
+	// Load says whether the snapshot is complete; its source sets it (the
+	// zero value, of a tree's own snapshot, is complete).
+	Load  Load
+	idx   *index
+	sites int
+}
+
+// Load says how complete a snapshot is: whether its source is still
+// loading the fleet (reading the state topic up to where it stood when the
+// source started) and why it cannot read, if it cannot. The zero value is
+// a complete snapshot.
+type Load struct {
+	// Loading is true until the source caught up: until then the totals
+	// are those of part of the fleet.
+	Loading bool
+	// Partitions is the number of partitions to read, Done how many are
+	// read up to their start-up high-water mark (0 and 0 before the
+	// source reached Kafka).
+	Partitions, Done int
+	// Records is the number of records to read, Read how many are read.
+	Records, Read int64
+	// Percent is the share of Records read, 0 to 100.
+	Percent float64
+	// Err is why the source cannot read now (Kafka unreachable, a topic
+	// missing, access refused); empty while it reads. The source keeps
+	// retrying.
+	Err string
+}
+
+// Started reports whether the source reached Kafka and knows how much
+// there is to read.
+func (l Load) Started() bool { return l.Partitions > 0 }
+
+// Text says in a few words how far an incomplete snapshot's source is:
+// "loading 12/64 partitions (41 %)", "connecting to Kafka", or why it
+// cannot read. It is empty for a complete snapshot.
+func (l Load) Text() string {
+	switch {
+	case l.Err != "":
+		return l.Err
+	case !l.Loading:
+		return ""
+	case !l.Started():
+		return "connecting to Kafka"
+	}
+	return "loading " + strconv.Itoa(l.Done) + "/" + strconv.Itoa(l.Partitions) + " partitions (" + strconv.Itoa(int(math.Floor(l.Percent))) + " %)"
 }
 
 // EmptySnapshot returns the snapshot of an empty fleet.

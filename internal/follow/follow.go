@@ -452,6 +452,7 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 	if err != nil {
 		return false, err
 	}
+	f.sessionErr = nil // reached the brokers and found every topic
 	if !f.captured {
 		if err := f.capture(client, all); err != nil {
 			return false, err
@@ -463,7 +464,6 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 		}
 	}
 	f.log.Debug("consuming", "topics", f.cfg.Topics, "partitions", len(all))
-	f.sessionErr = nil
 	f.updateProgress()
 
 	tick := time.NewTicker(f.cfg.TickInterval)

@@ -52,6 +52,15 @@ func WithBackoff(p backoff.Policy) Option {
 	return func(c *follow.Config) { c.Backoff = p }
 }
 
+// WithFailFast ends Run (and WaitCaughtUp) with the first error that
+// retrying will not cure soon (kafka.Persistent: Kafka unreachable, a
+// topic missing, access refused) instead of retrying: for a reader that
+// must answer at once, like vpp top --once. By default the reader retries
+// and its snapshots' Load says why it cannot read.
+func WithFailFast() Option {
+	return func(c *follow.Config) { c.Fatal = kafka.Persistent }
+}
+
 // Reader folds the compacted state topic (site and partition states) and
 // the stats topic (ingest accounting) into a Tree and publishes immutable
 // Snapshots of it. One goroutine (Run) folds; any number of goroutines read
@@ -69,6 +78,7 @@ type Reader struct {
 	// Owned by the Run goroutine.
 	tree      *fleet.Tree
 	dirty     bool
+	load      fleet.Load // of the latest published snapshot
 	skipped   uint64
 	startedAt time.Time
 }
@@ -108,12 +118,16 @@ func New(opts kafka.Options, logger *slog.Logger, options ...Option) (*Reader, e
 		o(&cfg)
 	}
 	r.follower = follow.New(cfg)
-	r.snap.Store(r.tree.Snapshot())
+	r.load = loadOf(r.follower.Progress())
+	s := r.tree.Snapshot()
+	s.Load = r.load
+	r.snap.Store(s)
 	return r, nil
 }
 
 // Snapshot returns the latest published snapshot; never nil. Before the
-// reader caught up it may be incomplete (see WaitCaughtUp).
+// reader caught up it is incomplete, and its Load says so (Loading, with
+// the progress, and why the reader cannot read if it cannot).
 func (r *Reader) Snapshot() *fleet.Snapshot { return r.snap.Load() }
 
 // Version is the update count of the latest published snapshot; it grows
@@ -143,9 +157,29 @@ func (r *Reader) Run(ctx context.Context) error {
 	return r.follower.Run(ctx)
 }
 
-// tick publishes what changed since the last snapshot.
+// Progress is how far the reader is with loading the fleet.
+func (r *Reader) Progress() follow.Progress { return r.follower.Progress() }
+
+// loadOf is the snapshot form of a follower's progress.
+func loadOf(p follow.Progress) fleet.Load {
+	l := fleet.Load{
+		Loading:    !p.CaughtUp,
+		Partitions: p.Partitions,
+		Done:       p.Done,
+		Records:    p.Records,
+		Read:       p.Read,
+		Percent:    p.Percent(),
+	}
+	if p.Err != nil {
+		l.Err = p.Err.Error()
+	}
+	return l
+}
+
+// tick publishes what changed since the last snapshot: the tree, or how
+// far loading is.
 func (r *Reader) tick() {
-	if r.dirty {
+	if r.dirty || loadOf(r.follower.Progress()) != r.load {
 		r.publish()
 	}
 }
@@ -228,7 +262,10 @@ func (r *Reader) fold(m follow.Record) error {
 
 // publish stores a new snapshot and wakes Changed waiters.
 func (r *Reader) publish() {
-	r.snap.Store(r.tree.Snapshot())
+	s := r.tree.Snapshot()
+	r.load = loadOf(r.follower.Progress())
+	s.Load = r.load
+	r.snap.Store(s)
 	r.dirty = false
 	r.mu.Lock()
 	close(r.changed)
@@ -237,10 +274,11 @@ func (r *Reader) publish() {
 }
 
 // Ready is the reader's readiness check (api.ReadyCheck): ready once it
-// caught up, so that its snapshot is complete.
+// caught up, so that its snapshot is complete; until then the reason says
+// how far loading is, or why the reader cannot read.
 func (r *Reader) Ready() (ok bool, reason string) {
 	if r.follower.CaughtUpNow() {
 		return true, ""
 	}
-	return false, "fleet reader catching up with the state topic"
+	return false, "fleet reader " + loadOf(r.follower.Progress()).Text()
 }
