@@ -10,16 +10,23 @@ import (
 	"github.com/vppctl/vpp/internal/history"
 )
 
-// badge is the freshness badge: PAUSED, NO DATA, STALE with the age, or LIVE.
+// badge is the freshness badge: PAUSED, KAFKA ERROR or the loading
+// progress while the fleet is incomplete, NO DATA, STALE with the age, or
+// LIVE.
 func (m *model) badge() string {
 	st := &m.c.styles
 	age, ok := m.c.age()
+	load := &m.c.snap.Load
 	switch {
 	case m.c.paused:
 		if ok {
 			return st.Paused.Render(" PAUSED ") + st.Dim.Render(" data "+fmtAge(age)+" old")
 		}
 		return st.Paused.Render(" PAUSED ")
+	case load.Loading && load.Err != "":
+		return st.Stale.Render(" KAFKA ERROR ")
+	case load.Loading:
+		return st.Paused.Render(" " + load.Text() + " ")
 	case !ok:
 		return st.Stale.Render(" NO DATA ")
 	case age > m.c.opts.StaleAfter:
@@ -75,6 +82,11 @@ func (m *model) header() string {
 	sep := "  "
 
 	kw := r.PowerKW()
+	if load := &c.snap.Load; load.Loading && load.Err != "" {
+		// The cause replaces the totals it leaves at zero or out of date.
+		l2 := st.Crit.Render(truncate(load.Err+" · retrying", w))
+		return l1 + "\n" + l2 + "\n" + m.headerLine3(val, lbl, sep)
+	}
 	l2 := joinFit(w, sep,
 		lbl("Net ")+val(powerTone(kw), fmtScaled(kw, "W", true))+
 			lbl(" (chg ")+val(toneCharge, fmtScaled(r.ChargeKW(), "W", false))+
@@ -83,14 +95,21 @@ func (m *model) header() string {
 		lbl("SoC ")+val(socTone(r.SoCPct()), fmtFixed(r.SoCPct(), 1)+"%"),
 	)
 
+	return l1 + "\n" + l2 + "\n" + m.headerLine3(val, lbl, sep)
+}
+
+// headerLine3 is the header's devices, headroom, ingest and lag line.
+func (m *model) headerLine3(val func(tone, string) string, lbl func(string) string, sep string) string {
+	w := m.width
+	c := m.c
+	r := &c.snap.Fleet.Rollup
 	hd, hp := scale(max(r.HeadroomDischargeKW(), r.HeadroomChargeKW()))
-	l3 := joinFit(w, sep,
+	return joinFit(w, sep,
 		lbl("Devices ")+val(toneNone, fmtCount(r.Online)+" on")+lbl(" · ")+val(warnIf(r.Offline > 0), fmtCount(r.Offline)+" off")+lbl(" · ")+val(critIf(r.Alarming > 0), fmtCount(r.Alarming)+" alarm"),
 		lbl("Headroom ")+val(toneNone, "↑"+sig3(r.HeadroomDischargeKW()/hd)+" ↓"+sig3(r.HeadroomChargeKW()/hd)+" "+hp+"W"),
 		lbl("Ingest ")+val(toneNone, fmtRate(c.ingestRate())),
 		lbl("Lag ")+val(warnIf(c.snap.Pipeline.Lag > lagWarnRecs), fmtCount(c.snap.Pipeline.Lag)),
 	)
-	return l1 + "\n" + l2 + "\n" + l3
 }
 
 // charts is the header's chart block: the focused node's power (signed,

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,10 +14,26 @@ import (
 	"github.com/vppctl/vpp/internal/fleet"
 )
 
+// ErrIncomplete is returned by Once and OnceJSON for a snapshot of a fleet
+// still loading: they never print partial totals.
+var ErrIncomplete = errors.New("fleet not loaded")
+
+// complete returns nil for a complete snapshot, else an error wrapping
+// ErrIncomplete that says how far loading is.
+func complete(s *fleet.Snapshot) error {
+	if s != nil && s.Load.Loading {
+		return fmt.Errorf("%w: %s", ErrIncomplete, s.Load.Text())
+	}
+	return nil
+}
+
 // Once writes one plain-text frame of the fleet view (`vpp top --once`):
 // the header and every region, width cells wide, without charts, hints or
-// ANSI sequences.
+// ANSI sequences. A snapshot still loading is refused (ErrIncomplete).
 func Once(w io.Writer, d Data, o Options, width int) error {
+	if err := complete(d.Snapshot()); err != nil {
+		return err
+	}
 	if width <= 0 {
 		width = 120
 	}
@@ -57,10 +74,14 @@ type substationJSON struct {
 // --once --json`): fleet → regions → substations → sites, each node with
 // the fields and units of the /api/metrics/* JSON, the devices of each
 // site under "device_list", and the pipeline accounting under "pipeline".
-// Device ages are relative to the time of the call.
+// Device ages are relative to the time of the call. A snapshot still
+// loading is refused (ErrIncomplete).
 func OnceJSON(w io.Writer, snap *fleet.Snapshot) error {
 	if snap == nil {
 		snap = fleet.EmptySnapshot()
+	}
+	if err := complete(snap); err != nil {
+		return err
 	}
 	now := time.Now()
 	t := treeJSON{NodeJSON: api.NewNodeJSON(snap.Fleet), Regions: make([]regionJSON, 0, len(snap.Regions())), Pipeline: api.NewPipelineJSON(&snap.Pipeline)}

@@ -191,8 +191,13 @@ func (c *common) age() (time.Duration, bool) {
 	return max(0, c.now.Sub(at)), true
 }
 
-// stale reports whether the data is older than StaleAfter (or absent).
+// stale reports whether the data is older than StaleAfter (or absent),
+// or the fleet is still loading: partial totals are drawn like stale ones,
+// never as live.
 func (c *common) stale() bool {
+	if c.snap.Load.Loading {
+		return true
+	}
 	a, ok := c.age()
 	return !ok || a > c.opts.StaleAfter
 }
