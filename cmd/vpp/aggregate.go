@@ -142,7 +142,7 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 				Fleet:   fr,
 				Changed: fr.Changed,
 				Metrics: metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(fr)),
-				Ready:   []api.ReadyCheck{aggregateReady(agg)},
+				Ready:   []api.ReadyCheck{aggregateReady(agg), fr.Ready}, // the API serves the fleet: complete once fr caught up
 				Guard:   o.api.guard,
 			})
 			if err := pipeline.ServeHTTP(ctx, ln, h); err != nil {

@@ -57,7 +57,13 @@ accounting. Press ? for every key.
 
 --once prints one plain-text frame of the fleet view and exits; with --json
 it prints the whole fleet tree as JSON instead. Both wait until the reader
-has caught up with the state topic, so the numbers are complete.
+has caught up with the state topic, so the numbers are complete, and fail
+at once with the cause when Kafka cannot be reached, a topic does not exist
+(a wrong --topic-prefix) or access is refused.
+
+Until the reader has caught up, the dashboard's header says "loading
+12/64 partitions (41 %)" and draws the totals dim; when it cannot read, the
+header shows KAFKA ERROR with the cause, and the reader keeps retrying.
 
 --ssh serves the dashboard over SSH, one session per client.`,
 		Example: `  # the live dashboard
@@ -109,6 +115,12 @@ has caught up with the state topic, so the numbers are complete.
 // connection another protocol (about 4 s).
 const topPreflightTimeout = 6 * time.Second
 
+// topOnceReachTimeout bounds how long vpp top --once tries to reach Kafka
+// before it gives up with the cause (*kafka.UnreachableError, which says
+// why the last attempt failed, a listener that closes connections
+// included).
+const topOnceReachTimeout = 3 * time.Second
+
 func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	// Logs must not corrupt the dashboard: a file, or nowhere.
 	var warnTo io.Writer
@@ -129,15 +141,23 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 		return usageError{err}
 	}
 	// Wrong credentials or TLS settings end vpp top at once instead of a
-	// dashboard that waits forever. An unreachable Kafka does not: the
-	// dashboard shows it connecting, --once waits up to --catch-up-timeout.
-	pctx, pcancel := context.WithTimeout(ctx, topPreflightTimeout)
+	// dashboard that waits forever. An unreachable Kafka ends --once after
+	// topOnceReachTimeout; the dashboard starts and shows the cause in its
+	// header while the reader retries.
+	preflight := topPreflightTimeout
+	var ropts []reader.Option
+	if o.once {
+		preflight = min(topOnceReachTimeout, o.catchUp)
+		// A missing topic or a refused ACL ends --once with the cause too.
+		ropts = append(ropts, reader.WithFailFast())
+	}
+	pctx, pcancel := context.WithTimeout(ctx, preflight)
 	err = kafka.Preflight(pctx, kopts)
 	pcancel()
-	if err != nil && (ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
+	if err != nil && (o.once || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
 		return err
 	}
-	r, err := reader.New(kopts, logger)
+	r, err := reader.New(kopts, logger, ropts...)
 	if err != nil {
 		return err
 	}

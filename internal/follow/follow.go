@@ -56,6 +56,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,6 +285,9 @@ func (f *Follower) WaitCaughtUp(ctx context.Context) error {
 	case <-ctx.Done():
 		if last := f.lastErr.Load(); last != nil {
 			return fmt.Errorf("wait for %s to catch up: %w (last kafka error: %v)", f.cfg.Name, ctx.Err(), *last)
+		}
+		if p := f.Progress(); p.Started {
+			return fmt.Errorf("wait for %s to catch up: %w, %d/%d partitions read (%.0f %% of %d records)", f.cfg.Name, ctx.Err(), p.Done, p.Partitions, math.Floor(p.Percent()), p.Records)
 		}
 		return fmt.Errorf("wait for %s to catch up: %w", f.cfg.Name, ctx.Err())
 	case <-f.done:
