@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vppctl/vpp/internal/api"
+	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
@@ -382,5 +383,32 @@ func TestBrowserStaleBadge(t *testing.T) {
 	waitPage(bctx, t, "data age about a minute", `document.getElementById("age").textContent`, func(s string) bool { return strings.HasSuffix(s, " min") })
 	waitPage(bctx, t, "charging", `document.getElementById("kpi-dir").textContent`, func(s string) bool { return s == "charging" })
 	screenshot(bctx, t, "web-page-stale.png")
+	tab.check(t, srv.URL)
+}
+
+// TestBrowserLoadingBanner: while the source loads, the page shows the
+// loading banner with the progress, then the cause of an error, and hides
+// the banner once the fleet is complete.
+func TestBrowserLoadingBanner(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	src := newSource()
+	src.addSite("north", "s1", 2, 1.5)
+	src.setLoad(fleet.Load{Loading: true, Partitions: 64, Done: 12, Records: 100, Read: 41, Percent: 41})
+	srv := httptest.NewServer(api.Page(src, src.Changed))
+	t.Cleanup(srv.Close)
+	bctx := browser(ctx, t)
+
+	tab := watch(bctx)
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	banner := `(b => b.hidden ? "" : b.textContent)(document.getElementById("loading"))`
+	waitPage(bctx, t, "loading banner", banner, func(s string) bool { return strings.Contains(s, "loading 12/64 partitions (41 %)") })
+	screenshot(bctx, t, "web-page-loading.png")
+	src.setLoad(fleet.Load{Loading: true, Err: "topic x.state does not exist: is an aggregator running with this --topic-prefix?"})
+	waitPage(bctx, t, "error banner", banner, func(s string) bool { return strings.Contains(s, "x.state does not exist") })
+	src.setLoad(fleet.Load{})
+	waitPage(bctx, t, "no banner once complete", banner, func(s string) bool { return s == "" })
 	tab.check(t, srv.URL)
 }

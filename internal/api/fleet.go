@@ -234,6 +234,52 @@ func NewPipelineJSON(p *fleet.Pipeline) PipelineJSON {
 	return j
 }
 
+// LoadJSON says whether the fleet of an answer is complete: not while its
+// reader is still loading the state topic (the totals are those of part of
+// the fleet) or cannot read it (error says why; it keeps retrying).
+type LoadJSON struct {
+	// Loading is true until the reader caught up; Complete is its negation.
+	Loading  bool `json:"loading"`
+	Complete bool `json:"complete"`
+	// Partitions to load and loaded (0 before the reader reached Kafka).
+	Partitions       int `json:"partitions"`
+	PartitionsLoaded int `json:"partitions_loaded"`
+	// Records to load and loaded.
+	Records       int64 `json:"records"`
+	RecordsLoaded int64 `json:"records_loaded"`
+	// Percent is the share of the records loaded, 0 to 100.
+	Percent float64 `json:"percent"`
+	// Status says it in words ("loading 12/64 partitions (41 %)"); empty
+	// once complete.
+	Status string `json:"status,omitempty"`
+	// Error is why the reader cannot read now; empty while it reads.
+	Error string `json:"error,omitempty"`
+}
+
+// NewLoadJSON converts a snapshot's Load to its JSON form.
+func NewLoadJSON(l fleet.Load) LoadJSON {
+	return LoadJSON{
+		Loading:          l.Loading,
+		Complete:         !l.Loading,
+		Partitions:       l.Partitions,
+		PartitionsLoaded: l.Done,
+		Records:          l.Records,
+		RecordsLoaded:    l.Read,
+		Percent:          finite(l.Percent),
+		Status:           l.Text(),
+		Error:            l.Err,
+	}
+}
+
+// FleetJSON is the answer of GET /api/metrics/fleet: the fleet node, and
+// whether it is complete (loading, complete) with the loading progress.
+type FleetJSON struct {
+	NodeJSON
+	Loading  bool     `json:"loading"`
+	Complete bool     `json:"complete"`
+	Load     LoadJSON `json:"load"`
+}
+
 // RegionJSON is a region with its substations.
 type RegionJSON struct {
 	NodeJSON
@@ -255,7 +301,8 @@ type SiteJSON struct {
 
 // FleetHandler returns the read-only JSON API over the snapshots of src:
 //
-//	GET /api/metrics/fleet             the fleet node
+//	GET /api/metrics/fleet             the fleet node, with loading,
+//	                                   complete and load (FleetJSON)
 //	GET /api/metrics/regions           the region nodes (a JSON array)
 //	GET /api/metrics/regions/{id}      a region and its substations
 //	GET /api/metrics/substations/{id}  a substation and its sites
@@ -263,7 +310,10 @@ type SiteJSON struct {
 //	GET /api/metrics/pipeline          the pipeline accounting
 //
 // Unknown IDs and paths answer 404, other methods 405, both with a JSON
-// body {"error": "..."}. now gives device ages; nil means time.Now.
+// body {"error": "..."}. Until the source caught up every answer covers
+// part of the fleet: the fleet answer says so, and every answer carries
+// the header Vpp-Fleet-Loading with the progress ("loading 12/64
+// partitions (41 %)"). now gives device ages; nil means time.Now.
 func FleetHandler(src fleet.SnapshotSource, now func() time.Time) http.Handler {
 	if now == nil {
 		now = time.Now
@@ -276,7 +326,24 @@ func FleetHandler(src fleet.SnapshotSource, now func() time.Time) http.Handler {
 	mux.HandleFunc("GET /api/metrics/substations/{id}", a.substation)
 	mux.HandleFunc("GET /api/metrics/sites/{id}", a.site)
 	mux.HandleFunc("GET /api/metrics/pipeline", a.pipeline)
-	return jsonFallback{mux}
+	return loadingHeader{src, jsonFallback{mux}}
+}
+
+// LoadingHeader is the response header that marks an answer about a fleet
+// still loading.
+const LoadingHeader = "Vpp-Fleet-Loading"
+
+// loadingHeader sets LoadingHeader while the source is loading.
+type loadingHeader struct {
+	src  fleet.SnapshotSource
+	next http.Handler
+}
+
+func (h loadingHeader) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if l := h.src.Snapshot().Load; l.Loading {
+		w.Header().Set(LoadingHeader, l.Text())
+	}
+	h.next.ServeHTTP(w, r)
 }
 
 type fleetAPI struct {
@@ -285,7 +352,8 @@ type fleetAPI struct {
 }
 
 func (a *fleetAPI) fleet(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, NewNodeJSON(a.src.Snapshot().Fleet))
+	s := a.src.Snapshot()
+	writeJSON(w, http.StatusOK, FleetJSON{NodeJSON: NewNodeJSON(s.Fleet), Loading: s.Load.Loading, Complete: !s.Load.Loading, Load: NewLoadJSON(s.Load)})
 }
 
 func (a *fleetAPI) regions(w http.ResponseWriter, _ *http.Request) {

@@ -31,6 +31,9 @@ type Event struct {
 	Fleet NodeJSON `json:"fleet"`
 	// Regions are the region nodes, as GET /api/metrics/regions.
 	Regions []NodeJSON `json:"regions"`
+	// Load says whether the fleet is complete (the page shows a loading
+	// banner until it is).
+	Load LoadJSON `json:"load"`
 }
 
 // NewEvent builds the event of a snapshot at time now.
@@ -40,6 +43,7 @@ func NewEvent(s *fleet.Snapshot, now time.Time) Event {
 		ServerTime: now.UTC().Format(time.RFC3339Nano),
 		Fleet:      NewNodeJSON(s.Fleet),
 		Regions:    make([]NodeJSON, 0, len(s.Regions())),
+		Load:       NewLoadJSON(s.Load),
 	}
 	for _, r := range s.Regions() {
 		e.Regions = append(e.Regions, NewNodeJSON(r))
@@ -53,7 +57,7 @@ func NewEvent(s *fleet.Snapshot, now time.Time) Event {
 }
 
 // stream serves the Server-Sent Events: a "state" event with the current
-// state at once, then one whenever the snapshot changed, at most every
+// state at once, then one whenever the snapshot or its Load changed, at most every
 // MinInterval, and a comment line every Heartbeat. Each event carries the
 // latest state, so a slow client skips intermediate states instead of
 // queueing them; a client that does not read for WriteTimeout is dropped.
@@ -102,6 +106,7 @@ func (s *server) run(ctx context.Context, w http.ResponseWriter) error {
 
 	var (
 		sent     uint64
+		sentLoad fleet.Load
 		lastSend time.Time
 		first    = true
 	)
@@ -113,7 +118,7 @@ func (s *server) run(ctx context.Context, w http.ResponseWriter) error {
 			changed = s.cfg.Changed()
 		}
 		snap := s.cfg.Source.Snapshot()
-		if first || snap.Version != sent {
+		if first || snap.Version != sent || snap.Load != sentLoad {
 			if d := s.cfg.MinInterval - time.Since(lastSend); !first && d > 0 {
 				wait.Reset(d)
 				select {
@@ -126,7 +131,7 @@ func (s *server) run(ctx context.Context, w http.ResponseWriter) error {
 			if err := s.sendState(sw, snap); err != nil {
 				return err
 			}
-			sent, lastSend, first = snap.Version, time.Now(), false
+			sent, sentLoad, lastSend, first = snap.Version, snap.Load, time.Now(), false
 			continue
 		}
 		select {
