@@ -122,6 +122,8 @@ type UnreachableError struct {
 	Err error
 	// ctxErr is the context's error when waiting ended it (Preflight).
 	ctxErr error
+	// full is the client's whole error when Err is its network cause.
+	full error
 }
 
 // Error implements error.
@@ -132,15 +134,20 @@ func (e *UnreachableError) Error() string {
 // Unwrap returns the last attempt's error and, when waiting ended, the
 // context's error.
 func (e *UnreachableError) Unwrap() []error {
-	if e.ctxErr != nil {
-		return []error{e.Err, e.ctxErr}
+	errs := []error{e.Err}
+	if e.full != nil {
+		errs = append(errs, e.full)
 	}
-	return []error{e.Err}
+	if e.ctxErr != nil {
+		errs = append(errs, e.ctxErr)
+	}
+	return errs
 }
 
 // Unreachable returns err as an *UnreachableError when it says that no
 // broker could be connected to (refused, timed out, unknown host), else
-// err unchanged.
+// err unchanged. Its message names the network cause ("dial tcp …:
+// connect: connection refused") rather than the client's wrapping.
 func (o Options) Unreachable(err error) error {
 	var (
 		ue  *UnreachableError
@@ -153,6 +160,12 @@ func (o Options) Unreachable(err error) error {
 		return err
 	case errors.Is(err, sarama.ErrOutOfBrokers), errors.Is(err, syscall.ECONNREFUSED),
 		errors.As(err, &op), errors.As(err, &dns), errors.As(err, &ne) && ne.Timeout():
+		switch {
+		case errors.As(err, &op):
+			return &UnreachableError{Brokers: o.Brokers, Err: op, full: err}
+		case errors.As(err, &dns):
+			return &UnreachableError{Brokers: o.Brokers, Err: dns, full: err}
+		}
 		return &UnreachableError{Brokers: o.Brokers, Err: err}
 	}
 	return err
