@@ -87,6 +87,9 @@ const (
 	DefaultBackoffMax = 10 * time.Second
 
 	errorLogInterval = 10 * time.Second
+	// firstFetchWaits is how many IdleCatchUp a partition's consumer that
+	// delivered nothing yet must stay quiet to count as idle.
+	firstFetchWaits = 3
 )
 
 // Record is one Kafka record handed to Apply. The follower does not reuse
@@ -205,8 +208,9 @@ type Follower struct {
 // goroutine.
 type partStats struct {
 	lastError atomic.Int64 // unix ns of the last consume error
-	lastRecv  atomic.Int64 // unix ns of the last record out of the consumer
-	holding   atomic.Bool  // a record waits to be handed to the Run goroutine
+	started   atomic.Int64 // unix ns of the start of the partition's consumer
+	lastRecv  atomic.Int64 // unix ns of the last record handed to the Run goroutine, 0 for none yet
+	holding   atomic.Bool  // a record out of the consumer waits to be handed over
 }
 
 // New returns a follower of cfg. It does not connect: Run does.
@@ -427,7 +431,8 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 			st = new(partStats)
 			f.stats[k] = st
 		}
-		st.lastRecv.Store(time.Now().UnixNano())
+		st.started.Store(time.Now().UnixNano())
+		st.lastRecv.Store(0)
 		wg.Go(func() { forward(sctx, k, pc, msgs, failed, st, f.log) })
 		return nil
 	}
@@ -497,7 +502,7 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 			}
 			f.checkCaughtUp()
 		case <-tick.C:
-			f.checkIdle(pcs)
+			f.checkIdle(pcs, len(msgs))
 			f.updateProgress()
 			if f.cfg.Tick != nil {
 				f.cfg.Tick()
@@ -539,9 +544,9 @@ func forward(ctx context.Context, k topicPartition, pc sarama.PartitionConsumer,
 				return
 			}
 			st.holding.Store(true)
-			st.lastRecv.Store(time.Now().UnixNano())
 			select {
 			case msgs <- m:
+				st.lastRecv.Store(time.Now().UnixNano())
 				st.holding.Store(false)
 			case <-ctx.Done():
 				st.holding.Store(false)
@@ -642,12 +647,15 @@ func (f *Follower) checkCaughtUp() {
 // consumer does not expose its fetch position, so idle is told from slow
 // by what can be observed, all of which must hold:
 //
-//   - for IdleCatchUp no record came out of the partition's consumer
-//     (measured where the records leave sarama, not where Apply sees them,
-//     so a backlog in the Run goroutine never looks idle), none is buffered
-//     in the consumer and none waits to be handed over;
+//   - no record out of the partition's consumer waits to be handed to the
+//     Run goroutine, none is buffered in the consumer, none handed over (of
+//     any partition) waits to be applied, and the partition's last record
+//     was handed over IdleCatchUp ago or more (so a backlog in the Run
+//     goroutine, which keeps records waiting, never looks idle);
 //   - no fetch of the partition failed in that time (sarama reports every
-//     failed fetch, and retries it).
+//     failed fetch, and retries it);
+//   - a consumer that has delivered nothing yet waits firstFetchWaits
+//     times as long from its start: its first fetch carries the most.
 //
 // The first condition is what makes "slow" safe: the slowness that matters
 // at a large fleet is the reader's own folding, and while it lasts records
@@ -656,9 +664,9 @@ func (f *Follower) checkCaughtUp() {
 // fetch waits of 500 ms) has none left below the mark. Waiting for the
 // consumer to reach the mark instead would hang on records that will never
 // come, and the position sarama fetches from is not exposed.
-func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer) {
-	if len(f.pending) == 0 {
-		return
+func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer, queued int) {
+	if len(f.pending) == 0 || queued > 0 {
+		return // records handed over but not applied yet: nobody is idle
 	}
 	now := time.Now()
 	for k, target := range f.pending {
@@ -672,7 +680,13 @@ func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer) {
 		if st.holding.Load() || len(pc.Messages()) > 0 {
 			continue // records waiting: slow, not idle
 		}
-		if now.Sub(time.Unix(0, st.lastRecv.Load())) < f.cfg.IdleCatchUp {
+		since, wait := st.lastRecv.Load(), f.cfg.IdleCatchUp
+		if since == 0 {
+			// Nothing yet from this consumer: its first fetch, from the
+			// start point, may be the slow one (a large response).
+			since, wait = st.started.Load(), firstFetchWaits*f.cfg.IdleCatchUp
+		}
+		if now.Sub(time.Unix(0, since)) < wait {
 			continue
 		}
 		f.log.Warn("partition idle below its catch-up mark, treating it as read", "topic", k.topic, "partition", k.partition, "next", f.next[k], "high_water_mark", target)

@@ -333,3 +333,47 @@ func TestProgressPercent(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerSlowIsNotIdle folds slowly, for many times IdleCatchUp in
+// all: records wait for the Run goroutine, so no partition may count as
+// read before its records below the mark are applied.
+func TestFollowerSlowIsNotIdle(t *testing.T) {
+	opts := kafkatest.Options(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	topic := opts.Topics().State()
+	const n = 60
+	var msgs []*sarama.ProducerMessage
+	for i := range n {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: int32(i % 2), Key: sarama.StringEncoder(fmt.Sprint(i)), Value: sarama.StringEncoder("v")})
+	}
+	produce(t, opts, msgs)
+
+	applied, caughtAt := 0, -1
+	f := follow.New(follow.Config{
+		Kafka:        opts,
+		Topics:       []string{topic},
+		Apply:        func(follow.Record) { applied++; time.Sleep(20 * time.Millisecond) },
+		CaughtUp:     func() { caughtAt = applied },
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Batch:        1,
+		TickInterval: 5 * time.Millisecond,
+		IdleCatchUp:  200 * time.Millisecond, // a sixth of the fold's 1.2 s
+	})
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(rctx) }()
+	if err := f.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if caughtAt != n {
+		t.Fatalf("caught up after %d of the %d records below the marks", caughtAt, n)
+	}
+}
