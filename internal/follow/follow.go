@@ -26,10 +26,10 @@
 //     partition's high-water mark, the catch-up mark. It is caught up when
 //     every partition delivered the record just below its mark, or was
 //     empty from its start point. A partition below its mark counts as
-//     read only when it is idle, not merely slow (see checkIdle): the
-//     broker answered its fetches with a high-water mark at or past the
-//     catch-up mark, and for IdleCatchUp no record came out of its
-//     consumer, none waits to be handed over, and no fetch failed.
+//     read only when it is idle, not merely slow (see checkIdle): no
+//     record of it waits in the follower, its last one was handed over
+//     IdleCatchUp ago (three times that from its start when none came
+//     yet), and no fetch of it failed in that time.
 //     Compaction can remove the records just below a mark (an expired
 //     tombstone), and they never come. CaughtUp is called once, before
 //     WaitCaughtUp returns and after the Flush of every record below the
