@@ -142,20 +142,28 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	}
 	// Wrong credentials or TLS settings end vpp top at once instead of a
 	// dashboard that waits forever. An unreachable Kafka ends --once after
-	// topOnceReachTimeout; the dashboard starts and shows the cause in its
-	// header while the reader retries.
-	preflight := topPreflightTimeout
+	// topOnceReachTimeout; the dashboard starts at once, shows the cause in
+	// its header while the reader retries, and ends if the preflight, run
+	// beside it, finds a cause retrying cannot cure.
 	var ropts []reader.Option
+	fatal := make(chan error, 1)
 	if o.once {
-		preflight = min(topOnceReachTimeout, o.catchUp)
 		// A missing topic or a refused ACL ends --once with the cause too.
 		ropts = append(ropts, reader.WithFailFast())
-	}
-	pctx, pcancel := context.WithTimeout(ctx, preflight)
-	err = kafka.Preflight(pctx, kopts)
-	pcancel()
-	if err != nil && (o.once || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
-		return err
+		pctx, pcancel := context.WithTimeout(ctx, min(topOnceReachTimeout, o.catchUp))
+		err := kafka.Preflight(pctx, kopts)
+		pcancel()
+		if err != nil {
+			return err
+		}
+	} else {
+		go func() {
+			pctx, pcancel := context.WithTimeout(ctx, topPreflightTimeout)
+			defer pcancel()
+			if err := kafka.Preflight(pctx, kopts); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+				fatal <- err
+			}
+		}()
 	}
 	r, err := reader.New(kopts, logger, ropts...)
 	if err != nil {
@@ -191,7 +199,10 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 			}
 			o.hostKey = filepath.Join(dir, "vpp", "ssh_host_ed25519_key")
 		}
-		err := sshserve.Serve(ctx, sshserve.Config{
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		stopWatch := watchFatal(fatal, scancel)
+		err := sshserve.Serve(sctx, sshserve.Config{
 			Addr:               o.ssh,
 			HostKeyPath:        o.hostKey,
 			AuthorizedKeysPath: o.authKeys,
@@ -199,20 +210,48 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 			IdleTimeout:        o.idle,
 			Logger:             sshLogger(errOut, o.logFile != "", logger),
 		}, func(ssh.Session) tea.Model { return tui.New(data, opts) })
+		if e := stopWatch(); e != nil {
+			return e
+		}
 		if errors.Is(err, sshserve.ErrNoAuthorizedKeys) || errors.Is(err, sshserve.ErrNoHostKey) {
 			return usageError{err}
 		}
 		return err
 	}
 
-	p := tea.NewProgram(tui.New(data, opts), tea.WithContext(ctx), tea.WithOutput(out))
-	if _, err := p.Run(); err != nil {
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	stopWatch := watchFatal(fatal, pcancel)
+	p := tea.NewProgram(tui.New(data, opts), tea.WithContext(pctx), tea.WithOutput(out))
+	_, err = p.Run()
+	if e := stopWatch(); e != nil {
+		return e
+	}
+	if err != nil {
 		if errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil {
 			return ctx.Err() // Ctrl-C or SIGTERM: a clean exit
 		}
 		return fmt.Errorf("dashboard: %w", err)
 	}
 	return nil
+}
+
+// watchFatal calls cancel when fatal delivers an error (the preflight
+// found a cause retrying cannot cure). The returned function stops the
+// watch and returns that error, nil if none came.
+func watchFatal(fatal <-chan error, cancel context.CancelFunc) (stop func() error) {
+	quit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-fatal:
+			cancel()
+			done <- err
+		case <-quit:
+			done <- nil
+		}
+	}()
+	return func() error { close(quit); return <-done }
 }
 
 // sshLogger is the SSH server's logger: the log file when one is given,

@@ -79,3 +79,26 @@ func TestTopOnceMissingTopic(t *testing.T) {
 		t.Errorf("printed %q", out)
 	}
 }
+
+// TestWatchFatal: a preflight error ends the dashboard's context and is
+// returned; without one, stopping returns nil.
+func TestWatchFatal(t *testing.T) {
+	fatal := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := watchFatal(fatal, cancel)
+	want := errors.New("kafka x: authentication failed")
+	fatal <- want
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the preflight error did not cancel")
+	}
+	if got := stop(); got != want {
+		t.Errorf("stop: %v, want %v", got, want)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	if got := watchFatal(make(chan error), cancel2)(); got != nil || ctx2.Err() != nil {
+		t.Errorf("without an error: %v, ctx %v", got, ctx2.Err())
+	}
+}

@@ -296,9 +296,15 @@ func Preflight(ctx context.Context, o Options) error {
 		var errs []error
 		allClosed := true
 		for _, addr := range o.Brokers {
-			err := probeBroker(addr, cfg)
+			err := probeBrokerCtx(ctx, addr, cfg)
 			if err == nil {
 				return nil
+			}
+			if ctx.Err() != nil {
+				// The broker accepted the connection but did not answer
+				// before ctx ended.
+				errs = append(errs, fmt.Errorf("kafka %s: no answer (is it a Kafka listener?)", addr))
+				return &UnreachableError{Brokers: o.Brokers, Err: errors.Join(errs...), ctxErr: ctx.Err()}
 			}
 			xerr, fatal := o.Explain(addr, err)
 			if fatal {
@@ -327,6 +333,19 @@ func Preflight(ctx context.Context, o Options) error {
 			return &UnreachableError{Brokers: o.Brokers, Err: joined, ctxErr: ctx.Err()}
 		case <-time.After(wait):
 		}
+	}
+}
+
+// probeBrokerCtx is probeBroker that returns when ctx ends; the probe
+// itself ends within the configured network timeouts.
+func probeBrokerCtx(ctx context.Context, addr string, cfg *sarama.Config) error {
+	done := make(chan error, 1)
+	go func() { done <- probeBroker(addr, cfg) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

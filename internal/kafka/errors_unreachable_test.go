@@ -52,3 +52,33 @@ func TestPreflightUnreachable(t *testing.T) {
 		t.Fatalf("Preflight: %v, want an *UnreachableError with the refusal and the deadline", err)
 	}
 }
+
+// TestPreflightNoAnswer: a listener that accepts and never answers ends
+// Preflight with its context, not after the network timeouts.
+func TestPreflightNoAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = Preflight(ctx, Options{Brokers: []string{ln.Addr().String()}, Version: DefaultVersion})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("returned after %s", took)
+	}
+	var ue *UnreachableError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("Preflight: %v, want an *UnreachableError saying no answer", err)
+	}
+}
