@@ -102,7 +102,7 @@ func (m *model) header() string {
 func (m *model) headerLine3(val func(tone, string) string, lbl func(string) string, sep string) string {
 	w := m.width
 	c := m.c
-	r := &c.snap.Fleet.Rollup
+	r := &m.focus().Rollup
 	hd, hp := scale(max(r.HeadroomDischargeKW(), r.HeadroomChargeKW()))
 	return joinFit(w, sep,
 		lbl("Devices ")+val(toneNone, fmtCount(r.Online)+" on")+lbl(" · ")+val(warnIf(r.Offline > 0), fmtCount(r.Offline)+" off")+lbl(" · ")+val(critIf(r.Alarming > 0), fmtCount(r.Alarming)+" alarm"),
