@@ -137,3 +137,63 @@ func FormatBytes(n int64) string {
 	}
 	return strconv.FormatInt(n, 10) + "B"
 }
+
+// ParsePowerKW parses a signed power in kW: a bare number is kW, and a
+// number with the unit W, kW, MW or GW (case-insensitive for the unit's
+// letter after the SI prefix) is converted: "5MW" is 5000, "-250kW" is
+// -250, "1.5" is 1.5. A trailing "/s" is allowed for ramp rates ("1MW/s").
+// SI prefixes without W ("5M") are refused: a bare number is kW, and
+// "5M" would read as 5 million kW.
+func ParsePowerKW(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(t, "/s")
+	neg := false
+	if strings.HasPrefix(t, "-") {
+		neg, t = true, t[1:]
+	} else {
+		t = strings.TrimPrefix(t, "+")
+	}
+	if strings.HasPrefix(t, "-") || strings.HasPrefix(t, "+") {
+		return 0, fmt.Errorf("power %q: more than one sign", s)
+	}
+	var v float64
+	if u := strings.TrimRight(t, "wW"); len(u) == len(t)-1 {
+		n, err := ParseCount(u)
+		if err != nil {
+			return 0, fmt.Errorf("power %q: want a number with W, kW, MW or GW, or a bare number of kW", s)
+		}
+		v = n / 1e3
+	} else {
+		n, err := strconv.ParseFloat(t, 64)
+		if err != nil || strings.TrimSpace(t) != t || t == "" {
+			return 0, fmt.Errorf("power %q: want a number with W, kW, MW or GW, or a bare number of kW", s)
+		}
+		v = n
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("power %q: must be finite", s)
+	}
+	if neg {
+		v = -v
+	}
+	return v, nil
+}
+
+// FormatPowerKW formats a power given in kW with the largest unit that
+// keeps it at or above 1: 5000 → "5MW", -250 → "-250kW", 0.5 → "500W".
+func FormatPowerKW(kw float64) string {
+	a := math.Abs(kw)
+	f := func(v float64, unit string) string {
+		return strconv.FormatFloat(math.Copysign(v, kw), 'f', -1, 64) + unit
+	}
+	switch {
+	case a >= 1e6:
+		return f(math.Round(a/1e6*1000)/1000, "GW")
+	case a >= 1e3:
+		return f(math.Round(a/1e3*1000)/1000, "MW")
+	case a >= 1 || a == 0:
+		return f(math.Round(a*1000)/1000, "kW")
+	default:
+		return f(math.Round(a*1e3*1000)/1000, "W")
+	}
+}

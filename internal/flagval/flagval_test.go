@@ -181,3 +181,31 @@ func TestValues(t *testing.T) {
 		t.Errorf("Bytes.Type() = %q", b.Type())
 	}
 }
+
+func TestParsePowerKW(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want float64
+	}{
+		{"5MW", 5000}, {"5mw", 5000}, {"-250kW", -250}, {"1.5", 1.5}, {"-2", -2},
+		{"500W", 0.5}, {"1GW", 1e6}, {"1MW/s", 1000}, {" 3kW ", 3}, {"+4kW", 4},
+	} {
+		got, err := ParsePowerKW(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("ParsePowerKW(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{"", "5M", "abc", "5MWh", "NaN", "Inf", "kW", "--5", "5 kW x"} {
+		if v, err := ParsePowerKW(in); err == nil {
+			t.Errorf("ParsePowerKW(%q) = %v, want an error", in, v)
+		}
+	}
+}
+
+func TestFormatPowerKW(t *testing.T) {
+	for kw, want := range map[float64]string{5000: "5MW", -250: "-250kW", 0.5: "500W", 0: "0kW", 2.5e6: "2.5GW", 1234.5: "1.235MW"} {
+		if got := FormatPowerKW(kw); got != want {
+			t.Errorf("FormatPowerKW(%v) = %q, want %q", kw, got, want)
+		}
+	}
+}
