@@ -1,12 +1,21 @@
 // Package api is vpp's HTTP surface: the read-only JSON API over fleet
-// snapshots and its JSON types, the live web page with its event stream,
+// snapshots and its JSON types, the dispatch API, the live web page with its event stream,
 // the health endpoints, and the guard in front of them all. NewMux puts
 // them together; every command that serves HTTP uses it.
 //
 // The contract:
 //
-//   - Read-only. Only GET and HEAD are served; other methods answer 405
+//   - Read-only but for dispatch. GET and HEAD are served; POST
+//     /api/dispatches and DELETE /api/dispatches/{id} only with the
+//     operator token (GuardOptions.OperatorToken: 403 when none is
+//     configured, 401 when the request lacks it); other methods answer 405
 //     with a JSON error and Allow: GET, HEAD.
+//   - Dispatch. Creates and cancels return once the dispatch topic shows
+//     them; 400 for a bad command (with the reason), 404 unknown ID, 409
+//     an idempotency key reused for another request or a cancel after the
+//     end, 503 until the dispatches and the fleet are loaded. A create
+//     answers 201, or 200 with the existing dispatch when its
+//     Idempotency-Key was seen with the same request.
 //   - JSON. Every /api/metrics/* answer, error or not, is a JSON body
 //     (errors {"error": "..."}), with the fields and units of NodeJSON,
 //     DeviceJSON and PipelineJSON: kW, kWh, percent, °C, times RFC 3339

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/vppctl/vpp/internal/dispatch"
 	"github.com/vppctl/vpp/internal/fleet"
 )
 
@@ -16,6 +17,9 @@ type MuxConfig struct {
 	// Changed returns a channel closed when Fleet publishes its next
 	// snapshot (reader.Reader.Changed); nil makes the stream poll Fleet.
 	Changed func() <-chan struct{}
+	// Dispatch, when set, serves the dispatch API under DispatchesPath
+	// (reads behind Guard.Token, writes behind Guard.OperatorToken).
+	Dispatch *dispatch.Service
 	// Metrics, when set, serves /metrics (Prometheus).
 	Metrics http.Handler
 	// Ready are the readiness checks of /readyz; none means ready while the
@@ -36,6 +40,8 @@ type MuxConfig struct {
 //	GET /metrics          Prometheus metrics, when Metrics is set
 //	GET /                 the live page, when Fleet is set
 //	GET /api/stream       the page's event stream, when Fleet is set
+//	GET /api/dispatches   the dispatches, when Dispatch is set; also
+//	                      POST (create), GET and DELETE (cancel) .../{id}
 //	GET /api/metrics/...  the JSON API (FleetHandler), when Fleet is set;
 //	                      with Fleet, unknown paths answer a JSON 404
 //
@@ -52,6 +58,9 @@ func NewMux(cfg MuxConfig) http.Handler {
 	mux.Handle("GET /readyz", health)
 	if cfg.Metrics != nil {
 		mux.Handle("/metrics", cfg.Metrics)
+	}
+	if cfg.Dispatch != nil {
+		registerDispatch(mux, cfg.Dispatch, now)
 	}
 	if cfg.Fleet != nil {
 		page, err := NewPage(PageConfig{Source: cfg.Fleet, Changed: cfg.Changed, Now: now})
