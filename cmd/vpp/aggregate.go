@@ -13,6 +13,7 @@ import (
 
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/api"
+	"github.com/vppctl/vpp/internal/dispatch"
 	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
@@ -63,6 +64,8 @@ topic like every reader:
   GET /api/metrics/substations/{id}   a substation and its sites
   GET /api/metrics/sites/{id}         a site and its devices
   GET /api/metrics/pipeline           end-to-end accounting
+  GET /api/dispatches                 every dispatch; POST creates one (--operator-token)
+  GET /api/dispatches/{id}            one dispatch; DELETE cancels it (--operator-token)
   GET /healthz                        liveness
   GET /readyz                         200 once joined and every owned partition restored, else 503
   GET /metrics                        Prometheus metrics`,
@@ -115,7 +118,7 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		return usageError{err}
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	if o.http != "" {
 		ln, secure, err := o.api.listen(o.http, slog.Default())
 		if err != nil {
@@ -127,9 +130,25 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		if err != nil {
 			return err
 		}
+		dopts := o.cfg.Kafka
+		dopts.ClientID = "vpp-aggregate-dispatch"
+		svc, err := dispatch.Open(dopts, slog.Default().With("part", "dispatch"))
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		svc.Fleet = fr
+		svc.FleetReady = func() bool { ok, _ := fr.Ready(); return ok }
 		slog.Info("serving API", "addr", ln.Addr().String(), "tls", secure,
-			"api_token", o.api.guard.Token != "", "cors_origin", o.api.guard.CORSOrigin)
-		wg.Add(2)
+			"api_token", o.api.guard.Token != "", "operator_token", o.api.guard.OperatorToken != "", "cors_origin", o.api.guard.CORSOrigin)
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			defer svc.Close()
+			if err := svc.View.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("dispatch view: %w", err)
+			}
+		}()
 		go func() {
 			defer wg.Done()
 			if err := fr.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -139,11 +158,12 @@ func runAggregate(ctx context.Context, o *aggregateOptions) error {
 		go func() {
 			defer wg.Done()
 			h := api.NewMux(api.MuxConfig{
-				Fleet:   fr,
-				Changed: fr.Changed,
-				Metrics: metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(fr)),
-				Ready:   []api.ReadyCheck{aggregateReady(agg), fr.Ready}, // the API serves the fleet: complete once fr caught up
-				Guard:   o.api.guard,
+				Fleet:    fr,
+				Changed:  fr.Changed,
+				Dispatch: svc,
+				Metrics:  metrics.Handler(metrics.NewAggregateCollector(agg.Stats), metrics.NewFleetCollector(fr)),
+				Ready:    []api.ReadyCheck{aggregateReady(agg), fr.Ready}, // the API serves the fleet: complete once fr caught up
+				Guard:    o.api.guard,
 			})
 			if err := pipeline.ServeHTTP(ctx, ln, h); err != nil {
 				errs <- err

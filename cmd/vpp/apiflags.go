@@ -13,7 +13,8 @@ import (
 )
 
 // apiFlags guard the HTTP API of aggregate and the demo: a bearer token
-// for /api/* and /metrics, the CORS origin, and (aggregate) TLS.
+// for /api/* and /metrics, the operator token for dispatch writes, the
+// CORS origin, and (aggregate) TLS.
 type apiFlags struct {
 	guard            api.GuardOptions
 	tlsCert, tlsKey  string
@@ -22,6 +23,7 @@ type apiFlags struct {
 
 func (f *apiFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.guard.Token, "api-token", "", "require this bearer token on /api/* and /metrics (at least 16 characters; /healthz and /readyz stay open; prefer $VPP_API_TOKEN over the command line)")
+	fs.StringVar(&f.guard.OperatorToken, "operator-token", "", "allow creating and cancelling dispatches (POST /api/dispatches, DELETE /api/dispatches/ID) with this bearer token (at least 16 characters, not the --api-token; without it those answer 403; prefer $VPP_OPERATOR_TOKEN over the command line)")
 	fs.StringVar(&f.guard.CORSOrigin, "cors-origin", "", "allow browsers on this origin (e.g. https://ops.example.com, or *) to read the API; default: no CORS headers")
 	if f.registerTLSFlags {
 		fs.StringVar(&f.tlsCert, "tls-cert", "", "serve --http over TLS with this certificate `file` (PEM; reloaded when it changes)")
@@ -32,7 +34,7 @@ func (f *apiFlags) register(fs *pflag.FlagSet) {
 // validate checks the guard options.
 func (f *apiFlags) validate() error {
 	if err := f.guard.Validate(); err != nil {
-		return usageError{fmt.Errorf("--api-token: %w", err)}
+		return usageError{fmt.Errorf("--api-token/--operator-token: %w", err)}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -234,4 +235,27 @@ func (s *Service) put(ctx context.Context, d *vppv1.Dispatch) error {
 	return s.View.WaitFor(ctx, d.GetId(), func(e Entry, ok bool) bool {
 		return ok && proto.Equal(e.Dispatch, d)
 	})
+}
+
+// Open returns a Service over a new Store and View of the deployment's
+// dispatch topic: the caller runs View.Run, may set Fleet and FleetReady,
+// and calls Close when done.
+func Open(opts kafka.Options, logger *slog.Logger) (*Service, error) {
+	v, err := NewView(opts, logger)
+	if err != nil {
+		return nil, err
+	}
+	st, err := NewStore(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{Writer: st, View: v, Logger: logger}, nil
+}
+
+// Close closes the Writer when it is an io.Closer (a Store).
+func (s *Service) Close() error {
+	if c, ok := s.Writer.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/api"
 	"github.com/vppctl/vpp/internal/auth"
+	"github.com/vppctl/vpp/internal/dispatch"
 	"github.com/vppctl/vpp/internal/ingest"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/metrics"
@@ -151,9 +152,23 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p.goRun("reader", func() error { return r.Run(ctx) })
 	if ln != nil {
+		dopts := cfg.Kafka
+		dopts.ClientID = "vpp-dispatch-api"
+		svc, err := dispatch.Open(dopts, log.With("part", "dispatch"))
+		if err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		svc.Fleet = r
+		svc.FleetReady = func() bool { ok, _ := r.Ready(); return ok }
+		p.goRun("dispatch view", func() error {
+			defer svc.Close()
+			return svc.View.Run(ctx)
+		})
 		h := api.NewMux(api.MuxConfig{
-			Fleet:   r,
-			Changed: r.Changed,
+			Fleet:    r,
+			Changed:  r.Changed,
+			Dispatch: svc,
 			Metrics: metrics.Handler(
 				metrics.NewIngestCollector(srv.Stats).WithProducer(srv.ProducerStats),
 				metrics.NewAggregateCollector(p.aggregateStats),
