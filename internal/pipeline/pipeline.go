@@ -138,12 +138,21 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	p.reader = r
 
 	var ln net.Listener
+	var svc *dispatch.Service
 	if cfg.HTTPAddr != "" {
 		ln, err = net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 		}
 		p.apiAddr = ln.Addr().String()
+		dopts := cfg.Kafka
+		dopts.ClientID = "vpp-dispatch-api"
+		if svc, err = dispatch.Open(dopts, log.With("part", "dispatch")); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		svc.Fleet = r
+		svc.FleetReady = func() bool { ok, _ := r.Ready(); return ok }
 	}
 
 	p.goRun("ingest", func() error { return srv.Serve(ctx) })
@@ -152,15 +161,6 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p.goRun("reader", func() error { return r.Run(ctx) })
 	if ln != nil {
-		dopts := cfg.Kafka
-		dopts.ClientID = "vpp-dispatch-api"
-		svc, err := dispatch.Open(dopts, log.With("part", "dispatch"))
-		if err != nil {
-			_ = ln.Close()
-			return nil, err
-		}
-		svc.Fleet = r
-		svc.FleetReady = func() bool { ok, _ := r.Ready(); return ok }
 		p.goRun("dispatch view", func() error {
 			defer svc.Close()
 			return svc.View.Run(ctx)
