@@ -102,7 +102,7 @@ func (c *dispatchCommon) open(ctx context.Context, log *slog.Logger) (*dispatch.
 	pctx, pcancel := context.WithTimeout(ctx, c.timeout)
 	defer pcancel()
 	if err := kafka.Preflight(pctx, kopts); err != nil {
-		return nil, kopts, nil, fmt.Errorf("connect to kafka: %w", err)
+		return nil, kopts, nil, err
 	}
 	svc, err := dispatch.Open(kopts, log)
 	if err != nil {
