@@ -34,6 +34,11 @@ const (
 	ReasonVoltageNegative       = "voltage_negative"
 	ReasonTemperatureOutOfRange = "temperature_out_of_range"
 	ReasonModeUnknown           = "mode_unknown"
+	// ReasonSetpointInvalid marks a reading whose dispatch compliance
+	// fields (18-22) are malformed: a setpoint_id longer than the ID limit,
+	// a setpoint_kw that is not finite, or an unknown setpoint_state or
+	// setpoint_reason.
+	ReasonSetpointInvalid = "setpoint_invalid"
 	// ReasonFrameUndecodable marks a whole frame that is not a valid
 	// serialized vpp.v1.Frame (the connection is closed with 1007).
 	ReasonFrameUndecodable = "frame_undecodable"
@@ -73,6 +78,7 @@ const (
 	rVoltageNegative
 	rTemperatureOutOfRange
 	rModeUnknown
+	rSetpointInvalid
 	rFrameUndecodable
 	rFrameTooManyReadings
 	rDeviceNotAuthorized
@@ -132,6 +138,8 @@ func (r reason) String() string {
 		return ReasonFrameTooManyReadings
 	case rDeviceNotAuthorized:
 		return ReasonDeviceNotAuthorized
+	case rSetpointInvalid:
+		return ReasonSetpointInvalid
 	}
 	return ""
 }
@@ -209,6 +217,7 @@ func validate(r *vppv1.Reading, nowMS int64, lim Limits) reason {
 	}
 	var w wire.Reading
 	w.SetValues(r)
+	w.SetpointID = []byte(r.GetSetpointId())
 	return validateValues(&w, nowMS, lim)
 }
 
@@ -276,6 +285,11 @@ func validateValues(r *wire.Reading, nowMS int64, lim Limits) reason {
 	}
 	if m := r.Mode; m < vppv1.Mode_MODE_IDLE || m > vppv1.Mode_MODE_FAULT {
 		return rModeUnknown
+	}
+	if len(r.SetpointID) > lim.MaxIDLength || !finite(r.SetpointKw) ||
+		r.SetpointState < vppv1.SetpointState_SETPOINT_STATE_NONE || r.SetpointState > vppv1.SetpointState_SETPOINT_STATE_ENDED ||
+		r.SetpointReason < vppv1.SetpointReason_SETPOINT_REASON_NONE || r.SetpointReason > vppv1.SetpointReason_SETPOINT_REASON_RELEASED {
+		return rSetpointInvalid
 	}
 	return reasonOK
 }

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/vppctl/vpp/internal/wire"
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
@@ -85,6 +86,10 @@ func validateTests() []validateTest {
 		{"mode unspecified", func(r *vppv1.Reading) { r.Mode = vppv1.Mode_MODE_UNSPECIFIED }, ReasonModeUnknown},
 		{"mode unknown value", func(r *vppv1.Reading) { r.Mode = vppv1.Mode(42) }, ReasonModeUnknown},
 		{"mode negative", func(r *vppv1.Reading) { r.Mode = vppv1.Mode(-1) }, ReasonModeUnknown},
+		{"setpoint ID too long", func(r *vppv1.Reading) { r.SetpointId = strings.Repeat("d", 65) }, ReasonSetpointInvalid},
+		{"setpoint kW NaN", func(r *vppv1.Reading) { r.SetpointKw = math.NaN() }, ReasonSetpointInvalid},
+		{"setpoint state unknown", func(r *vppv1.Reading) { r.SetpointState = vppv1.SetpointState(9) }, ReasonSetpointInvalid},
+		{"setpoint reason unknown", func(r *vppv1.Reading) { r.SetpointReason = vppv1.SetpointReason(-2) }, ReasonSetpointInvalid},
 	}
 }
 
@@ -100,31 +105,9 @@ func validateCases() []*vppv1.Reading {
 }
 
 // appendReading appends r in the wire format, as proto.Marshal would, but
-// without refusing IDs that are not UTF-8.
-func appendReading(b []byte, r *vppv1.Reading) []byte {
-	for i, id := range []string{r.DeviceId, r.SiteId, r.SubstationId, r.RegionId} {
-		if id != "" {
-			b = protowire.AppendString(protowire.AppendTag(b, protowire.Number(i+1), protowire.BytesType), id)
-		}
-	}
-	for i, v := range []uint64{r.Seq, uint64(r.TsMs)} {
-		if v != 0 {
-			b = protowire.AppendVarint(protowire.AppendTag(b, protowire.Number(i+5), protowire.VarintType), v)
-		}
-	}
-	for i, f := range []float64{r.SocPct, r.SohPct, r.PowerKw, r.VoltageV, r.CurrentA, r.TemperatureC, r.CapacityKwh, r.MaxChargeKw, r.MaxDischargeKw} {
-		if f != 0 || math.Signbit(f) {
-			b = protowire.AppendFixed64(protowire.AppendTag(b, protowire.Number(i+7), protowire.Fixed64Type), math.Float64bits(f))
-		}
-	}
-	if r.Mode != 0 {
-		b = protowire.AppendVarint(protowire.AppendTag(b, 16, protowire.VarintType), uint64(int64(r.Mode)))
-	}
-	if r.Alarms != 0 {
-		b = protowire.AppendVarint(protowire.AppendTag(b, 17, protowire.VarintType), uint64(r.Alarms))
-	}
-	return b
-}
+// without refusing IDs that are not UTF-8 (wire.AppendReading, tested
+// against proto.Marshal).
+func appendReading(b []byte, r *vppv1.Reading) []byte { return wire.AppendReading(b, r) }
 
 // frameOf is a serialized Frame of the readings rs.
 func frameOf(rs ...*vppv1.Reading) []byte {
