@@ -44,7 +44,7 @@ func ingestTopicACLs(prefix string) *sarama.ResourceAcls {
 	}
 	return &sarama.ResourceAcls{
 		Resource: sarama.Resource{ResourceType: sarama.AclResourceTopic, ResourceName: prefix, ResourcePatternType: sarama.AclPatternPrefixed},
-		Acls:     []*sarama.Acl{acl(sarama.AclOperationDescribe), acl(sarama.AclOperationCreate), acl(sarama.AclOperationWrite)},
+		Acls:     []*sarama.Acl{acl(sarama.AclOperationDescribe), acl(sarama.AclOperationCreate), acl(sarama.AclOperationRead), acl(sarama.AclOperationWrite)},
 	}
 }
 

@@ -26,6 +26,9 @@ type Config struct {
 	// Kafka configures the Kafka producer and topic names (the prefix is
 	// used as given: set it, e.g. to kafka.DefaultPrefix).
 	Kafka kafka.Options
+	// NoSetpoints turns off the setpoint reader: no setpoints reach the
+	// devices through this instance (for tests of the uplink alone).
+	NoSetpoints bool
 	// Instance identifies this ingest instance in the stats topic
 	// (default hostname-pid).
 	Instance string

@@ -112,6 +112,14 @@ type conn struct {
 	queued atomic.Bool
 	// nextPing is when the connection is pinged next (Unix nanoseconds).
 	nextPing atomic.Int64
+
+	// held are the device IDs this connection entered in the server's
+	// holders (see setpoints.go), dlq the setpoint messages waiting for
+	// its writer.
+	heldMu sync.Mutex
+	held   []string
+	dlqMu  sync.Mutex
+	dlq    [][]byte
 }
 
 func newConn(s *Server, ws *websocket.Conn, remote string, grant *auth.Grant) *conn {
@@ -144,6 +152,7 @@ func (c *conn) decoder() *decoder {
 		if c.grant != nil || c.s.limiter != nil {
 			c.dec.admit = c.admit
 		}
+		c.dec.met = c.hold
 	}
 	return c.dec
 }
@@ -335,6 +344,7 @@ func (c *conn) run() {
 // close frame as the end requires; then the server lets go of it.
 func (c *conn) end(end readEnd) {
 	defer c.s.unregister(c)
+	defer c.releaseHeld()
 	c.s.readers.Done()
 
 	switch end.kind {

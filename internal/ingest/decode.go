@@ -125,6 +125,10 @@ type decoder struct {
 	// the device's entry, or nil): reasonOK, or a reason (not
 	// authorized) that overrides the content checks.
 	admit func(device, site string, e *devEntry, nowMS int64) reason
+	// met, when set, is told the ID of every device the decoder interns
+	// (once per entry) or cannot intern (every reading): the connection
+	// holds the device for its setpoints.
+	met func(device string)
 }
 
 func newDecoder(maxReadings int, lim Limits) *decoder {
@@ -191,6 +195,9 @@ func (d *decoder) device(b []byte) (string, *devEntry) {
 	s := string(b)
 	if len(b) > d.limits.MaxIDLength {
 		return s, nil
+	}
+	if d.met != nil {
+		d.met(s)
 	}
 	if !d.room() {
 		return s, nil

@@ -117,6 +117,9 @@ type Server struct {
 	// writers counts the write loop's writer goroutines.
 	writers sync.WaitGroup
 
+	// holders maps a device ID to the *conn that holds it (setpoints.go).
+	holders sync.Map
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	stopping bool
@@ -266,6 +269,24 @@ func (s *Server) Serve(ctx context.Context) error {
 		close(probeDone)
 	}
 	defer stopProbe()
+	spCtx, stopSetpoints := context.WithCancel(context.Background())
+	spDone := make(chan struct{})
+	if len(s.cfg.Kafka.Brokers) > 0 && !s.cfg.NoSetpoints {
+		r := &SetpointReader{Kafka: s.cfg.Kafka, Deliver: s.DeliverSetpoints, Logger: s.log,
+			Errors: func() { s.ctr.spErrors.Add(1) }}
+		go func() {
+			defer close(spDone)
+			if err := r.Run(spCtx); err != nil {
+				s.log.Error("setpoint reader stopped: no setpoints reach devices", "err", err)
+			}
+		}()
+	} else {
+		close(spDone)
+	}
+	defer func() {
+		stopSetpoints()
+		<-spDone
+	}()
 	s.startReadWorker()
 	defer close(s.stopReadWorkers)
 	writeCtx, stopWrites := context.WithCancel(context.Background())

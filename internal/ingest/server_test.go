@@ -196,6 +196,7 @@ type client struct {
 	mu     sync.Mutex
 	acked  map[string]uint64
 	n      int // downlink messages
+	sps    []*vppv1.Setpoint
 	closed chan error
 }
 
@@ -215,11 +216,16 @@ func dial(t testing.TB, url string) *client {
 				return
 			}
 			var d vppv1.Downlink
-			if mt != websocket.BinaryMessage || proto.Unmarshal(b, &d) != nil || d.GetAck() == nil {
+			if mt != websocket.BinaryMessage || proto.Unmarshal(b, &d) != nil || d.GetAck() == nil && d.GetSetpoint() == nil {
 				c.closed <- fmt.Errorf("unexpected downlink type %d: %x", mt, b)
 				return
 			}
 			c.mu.Lock()
+			if sp := d.GetSetpoint(); sp != nil {
+				c.sps = append(c.sps, sp)
+				c.mu.Unlock()
+				continue
+			}
 			c.n++
 			for _, a := range d.GetAck().GetDevices() {
 				if a.AckedSeq < c.acked[a.DeviceId] {
@@ -244,6 +250,13 @@ func (c *client) ack(dev string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.acked[dev]
+}
+
+// setpoints returns the setpoints received so far.
+func (c *client) setpoints() []*vppv1.Setpoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*vppv1.Setpoint(nil), c.sps...)
 }
 
 func (c *client) downlinks() int {

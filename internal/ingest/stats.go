@@ -55,6 +55,12 @@ type Stats struct {
 	// down; it rejects nothing).
 	RateLimitedFrames uint64
 	RateLimitedWait   time.Duration
+	// SetpointsDelivered counts the setpoints written to the connections
+	// holding their devices, SetpointsNotHeld those for devices no
+	// connection here holds (another instance delivers them),
+	// SetpointsDropped those dropped for a connection's full queue, and
+	// SetpointReaderErrors the sessions of the setpoint reader that failed.
+	SetpointsDelivered, SetpointsNotHeld, SetpointsDropped, SetpointReaderErrors uint64
 }
 
 // RejectedTotal is the sum of Rejected.
@@ -100,6 +106,10 @@ type counters struct {
 	// throttledNS their length.
 	throttled   atomic.Uint64
 	throttledNS atomic.Uint64
+	// Setpoints written to their devices' connections, skipped because
+	// no connection here holds the device, dropped for a full queue; and
+	// errors of the setpoint reader.
+	spDelivered, spNotHeld, spDropped, spErrors atomic.Uint64
 
 	protoMu   sync.Mutex
 	protoErrs map[int]uint64
@@ -146,6 +156,8 @@ func (s *Server) Stats() Stats {
 	st.TokenExpiredClosed = s.ctr.expClosed.Load()
 	st.RateLimitedFrames = s.ctr.throttled.Load()
 	st.RateLimitedWait = time.Duration(s.ctr.throttledNS.Load())
+	st.SetpointsDelivered, st.SetpointsNotHeld = s.ctr.spDelivered.Load(), s.ctr.spNotHeld.Load()
+	st.SetpointsDropped, st.SetpointReaderErrors = s.ctr.spDropped.Load(), s.ctr.spErrors.Load()
 	if s.limiter != nil {
 		st.RateTableEntries, st.RateTableEvicted = s.limiter.size()
 	}

@@ -124,6 +124,11 @@ func (s *Server) write(c *conn, now time.Time) {
 		c.abort() // the read loop notices, paused or not
 		return
 	}
+	if err := c.flushDownlinks(); err != nil {
+		c.log.Debug("write setpoints", "err", err)
+		c.abort()
+		return
+	}
 	if now.UnixNano() >= c.nextPing.Load() {
 		c.nextPing.Store(now.Add(s.cfg.PingInterval).UnixNano())
 		c.acks.trim()

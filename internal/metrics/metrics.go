@@ -42,6 +42,7 @@ type IngestCollector struct {
 	produceLatency, produceErrors                          *prometheus.Desc
 	refused, idleClosed                                    *prometheus.Desc
 	rateLimitedFrames, rateLimitedWait                     *prometheus.Desc
+	setpoints, setpointReaderErrors                        *prometheus.Desc
 }
 
 // NewIngestCollector reports the stats src returns.
@@ -66,6 +67,9 @@ func NewIngestCollector(src func() ingest.Stats) *IngestCollector {
 			"Frames after which a connection stopped reading because their devices exceeded --device-rate and --device-burst (they are slowed down, never rejected)."),
 		rateLimitedWait: desc("vpp_ingest_rate_limited_wait_seconds_total",
 			"Time connections stopped reading for the per-device rate limit."),
+		setpoints: desc("vpp_ingest_setpoints_total",
+			"Setpoints read from the setpoints topic, by result: delivered (written to the connection holding the device), not_held (no connection here holds the device), dropped (the connection's queue was full; vpp refreshes them).", "result"),
+		setpointReaderErrors: desc("vpp_ingest_setpoint_reader_errors_total", "Sessions of the setpoint reader that ended in an error (it reconnects)."),
 	}
 }
 
@@ -80,7 +84,7 @@ func (c *IngestCollector) WithProducer(f func() (latency.Snapshot, uint64, bool)
 func (c *IngestCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.readings, c.frames, c.acked, c.connections, c.protocolErrors,
 		c.buffered, c.bufferedBytes, c.capRecords, c.capBytes, c.kafkaUp, c.produceLatency, c.produceErrors,
-		c.refused, c.idleClosed, c.rateLimitedFrames, c.rateLimitedWait} {
+		c.refused, c.idleClosed, c.rateLimitedFrames, c.rateLimitedWait, c.setpoints, c.setpointReaderErrors} {
 		ch <- d
 	}
 }
@@ -111,6 +115,10 @@ func (c *IngestCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.idleClosed, float64(st.IdleClosed))
 	counter(c.rateLimitedFrames, float64(st.RateLimitedFrames))
 	counter(c.rateLimitedWait, st.RateLimitedWait.Seconds())
+	counter(c.setpoints, float64(st.SetpointsDelivered), "delivered")
+	counter(c.setpoints, float64(st.SetpointsNotHeld), "not_held")
+	counter(c.setpoints, float64(st.SetpointsDropped), "dropped")
+	counter(c.setpointReaderErrors, float64(st.SetpointReaderErrors))
 	gauge(c.buffered, float64(st.Buffered))
 	gauge(c.bufferedBytes, float64(st.BufferedBytes))
 	gauge(c.capRecords, float64(st.BufferCapacity))

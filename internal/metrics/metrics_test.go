@@ -50,6 +50,8 @@ var contract = []string{
 	"vpp_ingest_protocol_errors_total counter code",
 	"vpp_ingest_rate_limited_frames_total counter",
 	"vpp_ingest_rate_limited_wait_seconds_total counter",
+	"vpp_ingest_setpoints_total counter result",
+	"vpp_ingest_setpoint_reader_errors_total counter",
 	"vpp_ingest_readings_total counter reason,result",
 	"vpp_ingest_refused_handshakes_total counter reason",
 }
