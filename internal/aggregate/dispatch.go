@@ -322,6 +322,7 @@ func (e *engine) pass(ctx context.Context, now time.Time) {
 		msgs = append(msgs, e.partitionPass(ps, live, nowMs)...)
 	}
 	msgs = append(msgs, e.coordinate(acts, live, ended, now)...)
+	msgs = append(msgs, e.cleanup(ended)...)
 	if len(msgs) == 0 || ctx.Err() != nil {
 		return
 	}
@@ -538,6 +539,37 @@ func (e *engine) allocate(ps *partState, a *active, acc *partAcc, nowMs int64, s
 			RampKwPerS: ramp, HeartbeatTimeoutMs: uint32(hbMs), CreatedMs: a.d.GetCreatedMs(),
 		})
 	}
+}
+
+// cleanup tombstones what an ended dispatch no longer needs once its final
+// status is written: the reports of the partitions owned here and, by its
+// coordinator, the allocation. The request ("d/") and the status stay: they
+// are the audit trail.
+func (e *engine) cleanup(ended []string) []*sarama.ProducerMessage {
+	owned := map[int32]bool{}
+	for _, ps := range e.a.ownedParts() {
+		owned[ps.id] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var msgs []*sarama.ProducerMessage
+	for _, id := range ended {
+		en := e.ds[id]
+		if en == nil || !en.final {
+			continue
+		}
+		for p := range en.reports {
+			if owned[p] {
+				msgs = append(msgs, &sarama.ProducerMessage{Topic: e.dispatchT, Key: sarama.StringEncoder(dispatch.ReportKey(id, p))})
+				delete(en.reports, p) // the tombstone deletes it for every reader; do not send it twice
+			}
+		}
+		if en.alloc != nil && owned[coordinatorPartition(id, e.nparts)] {
+			msgs = append(msgs, &sarama.ProducerMessage{Topic: e.dispatchT, Key: sarama.StringEncoder(dispatch.AllocationKey(id))})
+			en.alloc = nil
+		}
+	}
+	return msgs
 }
 
 // record is a dispatch-topic record.

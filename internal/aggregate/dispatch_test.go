@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,7 +199,11 @@ func readDispatchTopic(t *testing.T, client sarama.Client, o kafka.Options) map[
 			if err := proto.Unmarshal(m.Value, &rec); err != nil {
 				t.Fatalf("dispatch record %s: %v", m.Key, err)
 			}
-			out[string(m.Key)] = &rec
+			if m.Value == nil {
+				delete(out, string(m.Key)) // a tombstone
+			} else {
+				out[string(m.Key)] = &rec
+			}
 			if m.Offset+1 >= hwm {
 				return out
 			}
@@ -314,9 +319,17 @@ func checkDispatch(t *testing.T, o kafka.Options, td *testDevices, client sarama
 		td.mu.Unlock()
 		return n == 0 && rel >= region0, fmt.Sprintf("%d still following, %d releases", n, rel)
 	})
-	waitFor(t, "the final status says cancelled", func() (bool, string) {
-		st := readDispatchTopic(t, client, o)[dispatch.StatusKey(d.Id)].GetStatus()
-		return st.GetState() == vppv1.DispatchState_DISPATCH_STATE_CANCELLED, fmt.Sprint(st.GetState())
+	waitFor(t, "the final status says cancelled; reports and allocation are tombstoned, the request kept", func() (bool, string) {
+		recs := readDispatchTopic(t, client, o)
+		st := recs[dispatch.StatusKey(d.Id)].GetStatus()
+		var left []string
+		for k := range recs {
+			if strings.HasPrefix(k, "r/"+d.Id+"/") || k == dispatch.AllocationKey(d.Id) {
+				left = append(left, k)
+			}
+		}
+		return st.GetState() == vppv1.DispatchState_DISPATCH_STATE_CANCELLED && len(left) == 0 && recs[dispatch.DispatchKey(d.Id)] != nil,
+			fmt.Sprintf("%v, left %v", st.GetState(), left)
 	})
 }
 
