@@ -252,6 +252,19 @@ func (b *battery) apply(setpointKW, dt, ambientC float64) float64 {
 // (0..24) and fills r with the resulting sample. It sets every measured
 // field; the caller sets the IDs, seq and ts_ms.
 func (b *battery) step(dt, h float64, r *vppv1.Reading) {
+	b.stepWith(dt, h, r, false, 0)
+}
+
+// dispatchable reports whether the battery may follow a setpoint (not in
+// fault).
+func (b *battery) dispatchable() bool { return b.faultLeft <= 0 }
+
+// stepWith is step with a dispatched command: when follow is set (and the
+// battery is not faulted), cmdKW replaces the local controller's setpoint,
+// clamped to the power limits and SoC bounds (the reserve when
+// discharging, full when charging). It returns why the command was
+// clamped (NONE if it was not).
+func (b *battery) stepWith(dt, h float64, r *vppv1.Reading, follow bool, cmdKW float64) vppv1.SetpointReason {
 	// Correlated noise: an AR(1) process with unit variance.
 	c := b.coeffs(dt)
 	b.noise = c.noiseRho*b.noise + c.noiseGain*b.rng.NormFloat64()
@@ -290,8 +303,41 @@ func (b *battery) step(dt, h float64, r *vppv1.Reading) {
 			setpoint = fmax(setpoint, -fmax(0, (b.topPct-b.socPct)/100*b.capKWh/effCharge/hours))
 		}
 	}
+	var clamp vppv1.SetpointReason
+	if follow && b.faultLeft <= 0 {
+		setpoint, clamp = b.clampDispatch(cmdKW, dt)
+	}
 	p := b.apply(setpoint, dt, amb)
 	b.fill(p, r)
+	return clamp
+}
+
+// clampDispatch limits a dispatched grid power to what the battery can
+// hold for dt seconds: its power limits (POWER_LIMIT) and its SoC bounds,
+// the reserve when discharging and full when charging (SOC_LIMIT).
+func (b *battery) clampDispatch(kw, dt float64) (float64, vppv1.SetpointReason) {
+	chargeKW, dischargeKW := b.limits(dt)
+	hours := dt / 3600
+	switch {
+	case kw > 0:
+		soc := b.maxDischargeKW * fmax(0, fmin(1, (b.socPct-b.reservePct)/taperPct))
+		soc = fmin(soc, fmax(0, (b.socPct-b.reservePct)/100*b.capKWh*effDischarge/hours))
+		soc = fmin(soc, dischargeKW)
+		if kw > soc {
+			if soc < b.maxDischargeKW {
+				return soc, vppv1.SetpointReason_SETPOINT_REASON_SOC_LIMIT
+			}
+			return soc, vppv1.SetpointReason_SETPOINT_REASON_POWER_LIMIT
+		}
+	case kw < 0:
+		if -kw > chargeKW {
+			if chargeKW < b.maxChargeKW {
+				return -chargeKW, vppv1.SetpointReason_SETPOINT_REASON_SOC_LIMIT
+			}
+			return -chargeKW, vppv1.SetpointReason_SETPOINT_REASON_POWER_LIMIT
+		}
+	}
+	return kw, vppv1.SetpointReason_SETPOINT_REASON_NONE
 }
 
 // fill writes the measured fields for grid power p into r.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/internal/wire"
 	"github.com/vppctl/vpp/proto/vppv1"
@@ -46,6 +47,8 @@ type device struct {
 	last  *vppv1.Reading // last generated reading (ground truth), reused
 
 	blocked bool // queue full with readings still due; listed in conn.blocked
+
+	fol follower // the setpoint it follows and the outcome it reports
 }
 
 // newDevice builds device index i of the fleet.
@@ -143,6 +146,12 @@ func (c *conn) run(ctx context.Context) {
 		// until then need not be copied for a flush of their own.
 		c.mu.Lock()
 		c.retransmit = true
+		// The link to ingest dropped: back to local control, and nothing
+		// is resumed after the reconnect.
+		nowMs := time.Now().UnixMilli()
+		for _, d := range c.devs {
+			d.fol.end(&c.s.sp, vppv1.SetpointReason_SETPOINT_REASON_HEARTBEAT, nowMs)
+		}
 		c.mu.Unlock()
 		c.s.errs.Add(1)
 		c.logLost(err)
@@ -352,10 +361,11 @@ func (c *conn) read(ws *websocket.Conn, errc chan<- error) {
 
 // Field numbers of the downlink contract read by applyDownlink.
 const (
-	downlinkAck  = 1 // Downlink.ack
-	ackDevices   = 1 // Ack.devices
-	deviceAckID  = 1 // DeviceAck.device_id
-	deviceAckSeq = 2 // DeviceAck.acked_seq
+	downlinkAck      = 1 // Downlink.ack
+	downlinkSetpoint = 2 // Downlink.setpoint
+	ackDevices       = 1 // Ack.devices
+	deviceAckID      = 1 // DeviceAck.device_id
+	deviceAckSeq     = 2 // DeviceAck.acked_seq
 )
 
 // applyDownlink applies the acks of one serialized vpp.v1.Downlink. It
@@ -367,6 +377,9 @@ const (
 // applied all the same.
 func (c *conn) applyDownlink(b []byte, acks []devAck) ([]devAck, error) {
 	err := wire.Fields(b, func(num protowire.Number, typ protowire.Type, _ uint64, ack []byte) error {
+		if num == downlinkSetpoint && typ == protowire.BytesType {
+			return c.applySetpoint(ack)
+		}
 		if num != downlinkAck || typ != protowire.BytesType {
 			return nil
 		}
@@ -398,6 +411,24 @@ func (c *conn) applyDownlink(b []byte, acks []devAck) ([]devAck, error) {
 	c.applyAcks(acks)
 	clear(acks)
 	return acks[:0], err
+}
+
+// applySetpoint hands a serialized vpp.v1.Setpoint to the device it names;
+// one for a device not on this connection is counted and dropped.
+func (c *conn) applySetpoint(b []byte) error {
+	var sp vppv1.Setpoint
+	if err := proto.Unmarshal(b, &sp); err != nil {
+		return fmt.Errorf("setpoint: %w", err)
+	}
+	d := c.byID[sp.GetDeviceId()]
+	if d == nil {
+		c.s.sp.unknown.Add(1)
+		return nil
+	}
+	c.mu.Lock()
+	d.fol.receive(&c.s.sp, &sp, d.bat.dispatchable(), time.Now().UnixMilli())
+	c.mu.Unlock()
+	return nil
 }
 
 // parseDeviceAck reads a serialized DeviceAck as ingest writes it: the
@@ -527,7 +558,15 @@ func (s *Sim) next(d *device) *vppv1.Reading {
 		d.last = r
 	}
 	r.Seq, r.TsMs = d.gen, ts
-	d.bat.step(s.dt, h, r)
+	// While following a setpoint its command replaces the local
+	// controller's in the same battery step, so the truth stays the model's.
+	following, cmd := d.fol.command(&s.sp, ts, r.PowerKw)
+	if following && !d.bat.dispatchable() {
+		d.fol.end(&s.sp, vppv1.SetpointReason_SETPOINT_REASON_NOT_DISPATCHABLE, ts)
+		following = false
+	}
+	clamp := d.bat.stepWith(s.dt, h, r, following, cmd)
+	d.fol.report(&s.sp, r, following, r.PowerKw, clamp, ts)
 	return r
 }
 

@@ -130,6 +130,7 @@ type Stats struct {
 	Errors          int64         // dial, read, write and protocol errors
 	Rate            float64       // achieved readings per second (Sent/Elapsed)
 	Elapsed         time.Duration // since Run started (frozen when it returns)
+	Setpoints       SetpointStats // dispatch: setpoints received, followed, refused, ended
 }
 
 // Truth is the simulator's ground truth: what it generated and what was
@@ -207,6 +208,7 @@ type Sim struct {
 	dupFrames     atomic.Int64
 	reconnects    atomic.Int64
 	errs          atomic.Int64
+	sp            setpointCounters
 
 	dialLog, lostLog, reconnLog logLimiter // rate limits for per-connection log lines
 
@@ -385,7 +387,9 @@ func (s *Sim) Run(ctx context.Context) error {
 		st := s.Stats()
 		s.log.Info("sim stopped", "sent", st.Sent, "acked", st.Acked, "in_flight", st.InFlight,
 			"retransmitted", st.Retransmitted, "reconnects", st.Reconnects, "errors", st.Errors,
-			"elapsed", st.Elapsed.Round(time.Millisecond))
+			"elapsed", st.Elapsed.Round(time.Millisecond),
+			"setpoints_received", st.Setpoints.Received, "setpoints_applied", st.Setpoints.Applied,
+			"setpoint_latency_p50", st.Setpoints.LatencyP50, "setpoint_latency_p99", st.Setpoints.LatencyP99)
 	}()
 
 	// Generation phase.
@@ -491,6 +495,7 @@ func (s *Sim) Stats() Stats {
 		DuplicateFrames: s.dupFrames.Load(),
 		Reconnects:      s.reconnects.Load(),
 		Errors:          s.errs.Load(),
+		Setpoints:       s.sp.stats(),
 	}
 	st.InFlight = st.Sent - st.Acked
 	if s.t0Set.Load() {
