@@ -204,6 +204,9 @@ func simulate(ctx context.Context, s *sim.Sim, w io.Writer, truthPath string, qu
 			flagval.FormatCount(float64(st.Sent)), flagval.FormatCount(float64(st.Acked)), st.InFlight,
 			st.Elapsed.Round(time.Millisecond), flagval.FormatCount(st.Rate),
 			flagval.FormatCount(float64(st.Retransmitted)), st.DuplicateFrames, st.Reconnects, st.Errors)
+		if sp := setpointSummary(st.Setpoints); sp != "" {
+			fmt.Fprintf(w, "sim: %s\n", sp)
+		}
 	}
 	if truthPath != "" {
 		if werr := s.Truth().WriteFile(truthPath); werr != nil {
@@ -235,8 +238,30 @@ func simStatus(s *sim.Sim) func() string {
 	return func() string {
 		st := s.Stats()
 		rate := sent.Observe(uint64(st.Sent), time.Time{}.Add(st.Elapsed))
-		return fmt.Sprintf("sent %s  acked %s  rate %s/s  in-flight %d  reconnects %d  errors %d  elapsed %s",
+		line := fmt.Sprintf("sent %s  acked %s  rate %s/s  in-flight %d  reconnects %d  errors %d  elapsed %s",
 			flagval.FormatCount(float64(st.Sent)), flagval.FormatCount(float64(st.Acked)), flagval.FormatCount(rate),
 			st.InFlight, st.Reconnects, st.Errors, st.Elapsed.Round(time.Second))
+		if sp := st.Setpoints; sp.Received > 0 {
+			line += fmt.Sprintf("  setpoints %d (p99 %s)", sp.Received, sp.LatencyP99)
+		}
+		return line
 	}
+}
+
+// setpointSummary describes the setpoints the devices received, followed,
+// refused and ended, and the latency from a dispatch's creation to the
+// first reading following it; empty when none arrived.
+func setpointSummary(sp sim.SetpointStats) string {
+	if sp.Received == 0 && sp.Unknown == 0 {
+		return ""
+	}
+	var refused, ended int64
+	for _, n := range sp.Refused {
+		refused += n
+	}
+	for _, n := range sp.Ended {
+		ended += n
+	}
+	return fmt.Sprintf("%d setpoints received (%d for devices not held), %d followed, %d refused, %d ended; latency to the first reading following one p50 %s, p99 %s (bucket bounds)",
+		sp.Received, sp.Unknown, sp.Applied, refused, ended, sp.LatencyP50, sp.LatencyP99)
 }
