@@ -3,6 +3,7 @@ package sim
 import (
 	"math"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +35,8 @@ type follower struct {
 	started   bool    // the command has been applied at least once
 	cmdKW     float64 // the ramped command at the grid connection
 	lastMs    int64   // time of the last step while following
-	latDone   bool    // latency of the held setpoint recorded
+	latDone   bool    // the held setpoint reached a reading as followed
+	latID     string  // the dispatch whose latency this device recorded
 
 	// What readings report.
 	repID     string
@@ -53,6 +55,35 @@ type setpointCounters struct {
 	ended     [numReasons]atomic.Int64
 	unknown   atomic.Int64 // for a device not on the connection
 	latencyMs latency.Histogram
+
+	// first is, per dispatch (the latest maxFirstFollow), the latency of
+	// the first device that followed it.
+	firstMu    sync.Mutex
+	first      map[string]time.Duration
+	firstOrder []string
+}
+
+// maxFirstFollow bounds the dispatches whose first-device latency the sim
+// keeps.
+const maxFirstFollow = 256
+
+// firstFollow records lat for dispatch id unless a device was faster.
+func (c *setpointCounters) firstFollow(id string, lat time.Duration) {
+	c.firstMu.Lock()
+	defer c.firstMu.Unlock()
+	if c.first == nil {
+		c.first = make(map[string]time.Duration)
+	}
+	if old, ok := c.first[id]; ok {
+		c.first[id] = min(old, lat)
+		return
+	}
+	if len(c.firstOrder) >= maxFirstFollow {
+		delete(c.first, c.firstOrder[0])
+		c.firstOrder = c.firstOrder[1:]
+	}
+	c.first[id] = lat
+	c.firstOrder = append(c.firstOrder, id)
 }
 
 // SetpointStats are the sim's dispatch counters.
@@ -64,6 +95,9 @@ type SetpointStats struct {
 	Ended      map[vppv1.SetpointReason]int64 // ended, by reason
 	LatencyP50 time.Duration                  // created_ms → first reading applying it (bucket bound)
 	LatencyP99 time.Duration
+	// FirstFollow is, per dispatch (the latest 256), the time from its
+	// created_ms to the first reading of any device following it.
+	FirstFollow map[string]time.Duration
 }
 
 func (c *setpointCounters) stats() SetpointStats {
@@ -82,6 +116,12 @@ func (c *setpointCounters) stats() SetpointStats {
 			st.Ended[vppv1.SetpointReason(i)] = n
 		}
 	}
+	c.firstMu.Lock()
+	st.FirstFollow = make(map[string]time.Duration, len(c.first))
+	for id, d := range c.first {
+		st.FirstFollow[id] = d
+	}
+	c.firstMu.Unlock()
 	snap := c.latencyMs.Snapshot()
 	st.LatencyP50 = quantile(snap, 0.5)
 	st.LatencyP99 = quantile(snap, 0.99)
@@ -237,8 +277,14 @@ func (f *follower) report(sc *setpointCounters, r *vppv1.Reading, following bool
 		if !f.latDone {
 			f.latDone = true
 			sc.applied.Add(1)
-			if f.createdMs > 0 {
-				sc.latencyMs.Observe(time.Since(time.UnixMilli(f.createdMs)))
+			// The latency of a dispatch, once per device: later setpoints
+			// of it (a new share, a re-send after a reconnect) carry the
+			// same creation time and would count the dispatch's age.
+			if f.createdMs > 0 && f.latID != f.id {
+				f.latID = f.id
+				lat := time.Since(time.UnixMilli(f.createdMs))
+				sc.latencyMs.Observe(lat)
+				sc.firstFollow(f.id, lat)
 			}
 		}
 	} else if f.repUntil > 0 && nowMs >= f.repUntil {
@@ -247,4 +293,23 @@ func (f *follower) report(sc *setpointCounters, r *vppv1.Reading, following bool
 	}
 	r.SetpointId, r.SetpointSeq, r.SetpointKw = f.repID, f.repSeq, f.repKW
 	r.SetpointState, r.SetpointReason = f.repState, f.repReason
+}
+
+// Following returns, per dispatch ID, how many devices follow one of its
+// setpoints now: held, effective, before its expiry and within its
+// heartbeat timeout. It visits every device (for tests and reports, not a
+// hot path).
+func (s *Sim) Following() map[string]int {
+	now := time.Now().UnixMilli()
+	out := map[string]int{}
+	for _, c := range s.conns {
+		c.mu.Lock()
+		for _, d := range c.devs {
+			if f := &d.fol; f.held && now >= f.effMs && now < f.expMs && now-f.refreshMs < f.hbMs {
+				out[f.id]++
+			}
+		}
+		c.mu.Unlock()
+	}
+	return out
 }

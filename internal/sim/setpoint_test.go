@@ -338,6 +338,12 @@ func TestClientFollowsSetpointOverWebSocket(t *testing.T) {
 	if st.LatencyP99 <= 0 || st.LatencyP99 > 5*time.Second {
 		t.Fatalf("latency p99 %v", st.LatencyP99)
 	}
+	if d, ok := st.FirstFollow["d1"]; !ok || d <= 0 || d > 5*time.Second || len(st.FirstFollow) != 1 {
+		t.Fatalf("first-follow latencies %v, want one for d1", st.FirstFollow)
+	}
+	if f := s.Following(); len(f) != 0 {
+		t.Fatalf("Following() = %v after the drop, want none", f)
+	}
 	var fresh int
 	for _, r := range afterRec {
 		if r.SetpointState == stateApplied || r.SetpointState == stateClamped {
@@ -352,5 +358,30 @@ func TestClientFollowsSetpointOverWebSocket(t *testing.T) {
 	last := afterRec[len(afterRec)-1]
 	if last.SetpointState != stateEnded || last.SetpointReason != reasonHB || last.PowerKw != 0 {
 		t.Fatalf("last reading after the reconnect %v, want ENDED HEARTBEAT at local control (idle)", last)
+	}
+}
+
+// TestFollowingCountsHeldSetpoints checks Following against the rules: a
+// held, effective setpoint counts until its expiry or heartbeat timeout.
+func TestFollowingCountsHeldSetpoints(t *testing.T) {
+	s, err := New(baseConfig("ws://127.0.0.1:1/v1/telemetry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	d := s.conns[0].devs[0]
+	sp := &vppv1.Setpoint{DeviceId: d.id, DispatchId: "d1", Seq: 1, TargetKw: 1, Mode: vppv1.SetpointMode_SETPOINT_MODE_FIXED,
+		EffectiveMs: now, ExpiryMs: now + 60_000, HeartbeatTimeoutMs: 60_000, CreatedMs: now}
+	d.fol.receive(&s.sp, sp, true, now)
+	if f := s.Following(); f["d1"] != 1 || len(f) != 1 {
+		t.Fatalf("Following() = %v, want d1: 1", f)
+	}
+	d.fol.expMs = now // expired
+	if f := s.Following(); len(f) != 0 {
+		t.Fatalf("Following() = %v after the expiry, want none", f)
+	}
+	d.fol.expMs, d.fol.refreshMs = now+60_000, now-60_000 // heartbeat timed out
+	if f := s.Following(); len(f) != 0 {
+		t.Fatalf("Following() = %v after the heartbeat timeout, want none", f)
 	}
 }
