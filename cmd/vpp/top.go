@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"charm.land/ssh"
 	"github.com/spf13/cobra"
 
+	"github.com/vppctl/vpp/internal/dispatch"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/reader"
 	"github.com/vppctl/vpp/internal/tui"
@@ -40,6 +42,7 @@ type topOptions struct {
 	ssh      string
 	hostKey  string
 	authKeys string
+	opKeys   string
 	maxSess  int
 	idle     time.Duration
 }
@@ -65,7 +68,15 @@ Until the reader has caught up, the dashboard's header says "loading
 12/64 partitions (41 %)" and draws the totals dim; when it cannot read, the
 header shows KAFKA ERROR with the cause, and the reader keeps retrying.
 
---ssh serves the dashboard over SSH, one session per client.`,
+--ssh serves the dashboard over SSH, one session per client.
+
+Dispatches: D lists them; on the fleet table d opens the dispatch form for
+the selected row's node (power like 500kW or -1MW, positive discharges;
+duration like 15m) and x cancels the active dispatch of that node (or of
+the node listed), confirmed with y. Locally the dispatches are created by
+the OS user (source "tui"); over SSH only the sessions whose key is in
+--operator-keys may dispatch (creator "ssh:" and the key's SHA256
+fingerprint, source "ssh"), every other session sees them read-only.`,
 		Example: `  # the live dashboard
   vpp top
 
@@ -104,6 +115,7 @@ header shows KAFKA ERROR with the cause, and the reader keeps retrying.
 	f.StringVar(&o.ssh, "ssh", "", "serve the dashboard over SSH on this address instead (e.g. :2222)")
 	f.StringVar(&o.hostKey, "host-key", "", "with --ssh: host key file, created when missing (default $XDG_CONFIG_HOME/vpp/ssh_host_ed25519_key)")
 	f.StringVar(&o.authKeys, "authorized-keys", "", "with --ssh: authorized_keys file of the clients allowed in")
+	f.StringVar(&o.opKeys, "operator-keys", "", "with --ssh: authorized_keys file of the operators, whose sessions may create and cancel dispatches (others see them read-only)")
 	f.IntVar(&o.maxSess, "max-sessions", defaultTopMaxSessions, "with --ssh: most concurrent sessions")
 	f.DurationVar(&o.idle, "idle-timeout", defaultTopIdleTimeout, "with --ssh: close a session idle for this long")
 	return cmd
@@ -178,6 +190,25 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 	data, waitData := reader.StartDashboard(rctx, r, kopts, logger)
 	defer func() { cancel(); waitData() }()
 	opts := tui.Options{Refresh: o.refresh, StaleAfter: o.stale, Watch: data.Watch}
+	if !o.once {
+		dopts := kopts
+		dopts.ClientID = "vpp-top-dispatch"
+		svc, err := dispatch.Open(dopts, logger.With("part", "dispatch"))
+		if err != nil {
+			return err
+		}
+		svc.Fleet = r
+		svc.FleetReady = func() bool { ok, _ := r.Ready(); return ok }
+		vdone := make(chan struct{})
+		go func() {
+			defer close(vdone)
+			if err := svc.View.Run(rctx); err != nil && rctx.Err() == nil {
+				logger.Error("dispatch view stopped", "err", err)
+			}
+		}()
+		defer func() { cancel(); <-vdone; _ = svc.Close() }()
+		opts.Dispatch = svc
+	}
 
 	if o.once {
 		wctx, wcancel := context.WithTimeout(ctx, o.catchUp)
@@ -206,10 +237,18 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 			Addr:               o.ssh,
 			HostKeyPath:        o.hostKey,
 			AuthorizedKeysPath: o.authKeys,
+			OperatorKeysPath:   o.opKeys,
 			MaxSessions:        o.maxSess,
 			IdleTimeout:        o.idle,
 			Logger:             sshLogger(errOut, o.logFile != "", logger),
-		}, func(ssh.Session) tea.Model { return tui.New(data, opts) })
+		}, func(sess ssh.Session) tea.Model {
+			so := opts
+			so.Operator, so.Source = "", "ssh"
+			if who, ok := sshserve.Operator(sess); ok {
+				so.Operator = who
+			}
+			return tui.New(data, so)
+		})
 		if e := stopWatch(); e != nil {
 			return e
 		}
@@ -219,6 +258,7 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 		return err
 	}
 
+	opts.Operator = osUser()
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
 	stopWatch := watchFatal(fatal, pcancel)
@@ -234,6 +274,18 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 		return fmt.Errorf("dashboard: %w", err)
 	}
 	return nil
+}
+
+// osUser is the local operator: the OS user's name ("operator" when it
+// cannot be told).
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "operator"
 }
 
 // watchFatal calls cancel when fatal delivers an error (the preflight

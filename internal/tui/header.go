@@ -93,9 +93,24 @@ func (m *model) header() string {
 			lbl(" dis ")+val(toneDischarge, fmtScaled(r.DischargeKW(), "W", false))+lbl(")"),
 		lbl("Stored ")+val(toneNone, fmtScaledPair(r.EnergyKWh(), r.CapacityKWh(), "Wh")),
 		lbl("SoC ")+val(socTone(r.SoCPct()), fmtFixed(r.SoCPct(), 1)+"%"),
+		m.dispatchSegment(val, lbl),
 	)
 
 	return l1 + "\n" + l2 + "\n" + m.headerLine3(val, lbl, sep)
+}
+
+// dispatchSegment is the active dispatch of the focused node: its target,
+// actual and error (actual − target); "" when none.
+func (m *model) dispatchSegment(val func(tone, string) string, lbl func(string) string) string {
+	f := m.focus()
+	e := m.c.activeOn(f.Kind, f.ID)
+	if e == nil {
+		return ""
+	}
+	t, a := targetKW(e), e.ActualKW()
+	return val(toneDischarge, "◆") + lbl(" target ") + val(powerTone(t), fmtPower(t)) +
+		lbl(" actual ") + val(powerTone(a), fmtPower(a)) +
+		lbl(" err ") + val(warnIf(absf(a-t) > 0.1*absf(t)), fmtPower(a-t))
 }
 
 // headerLine3 is the header's devices, headroom, ingest and lag line.

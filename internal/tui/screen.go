@@ -105,6 +105,7 @@ func registry() []registration {
 		{screenAlarms, jumpKey("a", "alarms"), func(c *common) screen { return newAlarmsView(c) }},
 		{screenPipeline, jumpKey("p", "pipeline"), func(c *common) screen { return newPipelineScreen(c) }},
 		{screenFleet, jumpKey("f", "fleet table"), func(c *common) screen { return newTableView(c) }},
+		{screenDispatches, jumpKey("D", "dispatches"), func(c *common) screen { return newDispatchList(c) }},
 		{screenDevice, key.Binding{}, func(c *common) screen { return newDeviceView(c) }},
 	}
 }

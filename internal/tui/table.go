@@ -70,6 +70,11 @@ type tableView struct {
 
 	// cells is the render buffer of one row.
 	cells []cell
+
+	dkeys   dispatchKeys
+	pending *confirmCancel // a cancel waiting for y
+	note    string         // the last dispatch refusal or result
+	bad     bool
 }
 
 // screenFleet is the hierarchy table.
@@ -88,7 +93,11 @@ func newTableView(c *common) *tableView {
 		NextAlarm: binding("!", "next alarm row", "!"),
 	}}
 	k := &t.keys
+	t.dkeys = newDispatchKeys()
 	t.short = c.hints([]key.Binding{c.keys.Enter, c.keys.Back, k.Filter, k.Sort, k.Reverse, k.NextAlarm}, screenAlarms, screenPipeline)
+	if c.opts.Dispatch != nil {
+		t.short = c.hints([]key.Binding{c.keys.Enter, c.keys.Back, k.Filter, k.Sort, t.dkeys.Create, t.dkeys.Cancel}, screenAlarms, screenDispatches)
+	}
 	t.rebuild()
 	return t
 }
@@ -99,17 +108,27 @@ func (t *tableView) ShortHelp() []key.Binding { return t.short }
 // FullHelp implements help.KeyMap: the cursor's keys and the table's.
 func (t *tableView) FullHelp() [][]key.Binding {
 	k := &t.keys
-	return [][]key.Binding{t.cur.keys.help(), {t.c.keys.Enter, t.c.keys.Back, k.Filter, k.Sort, k.Reverse, k.NextAlarm}}
+	out := [][]key.Binding{t.cur.keys.help(), {t.c.keys.Enter, t.c.keys.Back, k.Filter, k.Sort, k.Reverse, k.NextAlarm}}
+	if t.c.opts.Dispatch != nil {
+		out = append(out, []key.Binding{t.dkeys.Create, t.dkeys.Cancel, t.dkeys.Confirm})
+	}
+	return out
 }
 
 // Crumbs implements screen: the fleet and the path drilled into.
 func (t *tableView) Crumbs() []string { return append([]string{fleet.FleetID}, t.path...) }
 
-// typing implements typist: a filter is being typed.
-func (t *tableView) typing() bool { return t.filtering }
+// typing implements typist: a filter is being typed, or a cancel waits
+// for its confirmation.
+func (t *tableView) typing() bool { return t.filtering || t.pending != nil }
 
 // typingHint implements typist.
-func (t *tableView) typingHint() string { return "type to filter · enter keep · esc clear" }
+func (t *tableView) typingHint() string {
+	if t.pending != nil {
+		return t.pending.prompt()
+	}
+	return "type to filter · enter keep · esc clear"
+}
 
 // SetSize implements screen.
 func (t *tableView) SetSize(w, h int) {
@@ -231,8 +250,27 @@ func (t *tableView) selected() *row {
 
 // Update implements screen.
 func (t *tableView) Update(msg tea.Msg) (screen, tea.Cmd) {
+	switch msg := msg.(type) {
+	case dispatchCancelledMsg:
+		t.noteResult("cancelled "+msg.id, msg.err)
+		return t, nil
+	case dispatchCreatedMsg:
+		// The form closed before its write returned.
+		t.noteResult("created "+msg.entry.ID(), msg.err)
+		return t, nil
+	}
 	kp, ok := msg.(tea.KeyPressMsg)
 	if !ok {
+		return t, nil
+	}
+	if t.pending != nil {
+		p := t.pending
+		t.pending = nil
+		if key.Matches(kp, t.dkeys.Confirm) {
+			t.note, t.bad = "cancelling "+p.id+"…", false
+			return t, t.c.cancelCmd(p.id)
+		}
+		t.note, t.bad = "kept "+p.id, false
 		return t, nil
 	}
 	if t.filtering {
@@ -262,8 +300,63 @@ func (t *tableView) Update(msg tea.Msg) (screen, tea.Cmd) {
 		t.rebuild()
 	case key.Matches(kp, k.NextAlarm):
 		t.nextAlarm()
+	case t.c.opts.Dispatch != nil && key.Matches(kp, t.dkeys.Create):
+		return t.dispatchForm(), nil
+	case t.c.opts.Dispatch != nil && key.Matches(kp, t.dkeys.Cancel):
+		t.askCancel()
 	}
 	return t, nil
+}
+
+// dispatchTarget is the node d dispatches: the selected row's node, or
+// the node whose devices are listed when the row is a device.
+func (t *tableView) dispatchTarget() (kind fleet.Kind, id string) {
+	if r := t.selected(); r != nil && r.kind != fleet.KindDevice {
+		return r.kind, r.id
+	}
+	return t.levelKind, t.levelID
+}
+
+// dispatchForm opens the dispatch form on the target node (the receiver
+// stays when the session may not dispatch).
+func (t *tableView) dispatchForm() screen {
+	if !t.c.canDispatch() {
+		t.note, t.bad = readOnlyText, true
+		return t
+	}
+	kind, id := t.dispatchTarget()
+	node, _ := dispatchNode(kind, id)
+	t.note = ""
+	return newDispatchForm(t.c, kind, id, node)
+}
+
+// askCancel asks to confirm the cancel of the active dispatch on the
+// selected row's node, else on the node whose children are listed.
+func (t *tableView) askCancel() {
+	if !t.c.canDispatch() {
+		t.note, t.bad = readOnlyText, true
+		return
+	}
+	kind, id := t.dispatchTarget()
+	e := t.c.activeOn(kind, id)
+	if e == nil {
+		e = t.c.activeOn(t.levelKind, t.levelID)
+	}
+	if e == nil {
+		t.note, t.bad = "no active dispatch on "+id+" or "+t.levelID, true
+		return
+	}
+	t.pending = &confirmCancel{id: e.ID(), node: e.Dispatch.GetNode()}
+	t.note = ""
+}
+
+// noteResult shows the outcome of a dispatch write in the title line.
+func (t *tableView) noteResult(ok string, err error) {
+	if err != nil {
+		t.note, t.bad = err.Error(), true
+		return
+	}
+	t.note, t.bad = ok, false
 }
 
 // typeFilter edits the filter while typing: enter keeps it, esc clears it.
@@ -504,8 +597,9 @@ func (t *tableView) View() string {
 	from, to := t.cur.visible(t)
 	for i := from; i < to; i++ {
 		b.WriteByte('\n')
-		t.cells = t.rowCells(&t.rows[i], cols, t.cells)
-		b.WriteString(t.renderRow(t.cells, cols, i == t.cur.index))
+		r := &t.rows[i]
+		t.cells = t.rowCells(r, cols, t.cells)
+		b.WriteString(t.renderRow(t.cells, cols, i == t.cur.index, r.kind != fleet.KindDevice && t.c.activeOn(r.kind, r.id) != nil))
 	}
 	return b.String()
 }
@@ -534,6 +628,14 @@ func (t *tableView) title() string {
 	case t.filter != "":
 		left += st.Label.Render("  filter: ") + st.Value.Render(t.filter) + st.Dim.Render(" (esc clears)")
 	}
+	switch {
+	case t.pending != nil:
+		left += "  " + st.Warn.Render(t.pending.prompt())
+	case t.note != "" && t.bad:
+		left += "  " + st.Crit.Render(t.note)
+	case t.note != "":
+		left += "  " + st.Dim.Render(t.note)
+	}
 	right := ""
 	if p := t.cur.position(t); p != "" {
 		right = st.Dim.Render(p)
@@ -544,12 +646,17 @@ func (t *tableView) title() string {
 // renderRow draws one row from its cells. The cursor row is drawn plain on
 // the selection background (so that it reads as one bar); other rows
 // style the cells that carry a meaning.
-func (t *tableView) renderRow(cells []cell, cols []column, selected bool) string {
+func (t *tableView) renderRow(cells []cell, cols []column, selected, dispatched bool) string {
 	st := &t.c.styles
 	var b strings.Builder
-	if selected {
+	switch {
+	case selected && dispatched:
+		b.WriteString("▸◆")
+	case selected:
 		b.WriteString("▸ ")
-	} else {
+	case dispatched:
+		b.WriteString(st.Discharge.Render("◆") + " ")
+	default:
 		b.WriteString("  ")
 	}
 	for i, c := range cols {

@@ -57,6 +57,16 @@ type Options struct {
 	// history recorder keeps that device's series; the function it returns
 	// is called when the view closes.
 	Watch func(siteID, deviceID string) (stop func())
+	// Dispatch, when set, is where the dashboard reads the dispatches (the
+	// dispatch list, the active dispatch in the header and the table) and,
+	// for an operator, creates and cancels them.
+	Dispatch Dispatcher
+	// Operator is who creates and cancels dispatches from this session
+	// (the OS user locally, "ssh:" and the key's fingerprint over SSH);
+	// empty makes the dashboard read-only.
+	Operator string
+	// Source is the dispatches' source field: "tui" by default.
+	Source string
 }
 
 func (o Options) withDefaults() Options {
@@ -68,6 +78,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StaleAfter <= 0 {
 		o.StaleAfter = DefaultStaleAfter
+	}
+	if o.Source == "" {
+		o.Source = "tui"
 	}
 	return o
 }
@@ -112,6 +125,9 @@ type common struct {
 	rateAt   time.Time
 	rateRecv uint64
 	rate     float64
+
+	// disp is the dispatches as of the last refresh.
+	disp dispatchState
 }
 
 func newCommon(d Data, o Options) *common {
@@ -140,6 +156,7 @@ func (c *common) refresh() {
 	c.gen++
 	clear(c.series)
 	c.updateRate()
+	c.refreshDispatches()
 }
 
 // updateRate derives the ingest rate from the received counter between two

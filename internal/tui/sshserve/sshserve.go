@@ -82,6 +82,10 @@ type Config struct {
 	// (restrict, no-port-forwarding, no-agent-forwarding,
 	// no-X11-forwarding, no-user-rc) are ignored with a warning. Required.
 	AuthorizedKeysPath string
+	// OperatorKeysPath, when set, is an authorized_keys file of the
+	// operators' keys (read at start, re-read when it changes): a session
+	// whose key is listed is an operator (see Operator). Optional.
+	OperatorKeysPath string
 	// MaxSessions is the number of concurrent sessions; an excess session
 	// is told so and closed with exit status 1. Default DefaultMaxSessions.
 	MaxSessions int
@@ -122,6 +126,17 @@ func (c Config) withDefaults() Config {
 // session's own. A nil model ends the session with an error message.
 type ModelFactory func(sess ssh.Session) tea.Model
 
+// operatorKey is the session context's key of the operator's name.
+type operatorKey struct{}
+
+// Operator reports whether sess is an operator's session (its key is in
+// Config.OperatorKeysPath), and who: "ssh:" and the key's SHA256
+// fingerprint. It is known when the ModelFactory is called.
+func Operator(sess ssh.Session) (who string, ok bool) {
+	who, ok = sess.Context().Value(operatorKey{}).(string)
+	return who, ok && who != ""
+}
+
 // Server is an SSH server bound to its listener, ready to Serve.
 type Server struct {
 	cfg     Config
@@ -131,6 +146,7 @@ type Server struct {
 	srv     *ssh.Server
 	hostKey gossh.PublicKey
 	keys    *authorizedKeys
+	ops     *authorizedKeys // nil without OperatorKeysPath
 	reg     *registry
 	served  atomic.Bool
 }
@@ -174,6 +190,11 @@ func Listen(ctx context.Context, cfg Config, factory ModelFactory) (*Server, err
 		return nil, err
 	}
 	s.keys = keys
+	if cfg.OperatorKeysPath != "" {
+		if s.ops, err = loadAuthorizedKeys(cfg.OperatorKeysPath, s.log); err != nil {
+			return nil, fmt.Errorf("operator keys: %w", err)
+		}
+	}
 	signer, err := loadOrCreateHostKey(cfg.HostKeyPath, s.log)
 	if err != nil {
 		return nil, err
@@ -315,6 +336,9 @@ func (s *Server) newProgram(sess ssh.Session) *tea.Program {
 	if !ok {
 		s.log.Error("ssh session not set up by the guard middleware")
 		return nil
+	}
+	if pk := ts.Session.PublicKey(); pk != nil && s.ops != nil && s.ops.allowed(pk) {
+		ts.Session.Context().SetValue(operatorKey{}, "ssh:"+gossh.FingerprintSHA256(pk))
 	}
 	m := s.factory(ts.Session)
 	if m == nil {
