@@ -24,9 +24,9 @@ type dispatchKeys struct {
 
 func newDispatchKeys() dispatchKeys {
 	return dispatchKeys{
-		Create:  binding("d", "dispatch the row's node", "d"),
-		Cancel:  binding("x", "cancel dispatch (x then y)", "x"),
-		Confirm: binding("y", "confirm cancel", "y"),
+		Create:  binding("d", "dispatch", "d"),
+		Cancel:  binding("x", "cancel dispatch", "x"),
+		Confirm: binding("y", "confirm the cancel (after x)", "y"),
 	}
 }
 
@@ -178,8 +178,8 @@ func (l *dispatchList) cellsOf(e *dispatch.Entry) dispatchCells {
 		actual: cell{text: "—"},
 		err:    cell{text: "—"},
 		follow: cell{text: "—"},
-		start:  cell{text: fmtClock(d.GetStartMs())},
-		end:    cell{text: fmtClock(d.GetEndMs())},
+		start:  cell{text: fmtClock(d.GetStartMs(), l.c.now.Location())},
+		end:    cell{text: fmtClock(d.GetEndMs(), l.c.now.Location())},
 	}
 	st := e.State(l.c.now)
 	switch st {
@@ -206,12 +206,13 @@ func absf(v float64) float64 {
 	return v
 }
 
-// fmtClock is a time in ms as the clock of the header shows it ("—" for 0).
-func fmtClock(ms int64) string {
+// fmtClock is a time in ms as the clock of the header shows it, in the
+// header clock's zone ("—" for 0).
+func fmtClock(ms int64, loc *time.Location) string {
 	if ms == 0 {
 		return "—"
 	}
-	return time.UnixMilli(ms).Format("15:04:05")
+	return time.UnixMilli(ms).In(loc).Format("15:04:05")
 }
 
 // View implements screen.
