@@ -96,6 +96,9 @@ fingerprint, source "ssh"), every other session sees them read-only.`,
 			if o.once && o.ssh != "" {
 				return usageError{errors.New("--once and --ssh exclude each other")}
 			}
+			if o.opKeys != "" && o.ssh == "" {
+				return usageError{errors.New("--operator-keys needs --ssh")}
+			}
 			return runTop(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

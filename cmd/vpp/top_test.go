@@ -102,3 +102,20 @@ func TestWatchFatal(t *testing.T) {
 		t.Errorf("without an error: %v, ctx %v", got, ctx2.Err())
 	}
 }
+
+func TestTopUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args   []string
+		reason string
+	}{
+		{[]string{"top", "--json"}, "--json needs --once"},
+		{[]string{"top", "--once", "--ssh", ":0"}, "exclude each other"},
+		{[]string{"top", "--operator-keys", "/etc/vpp/operator_keys"}, "--operator-keys needs --ssh"},
+	} {
+		_, _, err := vppCmd(context.Background(), c.args...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.reason) {
+			t.Errorf("%v: %v, want a usage error with %q", c.args, err, c.reason)
+		}
+	}
+}

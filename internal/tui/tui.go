@@ -16,6 +16,11 @@
 // that follows the selected ID. What a row says (cells: text with its
 // unit and its meaning, cells.go) is computed apart from how it looks (the
 // view styles cells by meaning, styleSet.of).
+//
+// Dispatches (Options.Dispatch) are read once per refresh like the
+// snapshot; their creates and cancels run as commands outside the frame
+// and come back as messages to the screen that asked. A session without
+// Options.Operator shows them read-only.
 package tui
 
 import (

@@ -6,6 +6,9 @@
 // authenticate with a public key listed in an OpenSSH authorized_keys file,
 // the only method offered. Sessions need a PTY, are limited in number, are
 // closed when idle and are closed gracefully when the server shuts down.
+// A second, optional authorized_keys file (Config.OperatorKeysPath) names
+// the operators: Operator tells the ModelFactory whether a session's key
+// is one, and in whose name ("ssh:" and its SHA256 fingerprint) it acts.
 //
 // Tests that need the bound port listen on 127.0.0.1:0 with Listen, read
 // Server.Addr and then call Server.Serve; Serve is Listen followed by
