@@ -232,7 +232,7 @@ func TestDispatchActiveInTable(t *testing.T) {
 	}
 	// The header follows north once it is focused.
 	frame = send(m, kEnter)
-	if !strings.Contains(frame, "◆ target +500 kW actual +480 kW err -20.0 kW") {
+	if !strings.Contains(frame, "Net -3.00 kW (chg 9.00 kW dis 6.00 kW)  ◆ tgt +500 kW act +480 kW err -20.0 kW") {
 		t.Errorf("the header does not show north's dispatch:\n%s", frame)
 	}
 	// x on the table cancels the focused node's active dispatch.
@@ -283,5 +283,19 @@ func TestGoldenDispatches(t *testing.T) {
 	waitText(t, tm, "newest start first")
 	frame := finalFrame(t, tm)
 	checkFrame(t, frame, 120, 36)
+	goldenRequire(t, frame)
+}
+
+// TestGoldenDispatchForm is the form on the region north, a power typed.
+func TestGoldenDispatchForm(t *testing.T) {
+	f := &fakeDispatcher{list: testDispatches()}
+	tm := teatest.NewTestModel(t, New(&fakeData{snap: testSnapshot()}, Options{Now: fixedNow, Refresh: 50 * time.Millisecond, Dispatch: f, Operator: "alice"}),
+		teatest.WithInitialTermSize(100, 24),
+		teatest.WithProgramOptions(tea.WithColorProfile(colorprofile.Ascii)))
+	waitText(t, tm, "LIVE")
+	press(tm, append([]tea.Key{char('d')}, typeText("-20kW")...)...)
+	waitText(t, tm, "-20kW")
+	frame := finalFrame(t, tm)
+	checkFrame(t, frame, 100, 24)
 	goldenRequire(t, frame)
 }

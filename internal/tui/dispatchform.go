@@ -119,6 +119,10 @@ func (f *dispatchForm) Update(msg tea.Msg) (screen, tea.Cmd) {
 		return nil, func() tea.Msg { return msg }
 	case tea.KeyPressMsg:
 		if f.busy {
+			// The write goes on; its result is noted by the screen below.
+			if msg.String() == "esc" {
+				return nil, nil
+			}
 			return f, nil
 		}
 		switch msg.String() {

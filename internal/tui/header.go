@@ -91,9 +91,11 @@ func (m *model) header() string {
 		lbl("Net ")+val(powerTone(kw), fmtScaled(kw, "W", true))+
 			lbl(" (chg ")+val(toneCharge, fmtScaled(r.ChargeKW(), "W", false))+
 			lbl(" dis ")+val(toneDischarge, fmtScaled(r.DischargeKW(), "W", false))+lbl(")"),
+		// An active dispatch matters more than the energy and SoC, which a
+		// narrow header drops first.
+		m.dispatchSegment(val, lbl),
 		lbl("Stored ")+val(toneNone, fmtScaledPair(r.EnergyKWh(), r.CapacityKWh(), "Wh")),
 		lbl("SoC ")+val(socTone(r.SoCPct()), fmtFixed(r.SoCPct(), 1)+"%"),
-		m.dispatchSegment(val, lbl),
 	)
 
 	return l1 + "\n" + l2 + "\n" + m.headerLine3(val, lbl, sep)
@@ -108,8 +110,8 @@ func (m *model) dispatchSegment(val func(tone, string) string, lbl func(string) 
 		return ""
 	}
 	t, a := targetKW(e), e.ActualKW()
-	return val(toneDischarge, "◆") + lbl(" target ") + val(powerTone(t), fmtPower(t)) +
-		lbl(" actual ") + val(powerTone(a), fmtPower(a)) +
+	return val(toneDischarge, "◆") + lbl(" tgt ") + val(powerTone(t), fmtPower(t)) +
+		lbl(" act ") + val(powerTone(a), fmtPower(a)) +
 		lbl(" err ") + val(warnIf(absf(a-t) > 0.1*absf(t)), fmtPower(a-t))
 }
 
