@@ -167,7 +167,11 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	if tuiMode {
 		dctx, dcancel := context.WithCancel(ctx)
 		data, waitData := reader.StartDashboard(dctx, p.Reader(), kopts, logger)
-		prog := tea.NewProgram(tui.New(data, tui.Options{Watch: data.Watch}), tea.WithContext(ctx), tea.WithOutput(out))
+		topts := tui.Options{Watch: data.Watch}
+		if svc := p.Dispatch(); svc != nil {
+			topts.Dispatch, topts.Operator = svc, osUser()
+		}
+		prog := tea.NewProgram(tui.New(data, topts), tea.WithContext(ctx), tea.WithOutput(out))
 		_, terr := prog.Run()
 		dcancel()
 		waitData()

@@ -54,6 +54,8 @@ type Pipeline struct {
 	aggs    []*aggregate.Aggregator
 	reader  *reader.Reader
 	apiAddr string
+	// dispatch is the dispatch service of the API; nil without HTTPAddr.
+	dispatch *dispatch.Service
 	// tokenKey signs device tokens when the pipeline made its own key.
 	tokenKey *auth.Key
 
@@ -153,6 +155,7 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		}
 		svc.Fleet = r
 		svc.FleetReady = func() bool { ok, _ := r.Ready(); return ok }
+		p.dispatch = svc
 	}
 
 	p.goRun("ingest", func() error { return srv.Serve(ctx) })
@@ -258,6 +261,10 @@ func (p *Pipeline) Aggregators() []*aggregate.Aggregator { return p.aggs }
 
 // Reader is the fleet reader behind the API.
 func (p *Pipeline) Reader() *reader.Reader { return p.reader }
+
+// Dispatch is the pipeline's dispatch service (the API's), running until
+// the pipeline stops; nil without Config.HTTPAddr.
+func (p *Pipeline) Dispatch() *dispatch.Service { return p.dispatch }
 
 // Wait waits until every part stopped and returns their errors joined.
 func (p *Pipeline) Wait() error {
