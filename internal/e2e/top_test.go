@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/vppctl/vpp/internal/pipeline"
 	"github.com/vppctl/vpp/internal/sim"
 	"github.com/vppctl/vpp/internal/testutil"
+	"github.com/vppctl/vpp/proto/vppv1"
 )
 
 // runFleet starts a pipeline and fills it with a small simulated fleet; it
@@ -137,5 +139,56 @@ func TestTopOnceJSONEqualsAPI(t *testing.T) {
 	}
 	if !strings.Contains(string(frame), "Devices 200 on") {
 		t.Errorf("--once frame lacks the device count:\n%s", frame)
+	}
+}
+
+// TestTopDispatchInTmux drives the real binary in a terminal: d on a region
+// opens the dispatch form, a power and enter create the dispatch (the row
+// gets its ◆ and the dispatch topic has it, from the TUI), x then y cancels
+// it, and D lists it as cancelled.
+func TestTopDispatchInTmux(t *testing.T) {
+	RequireTmux(t)
+	bin := testutil.BuildVPP(context.Background(), t)
+	opts, p := runFleet(t, 300)
+
+	logFile := filepath.Join(t.TempDir(), "top.log")
+	tm := StartTmux(t, 140, 40, append([]string{bin, "top", "--log-file", logFile}, testutil.KafkaFlags(opts)...)...)
+	defer func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("screen:\n%s\nlog:\n%s", tm.Capture(), b)
+		}
+	}()
+	tm.WaitFor("Devices 300 on", 30*time.Second)
+	tm.Send("d")
+	tm.WaitFor("power like 500kW", 10*time.Second)
+	tm.Type("100kW")
+	tm.Send("Enter")
+	tm.WaitFor("◆", 20*time.Second)
+	var id string
+	testutil.WaitFor(context.Background(), t, 20*time.Second, 100*time.Millisecond, "the dispatch from the TUI in the dispatch topic", func() (bool, string) {
+		es, err := p.Dispatch().List()
+		if err != nil || len(es) != 1 {
+			return false, fmt.Sprint(len(es), err)
+		}
+		d := es[0].Dispatch
+		id = es[0].ID()
+		return d.GetSource() == "tui" && d.GetTargetKw() == 100 && es[0].State(time.Now()) == vppv1.DispatchState_DISPATCH_STATE_ACTIVE,
+			fmt.Sprintf("%v %v", d, es[0].State(time.Now()))
+	})
+	tm.Send("x")
+	tm.WaitFor("? y confirms", 5*time.Second)
+	tm.Send("y")
+	testutil.WaitFor(context.Background(), t, 20*time.Second, 100*time.Millisecond, "the dispatch cancelled from the TUI", func() (bool, string) {
+		e, err := p.Dispatch().Get(id)
+		return err == nil && e.Dispatch.GetCancelledMs() > 0, fmt.Sprint(err)
+	})
+	tm.Send("D")
+	if screen := tm.WaitFor("cancelled", 10*time.Second); !strings.Contains(screen, id) {
+		t.Errorf("the dispatch list does not show %s:\n%s", id, screen)
+	}
+	tm.Send("q")
+	if code := tm.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("vpp top exited %d", code)
 	}
 }
