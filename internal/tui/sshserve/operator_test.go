@@ -13,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/vppctl/vpp/internal/dispatch"
+	"github.com/vppctl/vpp/internal/e2e"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/history"
 	"github.com/vppctl/vpp/internal/tui"
@@ -149,5 +150,60 @@ func TestOperatorKeysMissing(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "operator keys") {
 		t.Errorf("error %q does not name the operator keys", err)
+	}
+}
+
+// TestOpenSSHOperatorKey is the acceptance check with the real ssh client
+// in a real terminal (tmux): the session of an operator key creates a
+// dispatch with d in its fingerprint's name; the session of another
+// authorized key is told it is read-only and creates nothing.
+func TestOpenSSHOperatorKey(t *testing.T) {
+	requireSSH(t)
+	e2e.RequireTmux(t)
+	rec := &recorder{}
+	op, viewer := newClientKey(t), newClientKey(t)
+	factory := func(sess ssh.Session) tea.Model {
+		o := tui.Options{Dispatch: rec, Source: "ssh"}
+		if who, ok := sshserve.Operator(sess); ok {
+			o.Operator = who
+		}
+		return tui.New(emptyFleet{}, o)
+	}
+	ts := startServer(t, factory, func(c *sshserve.Config) {
+		writeAuthorized(t, c.AuthorizedKeysPath, op.authorizedLine(), viewer.authorizedLine())
+		c.OperatorKeysPath = c.AuthorizedKeysPath + ".operators"
+		writeAuthorized(t, c.OperatorKeysPath, op.authorizedLine())
+	})
+
+	tm := e2e.StartTmux(t, 120, 36, sshArgs(ts.addr, viewer.writePrivate(t))...)
+	tm.WaitFor("regions", 10*time.Second)
+	tm.Send("d")
+	tm.WaitFor("read-only", 5*time.Second)
+	tm.Send("q")
+	if code := tm.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("ssh exit code %d; screen:\n%s", code, tm.Capture())
+	}
+	if got := rec.creates(); len(got) != 0 {
+		t.Fatalf("a viewer's session created %+v", got)
+	}
+
+	tm = e2e.StartTmux(t, 120, 36, sshArgs(ts.addr, op.writePrivate(t))...)
+	tm.WaitFor("regions", 10*time.Second)
+	tm.Send("d")
+	tm.WaitFor("feasible", 5*time.Second)
+	tm.Type("100kW")
+	tm.Send("Enter")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rec.creates()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := rec.creates()
+	want := "ssh:" + gossh.FingerprintSHA256(op.signer.PublicKey())
+	if len(got) != 1 || got[0].CreatedBy != want || got[0].Source != "ssh" || got[0].PowerKW != 100 {
+		t.Fatalf("the operator's session created %+v, want one of 100 kW by %s", got, want)
+	}
+	tm.Send("q")
+	if code := tm.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("ssh exit code %d", code)
 	}
 }
