@@ -333,15 +333,24 @@ func checkDispatch(t *testing.T, o kafka.Options, td *testDevices, client sarama
 	})
 }
 
-func TestDispatchOneAggregator(t *testing.T) {
-	t.Parallel()
-	o := startKafka(t, "disp1.")[0]
+// startDispatchFleet starts the broker, the test fleet (12 sites of 5
+// devices, one round of readings) and one aggregator, ready, with the
+// devices following their setpoints.
+func startDispatchFleet(t *testing.T, prefix string) (kafka.Options, *testDevices, sarama.Client) {
+	t.Helper()
+	o := startKafka(t, prefix)[0]
 	td := newTestDevices(t, o, 12, 5)
 	td.round()
 	r := startAggregator(t, o, "g", "a")
 	r.waitReady(t)
 	client := newClient(t, o)
 	runDevices(t, td, client)
+	return o, td, client
+}
+
+func TestDispatchOneAggregator(t *testing.T) {
+	t.Parallel()
+	o, td, client := startDispatchFleet(t, "disp1.")
 	checkDispatch(t, o, td, client, func() {
 		// Steady state: a pass a second, each writing a report per
 		// partition and a status, not a pass woken by the last one's
@@ -415,13 +424,7 @@ func TestDispatchThreeAggregators(t *testing.T) {
 // that supersedes the first.
 func TestDispatchOverlapAndShortfall(t *testing.T) {
 	t.Parallel()
-	o := startKafka(t, "dispo.")[0]
-	td := newTestDevices(t, o, 12, 5)
-	td.round()
-	r := startAggregator(t, o, "g", "a")
-	r.waitReady(t)
-	client := newClient(t, o)
-	runDevices(t, td, client)
+	o, td, client := startDispatchFleet(t, "dispo.")
 
 	now := time.Now()
 	region := &vppv1.Dispatch{Id: "d-region", Node: "region/region-0", TargetKw: 1000, Priority: 5,
