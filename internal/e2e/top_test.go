@@ -144,8 +144,9 @@ func TestTopOnceJSONEqualsAPI(t *testing.T) {
 
 // TestTopDispatchInTmux drives the real binary in a terminal: d on a region
 // opens the dispatch form, a power and enter create the dispatch (the row
-// gets its ◆ and the dispatch topic has it, from the TUI), x then y cancels
-// it, and D lists it as cancelled.
+// gets its ◆ and the dispatch topic has it, from the TUI), drilled into
+// the region the header shows target against actual, x then y cancels it,
+// and D lists it as cancelled.
 func TestTopDispatchInTmux(t *testing.T) {
 	RequireTmux(t)
 	bin := testutil.BuildVPP(context.Background(), t)
@@ -176,6 +177,11 @@ func TestTopDispatchInTmux(t *testing.T) {
 		return d.GetSource() == "tui" && d.GetTargetKw() == 100 && es[0].State(time.Now()) == vppv1.DispatchState_DISPATCH_STATE_ACTIVE,
 			fmt.Sprintf("%v %v", d, es[0].State(time.Now()))
 	})
+	// Drilled into the region, the header shows target against actual.
+	tm.Send("Enter")
+	if screen := tm.WaitFor(" tgt ", 10*time.Second); !strings.Contains(screen, "act") {
+		t.Errorf("no target against actual in the header:\n%s", screen)
+	}
 	tm.Send("x")
 	tm.WaitFor("? y confirms", 5*time.Second)
 	tm.Send("y")
