@@ -26,13 +26,22 @@ type Writer interface {
 
 // Store writes "d/" records to the dispatch topic with a synchronous,
 // idempotent producer (acks from all in-sync replicas). It never creates
-// the topic: vpp aggregate does, compacted, with one partition.
+// the topic: vpp aggregate does, compacted, with one partition. It
+// connects on its first Put (and again on the next Put after a failed
+// connect), so that a dashboard or API that starts while Kafka is away
+// comes up and says so instead of failing.
 type Store struct {
-	topic    string
-	producer sarama.SyncProducer
+	topic   string
+	brokers []string
+	cfg     *sarama.Config
+
+	mu       sync.Mutex
+	producer sarama.SyncProducer // nil until connected
+	closed   bool
 }
 
-// NewStore connects a producer to the deployment's dispatch topic.
+// NewStore returns a store for the deployment's dispatch topic; it does not
+// connect yet.
 func NewStore(opts kafka.Options) (*Store, error) {
 	cfg, err := opts.ProducerConfig()
 	if err != nil {
@@ -40,11 +49,24 @@ func NewStore(opts kafka.Options) (*Store, error) {
 	}
 	cfg.Metadata.AllowAutoTopicCreation = false // a wrong, uncompacted topic would lose the audit trail
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
-	p, err := sarama.NewSyncProducer(opts.Brokers, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("dispatch store: connect to kafka %v: %w", opts.Brokers, err)
+	return &Store{topic: opts.Topics().Dispatch(), brokers: opts.Brokers, cfg: cfg}, nil
+}
+
+// connected returns the producer, connecting it first if needed.
+func (s *Store) connected() (sarama.SyncProducer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("dispatch store closed")
 	}
-	return &Store{topic: opts.Topics().Dispatch(), producer: p}, nil
+	if s.producer == nil {
+		p, err := sarama.NewSyncProducer(s.brokers, s.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("dispatch store: connect to kafka %v: %w", s.brokers, err)
+		}
+		s.producer = p
+	}
+	return s.producer, nil
 }
 
 // Put implements Writer. When ctx ends first the record may still be
@@ -63,9 +85,13 @@ func (s *Store) Put(ctx context.Context, d *vppv1.Dispatch) error {
 		Key:       sarama.StringEncoder(DispatchKey(d.GetId())),
 		Value:     sarama.ByteEncoder(b),
 	}
+	producer, err := s.connected()
+	if err != nil {
+		return err
+	}
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := s.producer.SendMessage(msg)
+		_, _, err := producer.SendMessage(msg)
 		done <- err
 	}()
 	select {
@@ -79,8 +105,16 @@ func (s *Store) Put(ctx context.Context, d *vppv1.Dispatch) error {
 	}
 }
 
-// Close closes the producer.
-func (s *Store) Close() error { return s.producer.Close() }
+// Close closes the producer, if it connected.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.producer == nil {
+		return nil
+	}
+	return s.producer.Close()
+}
 
 // DefaultWriteTimeout bounds a create or cancel: the write and the wait
 // for the view to show it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -192,6 +193,29 @@ func TestTopDispatchInTmux(t *testing.T) {
 	tm.Send("D")
 	if screen := tm.WaitFor("cancelled", 10*time.Second); !strings.Contains(screen, id) {
 		t.Errorf("the dispatch list does not show %s:\n%s", id, screen)
+	}
+	tm.Send("q")
+	if code := tm.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("vpp top exited %d", code)
+	}
+}
+
+// TestTopKafkaDownInTmux: the interactive dashboard started with nothing
+// listening at --brokers comes up, says why in its header and keeps
+// retrying (it does not exit: no part of it may need Kafka to start).
+func TestTopKafkaDownInTmux(t *testing.T) {
+	RequireTmux(t)
+	bin := testutil.BuildVPP(context.Background(), t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	tm := StartTmux(t, 120, 30, bin, "top", "--brokers", addr)
+	tm.WaitFor("cannot reach Kafka at "+addr, 20*time.Second)
+	if code, exited := tm.Exited(); exited {
+		t.Fatalf("vpp top exited (%d) with Kafka away; screen:\n%s", code, tm.Capture())
 	}
 	tm.Send("q")
 	if code := tm.Wait(10 * time.Second); code != 0 {
