@@ -42,9 +42,11 @@ func newAggregateCmd(runF func(context.Context, *aggregateOptions) error) *cobra
 every device of the partitions this instance owns: its last reading, its
 sequence number (duplicates are dropped, gaps counted), online/offline and its
 headroom. Changed sites are written to the compacted state topic on the same
-partition number every --flush-interval, and only then are the telemetry
-offsets committed. A new owner of a partition restores it from the state topic
-before it reads telemetry.
+partition number every --flush-interval (a site that changes more often at
+most once per --state-interval, so that readers load the state topic fast),
+and only then are the telemetry offsets committed. A new owner of a partition
+restores it from the state topic and applies again the telemetry of the last
+--state-interval before it reads on.
 
 Run several instances with the same --group to split the partitions; their
 totals add up exactly.
@@ -97,6 +99,7 @@ topic like every reader:
 	f.Float64Var(&o.cfg.ReserveSoCPct, "reserve-soc", o.cfg.ReserveSoCPct, "state of charge (percent) that discharge headroom keeps in reserve")
 	f.DurationVar(&o.cfg.HeadroomHorizon, "headroom-horizon", o.cfg.HeadroomHorizon, "how long headroom must be sustainable from stored energy")
 	f.DurationVar(&o.cfg.FlushInterval, "flush-interval", o.cfg.FlushInterval, "how often changed sites are published and offsets committed")
+	f.DurationVar(&o.cfg.StateInterval, "state-interval", o.cfg.StateInterval, "least time between two publications of one site's state (0: every change at the next flush)")
 	f.DurationVar(&o.cfg.Heartbeat, "heartbeat", o.cfg.Heartbeat, "heartbeat timeout of the setpoints sent to devices (a device that hears no refresh for this long returns to local control; refreshed every third of it)")
 	f.StringVar(&o.http, "http", "", "serve the JSON API on this address, e.g. 127.0.0.1:8081 (default: off)")
 	f.BoolVar(&o.quiet, "quiet", false, "no status line")

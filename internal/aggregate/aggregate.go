@@ -38,6 +38,7 @@ const (
 	DefaultReserveSoCPct   = 10
 	DefaultHeadroomHorizon = 15 * time.Minute
 	DefaultFlushInterval   = 100 * time.Millisecond
+	DefaultStateInterval   = time.Second
 )
 
 const (
@@ -79,6 +80,15 @@ type Config struct {
 	// FlushInterval is how often dirty sites are published and offsets
 	// marked (default 100ms).
 	FlushInterval time.Duration
+	// StateInterval is the least time between two publications of one
+	// site's state: a site that changes more often is written once per
+	// interval (its changes held meanwhile), so the state topic, and every
+	// reader loading it, carries at most one record per site per interval
+	// instead of one per flush. 0 publishes every change at the next flush
+	// (the value is used as given; DefaultConfig has DefaultStateInterval).
+	// A new owner of a partition re-applies the telemetry of the last
+	// interval (see PartitionState.replay_from).
+	StateInterval time.Duration
 	// HistoryInterval is how often every owned, restored partition
 	// publishes a PartitionSample to the history topic (default 1s; a
 	// negative value publishes none). A lost sample is logged, never
@@ -148,6 +158,7 @@ func DefaultConfig() Config {
 		ReserveSoCPct:   DefaultReserveSoCPct,
 		HeadroomHorizon: DefaultHeadroomHorizon,
 		FlushInterval:   DefaultFlushInterval,
+		StateInterval:   DefaultStateInterval,
 		HistoryInterval: DefaultHistoryInterval,
 		Heartbeat:       DefaultHeartbeat,
 	}
@@ -177,6 +188,9 @@ func New(cfg Config) (*Aggregator, error) {
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = DefaultFlushInterval
 	}
+	if cfg.StateInterval < 0 {
+		return nil, fmt.Errorf("aggregate: state interval %v: want >= 0", cfg.StateInterval)
+	}
 	if cfg.HistoryInterval == 0 {
 		cfg.HistoryInterval = DefaultHistoryInterval
 	}
@@ -188,8 +202,9 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	t := cfg.Kafka.Topics()
 	return &Aggregator{
-		cfg:   cfg,
-		twin:  twinConfig{offlineAfter: cfg.OfflineAfter, reserve: cfg.ReserveSoCPct, horizon: cfg.HeadroomHorizon},
+		cfg: cfg,
+		twin: twinConfig{offlineAfter: cfg.OfflineAfter, reserve: cfg.ReserveSoCPct, horizon: cfg.HeadroomHorizon,
+			holdCaptures: uint32((cfg.StateInterval + cfg.FlushInterval - 1) / cfg.FlushInterval)},
 		log:   cfg.Logger.With("component", "aggregate", "group", cfg.Group),
 		now:   time.Now,
 		topic: t.Telemetry(),

@@ -18,6 +18,7 @@ const (
 	siteDevicesField    = 4
 	siteUpdatedField    = 5
 	sitePartitionField  = 6
+	siteThroughField    = 7
 
 	devLastField              = 1
 	devAppliedMsField         = 2
@@ -63,5 +64,8 @@ func appendSiteRecord(b []byte, s *siteTwin, nowMs int64, partition int32, r *vp
 	}
 	b = wire.AppendVarintField(b, siteUpdatedField, uint64(nowMs))
 	b = wire.AppendVarintField(b, sitePartitionField, uint64(int64(partition)))
+	if s.through > 0 {
+		b = wire.AppendVarintField(b, siteThroughField, uint64(s.through))
+	}
 	return wire.CloseMessage(b, site, 3)
 }

@@ -80,9 +80,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		}
 	}
 	ps.mu.Lock()
-	next := ps.acct.NextOffset
+	next := resumeAt(ps.acct)
 	log.Info("partition restored", "sites", len(ps.sites), "devices", ps.devices,
-		"next_offset", next, "took", time.Since(start).Round(time.Millisecond))
+		"next_offset", ps.acct.NextOffset, "replay_from", next, "took", time.Since(start).Round(time.Millisecond))
 	ps.mu.Unlock()
 	if next > 0 {
 		// Already durable: the state topic reflects every record below it.
@@ -136,7 +136,7 @@ loop:
 			if inFlight {
 				continue
 			}
-			pub, err := h.capture(claim, ps)
+			pub, err := h.capture(claim, ps, false)
 			if err != nil {
 				settle(publication{err: err})
 				continue
@@ -196,6 +196,9 @@ func (h *handler) consume(ps *partState, msgs []*sarama.ConsumerMessage, hwm int
 	}
 	for _, msg := range msgs {
 		if msg.Offset < ps.acct.NextOffset {
+			if msg.Offset >= ps.pos {
+				ps.replay(msg.Offset, msg.Value, nowMs)
+			}
 			continue
 		}
 		if ts, ok := ps.record(msg.Offset, msg.Value, nowMs); ok {
@@ -247,10 +250,11 @@ type publication struct {
 	err   error
 }
 
-// capture marks silent devices offline and encodes the dirty sites and the
-// partition record for partition ps.id, taking them out of the dirty set
-// (settle puts them back if publishing fails).
-func (h *handler) capture(claim sarama.ConsumerGroupClaim, ps *partState) (publication, error) {
+// capture marks silent devices offline and encodes the dirty sites due now
+// (all of them when all is set) and the partition record for partition
+// ps.id, taking them out of the dirty set (settle puts them back if
+// publishing fails).
+func (h *handler) capture(claim sarama.ConsumerGroupClaim, ps *partState, all bool) (publication, error) {
 	nowMs := h.a.now().UnixMilli()
 	hwm := claim.HighWaterMarkOffset()
 	ps.mu.Lock()
@@ -259,6 +263,7 @@ func (h *handler) capture(claim sarama.ConsumerGroupClaim, ps *partState) (publi
 		ps.acct.HighWaterMark = hwm // for Stats; published with the next change
 	}
 	ps.markOffline(nowMs)
+	ps.beginCapture(all)
 	if !ps.pending() {
 		return publication{}, nil
 	}
@@ -276,7 +281,7 @@ func (h *handler) capture(claim sarama.ConsumerGroupClaim, ps *partState) (publi
 			Value:     sarama.ByteEncoder(r.value),
 		}
 	}
-	return publication{msgs: msgs, next: ps.acct.NextOffset, start: time.Now()}, nil
+	return publication{msgs: msgs, next: resumeAt(ps.acct), start: time.Now()}, nil
 }
 
 // settle ends a publication: on success the telemetry offset behind it is
@@ -303,10 +308,10 @@ func (h *handler) settle(sess sarama.ConsumerGroupSession, claim sarama.Consumer
 	return nil
 }
 
-// flush publishes the partition's state synchronously: capture, send,
-// settle.
+// flush publishes the partition's whole state synchronously (held sites
+// too): capture, send, settle.
 func (h *handler) flush(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, ps *partState) error {
-	pub, err := h.capture(claim, ps)
+	pub, err := h.capture(claim, ps, true)
 	if err != nil {
 		return h.settle(sess, claim, ps, publication{err: err})
 	}

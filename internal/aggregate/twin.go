@@ -31,6 +31,10 @@ type twinConfig struct {
 	offlineAfter time.Duration
 	reserve      float64
 	horizon      time.Duration
+	// holdCaptures is how many captures a published site waits before it
+	// is published again (the state interval in flush intervals); 0 or 1
+	// publishes every change at the next capture.
+	holdCaptures uint32
 }
 
 // siteTwin is the twin of one site: its devices, kept sorted by device ID.
@@ -40,7 +44,13 @@ type siteTwin struct {
 	key                    string   // SiteKey(id), made by the first flush
 	devices                []twin   // sorted by device ID
 	sub                    *subSums // the sums its devices count in
-	dirty                  bool
+	// through is the telemetry offset below which the site's last
+	// published state reflects every record (SiteState.through_offset).
+	through int64
+	// lastPub is the capture that last took the site for publication, 0
+	// before any: the site waits for capture lastPub+holdCaptures.
+	lastPub uint32
+	dirty   bool
 }
 
 // twin is the compact state of one device: the numbers of its last reading
@@ -166,6 +176,16 @@ type partState struct {
 	taken    []*siteTwin           // dirty sites whose state is being published
 	acct     *vppv1.PartitionState // counters and next_offset
 	acctDirt bool
+	// held are the dirty sites that wait for a later capture (published
+	// less than the state interval ago), in a wheel by the capture that
+	// takes them: held[c % len(held)]. nil without a state interval.
+	held [][]*siteTwin
+	// captures counts the captures of this claim; pos is the offset after
+	// the last telemetry record applied, replayed ones included, and
+	// posAt[c % len(posAt)] its value at capture c, for replay_from.
+	captures uint32
+	pos      int64
+	posAt    []int64
 	devices  int
 	restored bool
 	// assigned is set while any device of the partition holds a setpoint
@@ -302,6 +322,7 @@ func (ps *partState) applyAt(s *siteTwin, i int, found bool, id string, r *wire.
 func (ps *partState) record(offset int64, value []byte, nowMs int64) (tsMs int64, applied bool) {
 	ps.acct.Consumed++
 	ps.acct.NextOffset = offset + 1
+	ps.pos = offset + 1
 	ps.acctDirt = true
 	// wire.Parse fails exactly where proto.Unmarshal into a vppv1.Reading
 	// fails (invalid UTF-8 included).
@@ -313,11 +334,86 @@ func (ps *partState) record(offset int64, value []byte, nowMs int64) (tsMs int64
 	return r.TsMs, ps.applyWire(&r, nowMs) == outcomeApplied
 }
 
+// markDirty queues s for publication: at the next capture, or, when it
+// was taken less than holdCaptures captures ago, at capture
+// lastPub+holdCaptures, so that a busy site is written once per state
+// interval, not once per flush. O(1).
 func (ps *partState) markDirty(s *siteTwin) {
-	if !s.dirty {
-		s.dirty = true
-		ps.dirty = append(ps.dirty, s)
+	if s.dirty {
+		return
 	}
+	s.dirty = true
+	hold := ps.cfg.holdCaptures
+	if hold < 2 || s.lastPub == 0 || ps.captures+1 >= s.lastPub+hold {
+		ps.dirty = append(ps.dirty, s)
+		return
+	}
+	if ps.held == nil {
+		ps.held = make([][]*siteTwin, hold+1)
+	}
+	slot := (s.lastPub + hold) % uint32(len(ps.held))
+	ps.held[slot] = append(ps.held[slot], s)
+}
+
+// beginCapture starts capture number ps.captures+1: the held sites due now
+// (every held site when all is set: the last capture of a claim) join the
+// dirty set, and the partition record's replay_from is set to the offset
+// below which every change is in a site state published by now or by this
+// capture. The caller holds mu.
+func (ps *partState) beginCapture(all bool) {
+	ps.captures++
+	c := ps.captures
+	hold := max(ps.cfg.holdCaptures, 1)
+	if ps.posAt == nil {
+		ps.posAt = make([]int64, hold+1)
+	}
+	ps.posAt[c%uint32(len(ps.posAt))] = ps.pos
+	for i := range ps.held {
+		if all || uint32(i) == c%uint32(len(ps.held)) {
+			ps.dirty = append(ps.dirty, ps.held[i]...)
+			clear(ps.held[i])
+			ps.held[i] = ps.held[i][:0]
+		}
+	}
+	// A site still held after this capture was taken at capture c-hold+1
+	// or later, so its unpublished changes were applied after the position
+	// of that capture (of capture 1 while there were fewer).
+	from := ps.pos
+	if !all && hold > 1 {
+		from = ps.posAt[max(1, int64(c)-int64(hold)+1)%int64(len(ps.posAt))]
+	}
+	if ps.acct.ReplayFrom != from {
+		ps.acct.ReplayFrom = from
+		ps.acctDirt = true
+	}
+}
+
+// resumeAt is the telemetry offset a consumer of the partition resumes
+// from: below it every change is in the state topic.
+func resumeAt(acct *vppv1.PartitionState) int64 {
+	if r := acct.GetReplayFrom(); r > 0 && r < acct.GetNextOffset() {
+		return r
+	}
+	return acct.GetNextOffset()
+}
+
+// replay applies again a telemetry record below next_offset, after a
+// restore whose site states lag it (see resumeAt): a record its site's
+// restored state does not reflect yet is applied to the twin, its device
+// counters included; the partition's counters, restored with it counted,
+// stay. The caller holds mu.
+func (ps *partState) replay(offset int64, value []byte, nowMs int64) {
+	ps.pos = offset + 1
+	var r wire.Reading
+	if err := r.Parse(value); err != nil || len(r.DeviceID) == 0 || len(r.SiteID) == 0 {
+		return
+	}
+	if s := ps.sites[string(r.SiteID)]; s != nil && offset < s.through {
+		return // in the site's restored state
+	}
+	applied, dups, gaps := ps.acct.Applied, ps.acct.Duplicates, ps.acct.Gaps
+	ps.applyWire(&r, nowMs)
+	ps.acct.Applied, ps.acct.Duplicates, ps.acct.Gaps = applied, dups, gaps
 }
 
 // markOffline flags the devices not heard from for offlineAfter as offline
@@ -439,6 +535,7 @@ func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
 	var opts proto.MarshalOptions
 	for _, s := range ps.dirty {
 		start := len(buf)
+		s.through = ps.pos
 		buf = appendSiteRecord(buf, s, nowMs, ps.id, e.reading)
 		if s.key == "" {
 			s.key = SiteKey(s.id)
@@ -468,6 +565,7 @@ func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
 func (ps *partState) take() {
 	for _, s := range ps.dirty {
 		s.dirty = false
+		s.lastPub = ps.captures
 	}
 	ps.taken = append(ps.taken[:0], ps.dirty...)
 	clear(ps.dirty)
@@ -481,6 +579,7 @@ func (ps *partState) take() {
 func (ps *partState) settle(ok bool) {
 	if !ok {
 		for _, s := range ps.taken {
+			s.lastPub = 0 // not published: due at the next capture
 			ps.markDirty(s)
 		}
 		ps.acctDirt = true
@@ -504,7 +603,8 @@ func (ps *partState) flushed() {
 func (ps *partState) adopt(tmp *partState) {
 	ps.sites, ps.acct, ps.devices = tmp.sites, tmp.acct, tmp.devices
 	ps.subs, ps.silence = tmp.subs, tmp.silence
-	ps.dirty = ps.dirty[:0]
+	ps.dirty, ps.held = ps.dirty[:0], nil
+	ps.pos = resumeAt(ps.acct)
 	ps.restored = true
 }
 
@@ -531,7 +631,7 @@ func (ps *partState) restore(key string, value []byte) error {
 			return fmt.Errorf("state record %s: not a site", key)
 		}
 		s := &siteTwin{id: id, substation: ss.GetSubstationId(), region: ss.GetRegionId(),
-			devices: make([]twin, 0, len(ss.GetDevices()))}
+			devices: make([]twin, 0, len(ss.GetDevices())), through: ss.GetThroughOffset()}
 		for _, d := range ss.GetDevices() {
 			if d.GetLast().GetDeviceId() == "" {
 				continue

@@ -239,8 +239,12 @@ func (o Options) Specs() []TopicSpec {
 	t := o.Topics()
 	str := func(s string) *string { return &s }
 	compact := map[string]*string{
-		"cleanup.policy":            str("compact"),
-		"segment.ms":                str("60000"),
+		"cleanup.policy": str("compact"),
+		// Segments roll every 10 s so that the cleaner can compact all
+		// but the last 10 s (plus its own delay): a reader loading the
+		// state topic reads about one record per site, not every write
+		// of the last minute.
+		"segment.ms":                str("10000"),
 		"min.cleanable.dirty.ratio": str("0.1"),
 		"delete.retention.ms":       str("60000"),
 	}

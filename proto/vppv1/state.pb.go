@@ -154,7 +154,12 @@ type SiteState struct {
 	// Aggregator wall-clock time of this state, Unix ms UTC.
 	UpdatedMs int64 `protobuf:"varint,5,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
 	// Telemetry partition the site belongs to.
-	Partition     int32 `protobuf:"varint,6,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partition int32 `protobuf:"varint,6,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Telemetry offset below which every record of this site is reflected
+	// here; a new owner that replays records below the partition's
+	// next_offset (PartitionState.replay_from) skips the site's records
+	// below it. 0: unknown.
+	ThroughOffset int64 `protobuf:"varint,7,opt,name=through_offset,json=throughOffset,proto3" json:"through_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,13 +236,22 @@ func (x *SiteState) GetPartition() int32 {
 	return 0
 }
 
+func (x *SiteState) GetThroughOffset() int64 {
+	if x != nil {
+		return x.ThroughOffset
+	}
+	return 0
+}
+
 // PartitionState is the accounting of one telemetry partition. Key in the
 // state topic: "p/" + partition number.
 type PartitionState struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Partition int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	// Next telemetry offset to process: every record below it is reflected in
-	// the site states written before this record.
+	// Next telemetry offset to process: every record below it is applied to
+	// the owner's twins and counted in this record's counters. The site
+	// states written before this record reflect every record below
+	// replay_from (a busy site is published at most once per state interval).
 	NextOffset int64 `protobuf:"varint,2,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
 	// Telemetry records read from Kafka.
 	Consumed uint64 `protobuf:"varint,3,opt,name=consumed,proto3" json:"consumed,omitempty"`
@@ -253,6 +267,11 @@ type PartitionState struct {
 	UpdatedMs int64 `protobuf:"varint,8,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
 	// Highest telemetry offset + 1 known to the owner (log end), for lag.
 	HighWaterMark int64 `protobuf:"varint,9,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`
+	// Telemetry offset a new owner resumes from, <= next_offset: the site
+	// states written before this record reflect every record below it. The
+	// records from here to next_offset are applied again on restore without
+	// being counted (the counters above include them). 0: next_offset.
+	ReplayFrom    int64 `protobuf:"varint,10,opt,name=replay_from,json=replayFrom,proto3" json:"replay_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +365,13 @@ func (x *PartitionState) GetUpdatedMs() int64 {
 func (x *PartitionState) GetHighWaterMark() int64 {
 	if x != nil {
 		return x.HighWaterMark
+	}
+	return 0
+}
+
+func (x *PartitionState) GetReplayFrom() int64 {
+	if x != nil {
+		return x.ReplayFrom
 	}
 	return 0
 }
@@ -614,7 +640,7 @@ const file_vpp_v1_state_proto_rawDesc = "" +
 	"duplicates\x12\x12\n" +
 	"\x04gaps\x18\x06 \x01(\x04R\x04gaps\x122\n" +
 	"\x15headroom_discharge_kw\x18\a \x01(\x01R\x13headroomDischargeKw\x12,\n" +
-	"\x12headroom_charge_kw\x18\b \x01(\x01R\x10headroomChargeKw\"\xd2\x01\n" +
+	"\x12headroom_charge_kw\x18\b \x01(\x01R\x10headroomChargeKw\"\xf9\x01\n" +
 	"\tSiteState\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12#\n" +
 	"\rsubstation_id\x18\x02 \x01(\tR\fsubstationId\x12\x1b\n" +
@@ -622,7 +648,8 @@ const file_vpp_v1_state_proto_rawDesc = "" +
 	"\adevices\x18\x04 \x03(\v2\x13.vpp.v1.DeviceStateR\adevices\x12\x1d\n" +
 	"\n" +
 	"updated_ms\x18\x05 \x01(\x03R\tupdatedMs\x12\x1c\n" +
-	"\tpartition\x18\x06 \x01(\x05R\tpartition\"\xa2\x02\n" +
+	"\tpartition\x18\x06 \x01(\x05R\tpartition\x12%\n" +
+	"\x0ethrough_offset\x18\a \x01(\x03R\rthroughOffset\"\xc3\x02\n" +
 	"\x0ePartitionState\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x03R\n" +
@@ -636,7 +663,10 @@ const file_vpp_v1_state_proto_rawDesc = "" +
 	"\vundecodable\x18\a \x01(\x04R\vundecodable\x12\x1d\n" +
 	"\n" +
 	"updated_ms\x18\b \x01(\x03R\tupdatedMs\x12&\n" +
-	"\x0fhigh_water_mark\x18\t \x01(\x03R\rhighWaterMark\"v\n" +
+	"\x0fhigh_water_mark\x18\t \x01(\x03R\rhighWaterMark\x12\x1f\n" +
+	"\vreplay_from\x18\n" +
+	" \x01(\x03R\n" +
+	"replayFrom\"v\n" +
 	"\vStateRecord\x12'\n" +
 	"\x04site\x18\x01 \x01(\v2\x11.vpp.v1.SiteStateH\x00R\x04site\x126\n" +
 	"\tpartition\x18\x02 \x01(\v2\x16.vpp.v1.PartitionStateH\x00R\tpartitionB\x06\n" +
