@@ -92,22 +92,13 @@ every request in one loop, so real Kafka is the number that counts.
   vpp bench --step 5s --rates 10k,50k --twin-devices 100k`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.cfg.Kafka = o.kafka.options("vpp-bench")
-			if err := o.cfg.Kafka.Security.Validate(); err != nil {
-				return usageError{err}
+			kopts, err := benchKafka(&o.kafka)
+			if err != nil {
+				return err
 			}
-			if o.cfg.Kafka.Prefix == kafka.DefaultPrefix {
-				o.cfg.Kafka.Prefix = benchPrefix
-			}
-			o.cfg.Rates = nil
-			if o.rates != "" {
-				for _, r := range strings.Split(o.rates, ",") {
-					v, err := flagval.ParseCount(r)
-					if err != nil {
-						return usageError{fmt.Errorf("--rates: %w", err)}
-					}
-					o.cfg.Rates = append(o.cfg.Rates, v)
-				}
+			o.cfg.Kafka = kopts
+			if o.cfg.Rates, err = parseCounts("--rates", o.rates); err != nil {
+				return err
 			}
 			if o.runs < 1 {
 				return usageError{fmt.Errorf("--runs %d: must be >= 1", o.runs)}
@@ -139,8 +130,60 @@ every request in one loop, so real Kafka is the number that counts.
 	f.IntVar(&o.cfg.FreshnessSample, "freshness-sample", def.FreshnessSample, "read the freshness of 1 site in N (every reading of those sites), so that reading state takes less CPU from the pipeline measured")
 	f.IntVar(&o.runs, "runs", 1, "repeat the whole measurement and print the median of each figure")
 	f.StringVar(&o.cfg.ProfileDir, "profile-dir", "", "write CPU and allocation profiles of the ingest and aggregate processes, and a CPU profile of the simulator, of every step into this directory")
-	cmd.AddCommand(newBenchConnsCmd(nil))
+	cmd.AddCommand(newBenchConnsCmd(nil), newBenchSweepCmd(nil))
 	return cmd
+}
+
+// benchKafka returns the Kafka options of a vpp bench command's flags:
+// client ID vpp-bench, and the bench. prefix when --topic-prefix is left
+// at the default.
+func benchKafka(f *kafkaFlags) (kafka.Options, error) {
+	o := f.options("vpp-bench")
+	if err := o.Security.Validate(); err != nil {
+		return o, usageError{err}
+	}
+	if o.Prefix == kafka.DefaultPrefix {
+		o.Prefix = benchPrefix
+	}
+	return o, nil
+}
+
+// parseCounts parses a comma-separated list of counts ("10k,50k") of
+// flag; an empty list is nil.
+func parseCounts(flag, list string) ([]float64, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	var out []float64
+	for _, r := range strings.Split(list, ",") {
+		v, err := flagval.ParseCount(r)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("%s: %w", flag, err)}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// benchBroker starts the embedded broker (vpp broker, a child process)
+// when embedded and points opts and brokerPID at it; stop stops it. Not
+// embedded, it does nothing.
+func benchBroker(ctx context.Context, embedded bool, opts *kafka.Options, brokerPID *int, progress io.Writer) (stop func(), err error) {
+	if !embedded {
+		return func() {}, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the vpp binary: %w", err)
+	}
+	b, addr, err := bench.StartBroker(ctx, exe)
+	if err != nil {
+		return nil, err
+	}
+	opts.Brokers = []string{addr}
+	*brokerPID = b.PID()
+	fmt.Fprintf(progress, "embedded broker (vpp broker, pid %d) on %s\n", b.PID(), addr)
+	return func() { _ = b.Stop(30 * time.Second) }, nil
 }
 
 // runBench starts the embedded broker unless o names brokers, runs the
@@ -149,20 +192,11 @@ func runBench(ctx context.Context, o *benchOptions) error {
 	cfg := o.cfg
 	cfg.Progress = o.errOut
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	if o.embedded {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find the vpp binary: %w", err)
-		}
-		b, addr, err := bench.StartBroker(ctx, exe)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = b.Stop(30 * time.Second) }()
-		cfg.Kafka.Brokers = []string{addr}
-		cfg.BrokerPID = b.PID()
-		fmt.Fprintf(o.errOut, "embedded broker (vpp broker, pid %d) on %s\n", b.PID(), addr)
+	stop, err := benchBroker(ctx, o.embedded, &cfg.Kafka, &cfg.BrokerPID, o.errOut)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	var results []*bench.Result
 	for i := range o.runs {
 		if o.runs > 1 {

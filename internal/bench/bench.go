@@ -123,6 +123,10 @@ type Step struct {
 	IngestCPU, AggregateCPU, BrokerCPU, SimCPU time.Duration
 	// Resident memory at the end of the step.
 	IngestRSS, AggregateRSS int64
+	// Peak resident memory of each process (VmHWM) once the step drained.
+	IngestPeakRSS, AggregatePeakRSS int64
+	// AckedRate is readings/s acknowledged to the simulator over the step.
+	AckedRate float64
 }
 
 // PipelineCPU is ingest's and aggregate's CPU per reading together.
@@ -254,20 +258,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	fmt.Fprintf(cfg.Progress, "floor: %.0f records/s (%d records of ~%d bytes, produce → consume), CPU/record broker %v, sarama client %v\n",
 		rate, cfg.FloorRecords, size, res.FloorBrokerCPU, res.FloorClientCPU)
 
-	dir, err := os.MkdirTemp("", "vpp-bench-")
-	if err != nil {
-		return res, fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	keyFile := filepath.Join(dir, "auth.key")
-	if err := os.WriteFile(keyFile, auth.GenerateHMACSecret(), 0o600); err != nil {
-		return res, fmt.Errorf("write auth key: %w", err)
-	}
-	key, err := auth.LoadKey(keyFile)
+	e, cleanup, err := newEndToEnd(cfg)
 	if err != nil {
 		return res, err
 	}
-	e := &endToEnd{cfg: cfg, keyFile: keyFile, token: auth.SiteMinter(key, "vpp-bench", time.Hour)}
+	defer cleanup()
 
 	step := func(rate float64) (Step, error) {
 		st, err := e.run(ctx, rate)
@@ -503,6 +498,35 @@ type endToEnd struct {
 	cfg     Config
 	keyFile string
 	token   sim.TokenFunc
+	// shape is the simulator's fleet shape (zero: its default).
+	shape sim.Shape
+	// aggArgs are more flags of the aggregate process.
+	aggArgs []string
+	// after, when set, runs once a step has drained, while its topics,
+	// ingest and aggregate are still there; o are the step's Kafka
+	// options. Its error ends the step.
+	after func(ctx context.Context, o kafka.Options, st *Step) error
+}
+
+// newEndToEnd returns the runner of cfg's end-to-end steps, with a fresh
+// token key that ingest checks; cleanup removes the key.
+func newEndToEnd(cfg Config) (e *endToEnd, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "vpp-bench-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("temp dir: %w", err)
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+	keyFile := filepath.Join(dir, "auth.key")
+	if err := os.WriteFile(keyFile, auth.GenerateHMACSecret(), 0o600); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("write auth key: %w", err)
+	}
+	key, err := auth.LoadKey(keyFile)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return &endToEnd{cfg: cfg, keyFile: keyFile, token: auth.SiteMinter(key, "vpp-bench", time.Hour)}, cleanup, nil
 }
 
 func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
@@ -547,7 +571,7 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 		return st, err
 	}
 	group := o.Prefix + "aggregate"
-	aargs := slices.Concat([]string{"aggregate", "--group", group, "--quiet"}, common, profArgs("aggregate"))
+	aargs := slices.Concat([]string{"aggregate", "--group", group, "--quiet"}, common, e.aggArgs, profArgs("aggregate"))
 	if cfg.FlushInterval > 0 {
 		aargs = append(aargs, "--flush-interval", cfg.FlushInterval.String())
 	}
@@ -583,7 +607,8 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	}
 
 	s, err := sim.New(sim.Config{URL: "ws://" + listen + "/v1/telemetry", TokenFunc: e.token, Devices: cfg.Devices,
-		Conns: cfg.Conns, Rate: rate, Duration: cfg.Step, Seed: 1, DrainTimeout: time.Minute, Logger: cfg.Logger})
+		Conns: cfg.Conns, Rate: rate, Duration: cfg.Step, Seed: 1, DrainTimeout: time.Minute, Logger: cfg.Logger,
+		Regions: e.shape.Regions, SubstationsPerRegion: e.shape.SubstationsPerRegion, SitesPerSubstation: e.shape.SitesPerSubstation})
 	if err != nil {
 		return st, err
 	}
@@ -613,9 +638,11 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	}
 	// The simulator's generation stops at the same time (its Duration).
 	c1 := sample()
-	sent := s.Stats().Sent
+	simSt := s.Stats()
+	sent := simSt.Sent
 	applied := w.appliedSum()
 	st.SimRate = float64(sent) / cfg.Step.Seconds()
+	st.AckedRate = float64(simSt.Acked) / cfg.Step.Seconds()
 	st.Applied = float64(applied) / cfg.Step.Seconds()
 	st.LagAtEnd = sent - int64(applied)
 	st.IngestRSS, _ = procRSS(ing.PID())
@@ -661,6 +688,18 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	// within two seconds.
 	st.Sustained = st.SimRate >= 0.95*rate && st.Applied >= 0.95*rate &&
 		float64(st.LagAtEnd) <= rate && st.DrainTime < 2*time.Second
+	// VmHWM is updated lazily and can lag an earlier VmRSS.
+	if m, err := procMem(ing.PID()); err == nil {
+		st.IngestPeakRSS = max(m.Peak, m.RSS, st.IngestRSS)
+	}
+	if m, err := procMem(agg.PID()); err == nil {
+		st.AggregatePeakRSS = max(m.Peak, m.RSS, st.AggregateRSS)
+	}
+	if e.after != nil {
+		if err := e.after(ctx, o, &st); err != nil {
+			return st, err
+		}
+	}
 	return st, nil
 }
 
@@ -746,6 +785,15 @@ func medianStep(steps []*Step) Step {
 	s.AggregateCPU = dur(func(s *Step) time.Duration { return s.AggregateCPU })
 	s.BrokerCPU = dur(func(s *Step) time.Duration { return s.BrokerCPU })
 	s.SimCPU = dur(func(s *Step) time.Duration { return s.SimCPU })
+	s.AckedRate = md(func(s *Step) float64 { return s.AckedRate })
+	for _, f := range []func(*Step) *int64{
+		func(s *Step) *int64 { return &s.IngestRSS },
+		func(s *Step) *int64 { return &s.AggregateRSS },
+		func(s *Step) *int64 { return &s.IngestPeakRSS },
+		func(s *Step) *int64 { return &s.AggregatePeakRSS },
+	} {
+		*f(&s) = int64(md(func(st *Step) float64 { return float64(*f(st)) }))
+	}
 	return s
 }
 

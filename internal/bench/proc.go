@@ -48,22 +48,53 @@ func procCPU(pid int) (time.Duration, error) {
 
 // procRSS returns the resident set size of process pid in bytes.
 func procRSS(pid int) (int64, error) {
+	m, err := procMem(pid)
+	return m.RSS, err
+}
+
+// Mem is a process's resident memory from /proc/PID/status, in bytes.
+type Mem struct {
+	RSS  int64 // VmRSS: resident now
+	Peak int64 // VmHWM: the most resident so far
+}
+
+// procMem returns the resident and peak resident memory of process pid.
+func procMem(pid int) (Mem, error) {
+	var m Mem
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("rss of process %d: %w", pid, err)
+		return m, fmt.Errorf("rss of process %d: %w", pid, err)
 	}
 	defer f.Close()
+	seen := 0
 	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("rss of process %d: %w", pid, err)
-			}
-			return kb << 10, nil
+	for sc.Scan() && seen < 2 {
+		key, v, ok := strings.Cut(sc.Text(), ":")
+		var dst *int64
+		switch {
+		case !ok:
+			continue
+		case key == "VmRSS":
+			dst = &m.RSS
+		case key == "VmHWM":
+			dst = &m.Peak
+		default:
+			continue
 		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("rss of process %d: %s: %w", pid, key, err)
+		}
+		*dst = kb << 10
+		seen++
 	}
-	return 0, fmt.Errorf("rss of process %d: no VmRSS", pid)
+	if err := sc.Err(); err != nil {
+		return m, fmt.Errorf("rss of process %d: %w", pid, err)
+	}
+	if seen < 2 {
+		return m, fmt.Errorf("rss of process %d: no VmRSS and VmHWM", pid)
+	}
+	return m, nil
 }
 
 // ListenerPID returns the process on this machine that listens on the TCP
@@ -191,6 +222,29 @@ func (p *Proc) Exited() (bool, error) {
 		return false, nil
 	}
 }
+
+// Wait waits until the child exits by itself, or ctx ends (then it is
+// stopped). It returns nil for a clean exit, else the exit status with
+// the output's tail.
+func (p *Proc) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		_ = p.Stop(5 * time.Second)
+		return fmt.Errorf("%s: %w", p.name, ctx.Err())
+	}
+	if p.err != nil {
+		return fmt.Errorf("%s: %w: %s", p.name, p.err, p.stderr.String())
+	}
+	return nil
+}
+
+// Output is the tail of what the child wrote (stdout and stderr together,
+// the last 8 KiB).
+func (p *Proc) Output() string { return p.stderr.String() }
+
+// Done is closed when the child has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
 
 // Stop sends SIGTERM, waits up to timeout for a clean exit (draining what
 // it holds), then kills it. It returns an error if the exit was not clean.
