@@ -40,11 +40,13 @@ func newBenchSweepCmd(runF func(context.Context, *benchSweepOptions) error) *cob
 		Short: "Measure CPU per reading, memory per device and reader catch-up against the fleet size",
 		Long: `sweep runs the pipeline at one rate (--rate, for --step) at each fleet size of
 --devices, and prints one table with a row per fleet size. For each size, on
-fresh topics: vpp ingest and vpp aggregate --offline-after 5m start as child
-processes, the simulator runs in this process with the fleet shaped as 4
-regions × 5 substations × (devices ÷ --devices-per-site ÷ 20) sites, and once
-the step has drained, vpp top --once runs as a child process and loads the
-whole fleet from the state topic.
+fresh topics: vpp ingest --insecure and vpp aggregate --offline-after 5m
+start as child processes, the simulator runs in this process with the fleet
+shaped as 4 regions × 5 substations × (devices ÷ --devices-per-site ÷ 20)
+sites, and once the step has drained, vpp top --once runs as a child process
+and loads the whole fleet from the state topic. (Ingest runs without tokens:
+a token lists its connection's sites and is at most 8 KiB, which the
+simulator's connections exceed at large fleets.)
 
 Per fleet size:
   acked, applied  readings/s acknowledged to the simulator and applied to

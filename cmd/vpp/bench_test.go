@@ -125,7 +125,7 @@ func TestBenchSweepFlags(t *testing.T) {
 
 	runF, got = capture[benchSweepOptions]()
 	err := parseCmd(t, newBenchSweepCmd(runF), "", "--brokers", "k:9092", "--topic-prefix", "lab.", "--devices", "2k, 20k,1.5M",
-		"--devices-per-site", "10", "--rate", "50k", "--step", "20s", "--runs", "3", "--conns", "64", "--catch-up-timeout", "30s")
+		"--devices-per-site", "10", "--rate", "50k", "--step", "30s", "--runs", "3", "--conns", "64", "--catch-up-timeout", "30s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestBenchSweepFlags(t *testing.T) {
 		t.Errorf("embedded %v, kafka %+v", o.embedded, c.Kafka)
 	}
 	if !slices.Equal(c.Fleets, []int{2_000, 20_000, 1_500_000}) || c.DevicesPerSite != 10 || c.Rate != 50_000 ||
-		c.Step != 20*time.Second || o.runs != 3 || c.Conns != 64 || c.CatchUpTimeout != 30*time.Second {
+		c.Step != 30*time.Second || o.runs != 3 || c.Conns != 64 || c.CatchUpTimeout != 30*time.Second {
 		t.Errorf("config %+v, runs %d", c, o.runs)
 	}
 
@@ -143,6 +143,7 @@ func TestBenchSweepFlags(t *testing.T) {
 		{"--runs", "0"}, {"--devices", "20k,many"}, {"--devices", ""}, {"--devices", "200k,20k"},
 		{"--devices", "50"}, // fewer than 20 substations × 5 devices per site
 		{"--devices-per-site", "0"}, {"--rate", "0"}, {"--step", "0s"},
+		{"--step", "5s"}, // 100k readings/s for 5 s do not reach 1M devices
 	} {
 		runF, got := capture[benchSweepOptions]()
 		wantUsageError(t, args, parseCmd(t, newBenchSweepCmd(runF), "", args...), *got)

@@ -502,6 +502,12 @@ type endToEnd struct {
 	shape sim.Shape
 	// aggArgs are more flags of the aggregate process.
 	aggArgs []string
+	// insecure runs ingest with --insecure and the simulator without
+	// tokens. A token lists the sites of its connection and is at most
+	// auth.MaxTokenBytes long, which a connection carrying more than a few
+	// hundred sites (a large fleet on the simulator's 256 connections)
+	// exceeds.
+	insecure bool
 	// after, when set, runs once a step has drained, while its topics,
 	// ingest and aggregate are still there; o are the step's Kafka
 	// options. Its error ends the step.
@@ -565,8 +571,12 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 		return []string{"--cpuprofile", filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%.0f.pprof", part, rate)),
 			"--memprofile", filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%.0f.allocs.pprof", part, rate))}
 	}
+	authArgs, token := []string{"--auth-key", e.keyFile}, e.token
+	if e.insecure {
+		authArgs, token = []string{"--insecure"}, nil
+	}
 	ing, err := StartProc(ctx, "ingest", cfg.Exe, slices.Concat([]string{"ingest", "--listen", listen, "--http", httpAddr,
-		"--auth-key", e.keyFile, "--status=false"}, common, profArgs("ingest"))...)
+		"--status=false"}, authArgs, common, profArgs("ingest"))...)
 	if err != nil {
 		return st, err
 	}
@@ -606,7 +616,7 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 		return st, fmt.Errorf("state watcher: %w", err)
 	}
 
-	s, err := sim.New(sim.Config{URL: "ws://" + listen + "/v1/telemetry", TokenFunc: e.token, Devices: cfg.Devices,
+	s, err := sim.New(sim.Config{URL: "ws://" + listen + "/v1/telemetry", TokenFunc: token, Devices: cfg.Devices,
 		Conns: cfg.Conns, Rate: rate, Duration: cfg.Step, Seed: 1, DrainTimeout: time.Minute, Logger: cfg.Logger,
 		Regions: e.shape.Regions, SubstationsPerRegion: e.shape.SubstationsPerRegion, SitesPerSubstation: e.shape.SitesPerSubstation})
 	if err != nil {

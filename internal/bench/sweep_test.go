@@ -41,6 +41,7 @@ func TestSweepValidate(t *testing.T) {
 		"repeated":       {Fleets: []int{20_000, 20_000}},
 		"below 1 a site": {Fleets: []int{99}, DevicesPerSite: 5},
 		"negative rate":  {Fleets: []int{1_000}, Rate: -1},
+		"step too short": {Fleets: []int{1_000_000}, Rate: 100_000, Step: 5 * time.Second},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: %+v valid", name, c)
