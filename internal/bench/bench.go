@@ -508,6 +508,9 @@ type endToEnd struct {
 	// hundred sites (a large fleet on the simulator's 256 connections)
 	// exceeds.
 	insecure bool
+	// drainLimit bounds how long a step waits for the simulator's acks
+	// and for the aggregator to apply the backlog (0: a minute).
+	drainLimit time.Duration
 	// after, when set, runs once a step has drained, while its topics,
 	// ingest and aggregate are still there; o are the step's Kafka
 	// options. Its error ends the step.
@@ -616,8 +619,12 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 		return st, fmt.Errorf("state watcher: %w", err)
 	}
 
+	drainLimit := e.drainLimit
+	if drainLimit <= 0 {
+		drainLimit = time.Minute
+	}
 	s, err := sim.New(sim.Config{URL: "ws://" + listen + "/v1/telemetry", TokenFunc: token, Devices: cfg.Devices,
-		Conns: cfg.Conns, Rate: rate, Duration: cfg.Step, Seed: 1, DrainTimeout: time.Minute, Logger: cfg.Logger,
+		Conns: cfg.Conns, Rate: rate, Duration: cfg.Step, Seed: 1, DrainTimeout: drainLimit, Logger: cfg.Logger,
 		Regions: e.shape.Regions, SubstationsPerRegion: e.shape.SubstationsPerRegion, SitesPerSubstation: e.shape.SitesPerSubstation})
 	if err != nil {
 		return st, err
@@ -674,7 +681,7 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 		if w.appliedSum() >= uint64(total) {
 			break
 		}
-		if time.Since(drainStart) > time.Minute {
+		if time.Since(drainStart) > drainLimit {
 			break
 		}
 		if done, err := agg.Exited(); done {

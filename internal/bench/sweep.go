@@ -38,6 +38,10 @@ const (
 	SweepSubstationsPerRegion = 5
 )
 
+// sweepDrainLimit bounds how long the sweep waits for a step's backlog to
+// be applied before it times vpp top --once.
+const sweepDrainLimit = 5 * time.Minute
+
 // DefaultSweepFleets are the fleet sizes of vpp bench sweep.
 var DefaultSweepFleets = []int{20_000, 200_000, 1_000_000}
 
@@ -238,6 +242,9 @@ func Sweep(ctx context.Context, cfg SweepConfig) ([]SweepPoint, error) {
 	// As the fleet grows, a simulator connection carries more sites than
 	// a token may list: ingest runs --insecure, as in issue 17's harness.
 	e.insecure = true
+	// The reader is timed on the whole fleet at rest: a step that is not
+	// sustained may take minutes to be applied.
+	e.drainLimit = sweepDrainLimit
 	var points []SweepPoint
 	for _, n := range cfg.Fleets {
 		p := SweepPoint{Devices: n}
@@ -247,6 +254,9 @@ func Sweep(ctx context.Context, cfg SweepConfig) ([]SweepPoint, error) {
 		fmt.Fprintf(cfg.Progress, "fleet %d devices: %d sites (%d regions × %d substations × %d), %.0f readings/s for %v\n",
 			n, p.Sites, shape.Regions, shape.SubstationsPerRegion, shape.SitesPerSubstation, cfg.Rate, cfg.Step)
 		e.after = func(ctx context.Context, o kafka.Options, st *Step) error {
+			if st.DrainTime > sweepDrainLimit { // the drain gave up
+				fmt.Fprintf(cfg.Progress, "warning: fleet %d devices: backlog not applied after %v: vpp top --once reads a fleet still changing\n", n, sweepDrainLimit)
+			}
 			fmt.Fprintf(cfg.Progress, "fleet %d devices: drained in %v; vpp top --once loading the fleet\n", n, st.DrainTime.Round(time.Millisecond))
 			var err error
 			if p.StateRecords, err = stateRecords(o); err != nil {
