@@ -198,6 +198,7 @@ func StartProc(ctx context.Context, name, exe string, args ...string) (*Proc, er
 	p.cmd = exec.CommandContext(ctx, exe, args...)
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
+	p.cmd.SysProcAttr = childAttr()
 	p.cmd.Cancel = func() error { return p.cmd.Process.Signal(syscall.SIGTERM) }
 	p.cmd.WaitDelay = 30 * time.Second
 	if err := p.cmd.Start(); err != nil {
@@ -270,7 +271,11 @@ func (p *Proc) Stop(timeout time.Duration) error {
 
 // StartBroker starts `exe broker` (the embedded Kafka-protocol broker) as
 // a child process on a free port and waits until it accepts connections.
+// It outlives ctx: the caller stops it with Stop once the processes that
+// talk to it have stopped, so that they can shut down cleanly when the
+// measurement is interrupted.
 func StartBroker(ctx context.Context, exe string) (*Proc, string, error) {
+	ctx = context.WithoutCancel(ctx)
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
