@@ -103,6 +103,9 @@ every request in one loop, so real Kafka is the number that counts.
 			if o.runs < 1 {
 				return usageError{fmt.Errorf("--runs %d: must be >= 1", o.runs)}
 			}
+			if o.cfg.DevicesPerSite < 0 {
+				return usageError{fmt.Errorf("--devices-per-site %d: must be >= 1", o.cfg.DevicesPerSite)}
+			}
 			o.cfg.Devices = int(o.devices.V)
 			o.cfg.FloorRecords = int(o.records.V)
 			o.cfg.MaxRate = o.maxRate.V
@@ -119,6 +122,8 @@ every request in one loop, so real Kafka is the number that counts.
 	f := cmd.Flags()
 	f.DurationVar(&o.cfg.Step, "step", def.Step, "how long each end-to-end rate runs")
 	f.Var(&o.devices, "devices", "simulated devices")
+	f.IntVar(&o.cfg.DevicesPerSite, "devices-per-site", def.DevicesPerSite, "shape the fleet as 4 regions × 5 substations × devices ÷ this ÷ 20 sites (default: the simulator's 500 sites)")
+	f.BoolVar(&o.cfg.Insecure, "insecure", false, "ingest without device tokens (needed from about 100k devices: a token lists its connection's sites, at most 8 KiB)")
 	f.IntVar(&o.cfg.Conns, "conns", def.Conns, "simulator WebSocket connections (default min(devices, 256))")
 	f.Var(&o.records, "floor-records", "records of the floor measurement")
 	f.StringVar(&o.rates, "rates", "", "end-to-end rates to try instead of the search, ascending (e.g. 10k,50k); stops at the first not sustained")

@@ -37,7 +37,8 @@ func TestBenchFlags(t *testing.T) {
 	runF, got := capture[benchOptions]()
 	err := parseCmd(t, newBenchCmd(runF), "",
 		"--brokers", "k:9092", "--topic-prefix", "lab.", "--step", "5s", "--rates", "10k,50k", "--devices", "100k",
-		"--reader-devices", "0", "--twin-devices", "0", "--max-rate", "1M", "--runs", "3", "--freshness-sample", "1")
+		"--reader-devices", "0", "--twin-devices", "0", "--max-rate", "1M", "--runs", "3", "--freshness-sample", "1",
+		"--devices-per-site", "5", "--insecure")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestBenchFlags(t *testing.T) {
 		t.Errorf("embedded %v, kafka %+v", o.embedded, c.Kafka)
 	}
 	if c.Step != 5*time.Second || !slices.Equal(c.Rates, []float64{10_000, 50_000}) || c.Devices != 100_000 ||
-		c.MaxRate != 1e6 || o.runs != 3 || c.FreshnessSample != 1 {
+		c.MaxRate != 1e6 || o.runs != 3 || c.FreshnessSample != 1 || c.DevicesPerSite != 5 || !c.Insecure {
 		t.Errorf("config %+v, runs %d", c, o.runs)
 	}
 	if c.ReaderDevices != 0 || c.TwinDevices != 0 {
@@ -56,7 +57,7 @@ func TestBenchFlags(t *testing.T) {
 }
 
 func TestBenchUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"--runs", "0"}, {"--rates", "10k,fast"}, {"--devices", "many"}} {
+	for _, args := range [][]string{{"--runs", "0"}, {"--rates", "10k,fast"}, {"--devices", "many"}, {"--devices-per-site", "-1"}} {
 		runF, got := capture[benchOptions]()
 		wantUsageError(t, args, parseCmd(t, newBenchCmd(runF), "", args...), *got)
 	}

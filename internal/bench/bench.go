@@ -73,6 +73,15 @@ type Config struct {
 	Step time.Duration
 	// Devices is the simulated fleet size (default 20,000).
 	Devices int
+	// DevicesPerSite, when set, shapes the fleet as the sweep does (see
+	// SweepShape): 4 regions × 5 substations × Devices ÷ DevicesPerSite
+	// sites. 0 keeps the simulator's default shape (500 sites).
+	DevicesPerSite int
+	// Insecure runs ingest with --insecure and the simulator without
+	// tokens. A token lists its connection's sites within
+	// auth.MaxTokenBytes, which the simulator's connections exceed when
+	// each carries more than a few hundred sites.
+	Insecure bool
 	// Conns is the simulator's WebSocket connections (default: the
 	// simulator's own, min(Devices, 256)).
 	Conns int
@@ -263,6 +272,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer cleanup()
+	e.insecure = cfg.Insecure
+	if cfg.DevicesPerSite > 0 {
+		e.shape = SweepShape(cfg.Devices, cfg.DevicesPerSite)
+	}
 
 	step := func(rate float64) (Step, error) {
 		st, err := e.run(ctx, rate)

@@ -240,7 +240,7 @@ func Sweep(ctx context.Context, cfg SweepConfig) ([]SweepPoint, error) {
 	defer cleanup()
 	e.aggArgs = []string{"--offline-after", cfg.OfflineAfter.String()}
 	// As the fleet grows, a simulator connection carries more sites than
-	// a token may list: ingest runs --insecure, as in issue 17's harness.
+	// a token may list: ingest runs --insecure.
 	e.insecure = true
 	// The reader is timed on the whole fleet at rest: a step that is not
 	// sustained may take minutes to be applied.
