@@ -10,16 +10,18 @@ import (
 )
 
 // DefaultPoints is the default length, in seconds, of the series a Recorder
-// keeps per site and per watched device.
+// keeps per recorded site and per watched device.
 const DefaultPoints = 300
 
 // socNaN encodes an unknown state of charge in a site ring.
 const socNaN = math.MaxUint16
 
-// siteRing is the recent history of one site: net power (float32, kW) and
-// capacity-weighted SoC (uint16, 1/100 %), one slot per second.
+// siteRing is the recent history of one site of a watched substation: net
+// power (float32, kW) and capacity-weighted SoC (uint16, 1/100 %), one slot
+// per second.
 type siteRing struct {
-	seen  int64 // last second written
+	sub   string // the watched substation it was last recorded under
+	seen  int64  // last second written
 	power []float32
 	soc   []uint16
 }
@@ -35,21 +37,30 @@ type deviceRing struct {
 }
 
 // Recorder records live series from fleet snapshots: net power and SoC of
-// every site, and power, SoC and temperature of the devices being watched,
-// each in a ring of the last Points seconds. One goroutine calls Observe
-// once a second; any number of goroutines call Series, Watch and the stop
-// functions Watch returns.
+// the sites of the substations being watched, and power, SoC and
+// temperature of the devices being watched, each in a ring of the last
+// Points seconds. Nothing else of the fleet is recorded: a dashboard
+// watches what it shows (the TUI the substation whose sites its table
+// lists, and the device whose detail is open), so the cost is that of what
+// is shown, not of the fleet. A watched series starts empty and fills from
+// the first Observe after Watch or WatchSubstation. One goroutine calls
+// Observe once a second; any number of goroutines call Series, Watch,
+// WatchSubstation and the stop functions they return.
 //
-// Memory: 6 B per site-second plus bookkeeping, measured at 2.0 KB per
-// site at 300 points (10,000 sites: 20 MB; 100,000 sites: 200 MB, so use
-// fewer points for fleets that large), and 3.7 KB per watched device. Sites
-// not seen for Points seconds are dropped.
+// Cost: Observe is O(sites of the watched substations + watched devices),
+// whatever the size of the fleet (BenchmarkRecorderObserve). Memory: 6 B
+// per site-second plus bookkeeping, measured at 2.0 KB per recorded site
+// at 300 points (a substation of 200 sites: 400 KB while watched), and 3.7
+// KB per watched device; nothing per unwatched site or device. A site's
+// series is dropped when its substation's last watch stops, or when it was
+// not seen under a watched substation for Points seconds.
 type Recorder struct {
 	points int64
 
 	mu      sync.RWMutex
-	last    int64 // last observed second; 0 before any
-	sites   map[string]*siteRing
+	last    int64                // last observed second; 0 before any
+	sites   map[string]*siteRing // the sites of the watched substations
+	subs    map[string]int       // watched substation → watches
 	devices map[string]*deviceRing
 	sweepAt int64
 }
@@ -63,6 +74,7 @@ func NewRecorder(points int) *Recorder {
 	return &Recorder{
 		points:  int64(points),
 		sites:   make(map[string]*siteRing),
+		subs:    make(map[string]int),
 		devices: make(map[string]*deviceRing),
 	}
 }
@@ -99,10 +111,40 @@ func (r *Recorder) Watch(siteID, deviceID string) (stop func()) {
 	}
 }
 
+// WatchSubstation starts recording every site of substation id from the
+// next Observe on, and returns the function that stops it. Watches are
+// counted like Watch's: the sites are recorded until every stop function
+// was called (calling one twice is harmless), and their series are then
+// dropped. The TUI watches the substation whose sites (or one of whose
+// sites' devices) its table lists.
+func (r *Recorder) WatchSubstation(id string) (stop func()) {
+	r.mu.Lock()
+	r.subs[id]++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.subs[id]--; r.subs[id] > 0 {
+				return
+			}
+			delete(r.subs, id)
+			// O(recorded sites): those of the watched substations only.
+			for sid, s := range r.sites {
+				if s.sub == id {
+					delete(r.sites, sid)
+				}
+			}
+		})
+	}
+}
+
 // Observe records snap as the state at now (its second). Call it once a
 // second, from one goroutine; an earlier second than the last is ignored,
-// the same second again overwrites. O(sites + watched devices); it
-// allocates only for sites it has not seen before.
+// the same second again overwrites. O(sites of the watched substations +
+// watched devices), never O(fleet); it allocates only for sites it has not
+// recorded before.
 func (r *Recorder) Observe(snap *fleet.Snapshot, now time.Time) {
 	if snap == nil || snap.Fleet == nil {
 		return
@@ -114,11 +156,15 @@ func (r *Recorder) Observe(snap *fleet.Snapshot, now time.Time) {
 		return
 	}
 	r.last = sec
-	for _, reg := range snap.Fleet.Children {
-		for _, sub := range reg.Children {
-			for _, site := range sub.Children {
-				r.site(site.ID).put(r.points, sec, &site.Rollup)
-			}
+	for id := range r.subs {
+		sub := snap.Substation(id)
+		if sub == nil {
+			continue // gone (or not yet there): its sites' series go stale
+		}
+		for _, site := range sub.Children {
+			s := r.site(site.ID)
+			s.sub = id // a site that moved belongs to where it is now
+			s.put(r.points, sec, &site.Rollup)
 		}
 	}
 	for id, d := range r.devices {

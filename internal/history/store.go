@@ -8,7 +8,8 @@ import (
 
 // Store is the Source the TUI reads: the fleet, regions and substations
 // (and the pipeline metrics, fleet only) from the Kafka-backed Reader,
-// backfilled; sites and watched devices from the live Recorder. It is safe
+// backfilled; the sites of watched substations and watched devices from the
+// live Recorder (other sites' series are NaN). It is safe
 // for concurrent use. One Store per process serves every session:
 //
 //	reader := history.NewReader(kopts, history.DefaultWindow, logger)
