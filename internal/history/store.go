@@ -9,8 +9,8 @@ import (
 // Store is the Source the TUI reads: the fleet, regions and substations
 // (and the pipeline metrics, fleet only) from the Kafka-backed Reader,
 // backfilled; the sites of watched substations and watched devices from the
-// live Recorder (other sites' series are NaN). It is safe
-// for concurrent use. One Store per process serves every session:
+// live Recorder (other sites' series are NaN). It is safe for concurrent
+// use. One Store per process serves every session:
 //
 //	reader := history.NewReader(kopts, history.DefaultWindow, logger)
 //	rec := history.NewRecorder(history.DefaultPoints)
@@ -18,6 +18,9 @@ import (
 //	go reader.Run(ctx)
 //	// the goroutine that refreshes fleet snapshots, once a second:
 //	rec.Observe(fleetReader.Snapshot(), time.Now())
+//	// a session listing the sites of a substation:
+//	stopSub := rec.WatchSubstation(substationID)
+//	defer stopSub()
 //	// a session showing a device's detail:
 //	stop := rec.Watch(siteID, deviceID)
 //	defer stop()
