@@ -167,7 +167,7 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	if tuiMode {
 		dctx, dcancel := context.WithCancel(ctx)
 		data, waitData := reader.StartDashboard(dctx, p.Reader(), kopts, logger)
-		topts := tui.Options{Watch: data.Watch}
+		topts := tui.Options{Watch: data.Watch, WatchSubstation: data.WatchSubstation}
 		if svc := p.Dispatch(); svc != nil {
 			topts.Dispatch, topts.Operator = svc, osUser()
 		}

@@ -192,7 +192,7 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 
 	data, waitData := reader.StartDashboard(rctx, r, kopts, logger)
 	defer func() { cancel(); waitData() }()
-	opts := tui.Options{Refresh: o.refresh, StaleAfter: o.stale, Watch: data.Watch}
+	opts := tui.Options{Refresh: o.refresh, StaleAfter: o.stale, Watch: data.Watch, WatchSubstation: data.WatchSubstation}
 	if !o.once {
 		dopts := kopts
 		dopts.ClientID = "vpp-top-dispatch"

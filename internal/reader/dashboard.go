@@ -13,8 +13,8 @@ import (
 
 // Dashboard is what every dashboard of a process reads (tui.Data): the
 // fleet reader's snapshots, and series from the history topic (fleet,
-// regions, substations, backfilled) and from the recorder (sites, watched
-// devices, since start).
+// regions, substations, backfilled) and from the recorder (the sites of
+// watched substations and watched devices, from when their watch began).
 type Dashboard struct {
 	*Reader
 	store *history.Store
@@ -29,6 +29,11 @@ func (d *Dashboard) Series(kind fleet.Kind, id string, m history.Metric, n int) 
 // Watch keeps a device's series while its detail view is open; the
 // returned function stops watching.
 func (d *Dashboard) Watch(siteID, deviceID string) func() { return d.rec.Watch(siteID, deviceID) }
+
+// WatchSubstation keeps the series of a substation's sites while a table
+// lists them (or one of their sites' devices); the returned function stops
+// watching. Sites of unwatched substations have no series.
+func (d *Dashboard) WatchSubstation(id string) func() { return d.rec.WatchSubstation(id) }
 
 // StartDashboard starts the history reader (client ID vpp-history) and the
 // recorder (one observation of r's snapshot per second) beside the fleet

@@ -71,6 +71,12 @@ type tableView struct {
 	// cells is the render buffer of one row.
 	cells []cell
 
+	// watchedSub is the substation the table watches (Options.
+	// WatchSubstation): the one on its path, while it lists its sites or
+	// their devices; unwatchSub ends that watch (nil when none).
+	watchedSub string
+	unwatchSub func()
+
 	dkeys   dispatchKeys
 	pending *confirmCancel // a cancel waiting for y
 	note    string         // the last dispatch refusal or result
@@ -205,6 +211,34 @@ func (t *tableView) rebuild() {
 	}
 	t.sort()
 	t.cur.follow(t)
+	t.watch()
+}
+
+// watch keeps the history recorder on the substation of the path (whose
+// sites, or one of whose sites' devices, are listed) and off any other:
+// the recorder records the sites of watched substations only.
+func (t *tableView) watch() {
+	want := ""
+	if len(t.path) >= 2 {
+		want = t.path[1]
+	}
+	if want == t.watchedSub {
+		return
+	}
+	t.close()
+	t.watchedSub = want
+	if want != "" && t.c.opts.WatchSubstation != nil {
+		t.unwatchSub = t.c.opts.WatchSubstation(want)
+	}
+}
+
+// close implements closer: the recorder stops watching the substation.
+func (t *tableView) close() {
+	if t.unwatchSub != nil {
+		t.unwatchSub()
+		t.unwatchSub = nil
+	}
+	t.watchedSub = ""
 }
 
 // sort orders the rows by the sort column (ties by ID, always ascending).

@@ -62,6 +62,13 @@ type Options struct {
 	// history recorder keeps that device's series; the function it returns
 	// is called when the view closes.
 	Watch func(siteID, deviceID string) (stop func())
+	// WatchSubstation, when set, is called when the table comes to the
+	// sites of a substation (or to the devices of one of them), so the
+	// history recorder keeps those sites' series (their TREND cells and
+	// the site's charts; sites are recorded only while watched, their
+	// series filling from then on); the function it returns is called
+	// when the table leaves that substation.
+	WatchSubstation func(substationID string) (stop func())
 	// Dispatch, when set, is where the dashboard reads the dispatches (the
 	// dispatch list, the active dispatch in the header and the table) and,
 	// for an operator, creates and cancels them.

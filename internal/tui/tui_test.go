@@ -3,6 +3,7 @@ package tui
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -302,6 +303,68 @@ func TestDeviceDetailWatch(t *testing.T) {
 	if stopped != 1 {
 		t.Fatalf("leaving the detail stopped %d watches, want 1", stopped)
 	}
+}
+
+// TestTableWatchesSubstation: the table watches the substation whose
+// sites (or one of whose sites' devices) it lists, once, and stops when it
+// leaves it, so the recorder records only the sites on screen.
+func TestTableWatchesSubstation(t *testing.T) {
+	watching := map[string]int{}
+	calls := 0
+	d := &fakeData{snap: testSnapshot()}
+	m := newModel(d, Options{Now: fixedNow, Watch: func(string, string) func() { return func() {} },
+		WatchSubstation: func(id string) func() {
+			calls++
+			watching[id]++
+			stopped := false
+			return func() {
+				if !stopped {
+					stopped = true
+					if watching[id]--; watching[id] == 0 {
+						delete(watching, id)
+					}
+				}
+			}
+		}})
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+	check := func(step string, want map[string]int, wantCalls int) {
+		t.Helper()
+		if !maps.Equal(watching, want) || calls != wantCalls {
+			t.Fatalf("%s: watching %v after %d watches, want %v after %d", step, watching, calls, want, wantCalls)
+		}
+	}
+	check("fleet", map[string]int{}, 0)
+	pressAll(m, kEnter) // north
+	check("region", map[string]int{}, 0)
+	pressAll(m, kEnter) // sub-01
+	if m.table.levelKind != fleet.KindSubstation || m.table.levelID != "sub-01" {
+		t.Fatalf("level %v %q, want sub-01", m.table.levelKind, m.table.levelID)
+	}
+	check("sub-01", map[string]int{"sub-01": 1}, 1)
+	for range 3 {
+		m.Update(tickMsg(testNow))
+		m.render()
+	}
+	check("refreshes", map[string]int{"sub-01": 1}, 1)
+	pressAll(m, kEnter) // site-0001: its charts are the recorder's too
+	check("site", map[string]int{"sub-01": 1}, 1)
+	pressAll(m, kEnter, kEsc) // a device's detail and back
+	check("device", map[string]int{"sub-01": 1}, 1)
+	pressAll(m, tea.Key{Code: tea.KeyBackspace}, tea.Key{Code: tea.KeyBackspace}) // up to north
+	check("back to the region", map[string]int{}, 1)
+	pressAll(m, kDown, kEnter) // sub-02
+	check("sub-02", map[string]int{"sub-02": 1}, 2)
+	pressAll(m, char('a'), char('f')) // alarms and back: the table kept its place
+	check("jumps", map[string]int{"sub-02": 1}, 2)
+	// The substation leaves the fleet: the table goes up, the watch ends.
+	tr := fleet.NewTree()
+	tr.ApplySite(&vppv1.SiteState{SiteId: "site-0001", SubstationId: "sub-01", RegionId: "north", Devices: []*vppv1.DeviceState{{Last: reading("d-1", "site-0001", "sub-01", "north", 50, 1, 20, 0)}}})
+	d.snap = tr.Snapshot()
+	m.refresh()
+	if m.table.levelKind != fleet.KindRegion {
+		t.Fatalf("level %v after sub-02 left, want the region", m.table.levelKind)
+	}
+	check("sub-02 gone", map[string]int{}, 2)
 }
 
 // alarmsOf is the alarms screen of m.
