@@ -247,6 +247,10 @@ func runTop(ctx context.Context, o *topOptions, out, errOut io.Writer) error {
 		}, func(sess ssh.Session) tea.Model {
 			so := opts
 			so.Operator, so.Source = "", "ssh"
+			// The session's watches end with its connection: a client that
+			// disconnects never closes its screens.
+			ws := data.Session(sess.Context())
+			so.Watch, so.WatchSubstation = ws.Watch, ws.WatchSubstation
 			if who, ok := sshserve.Operator(sess); ok {
 				so.Operator = who
 			}

@@ -67,3 +67,69 @@ func StartDashboard(ctx context.Context, r *Reader, opts kafka.Options, logger *
 	})
 	return d, wg.Wait
 }
+
+// Session returns the watches of one dashboard session: Watch and
+// WatchSubstation like the Dashboard's, all stopped when ctx ends. An SSH
+// client that disconnects with a substation or a device open never closes
+// its screens; without this its watches would be recorded for the life of
+// the process.
+func (d *Dashboard) Session(ctx context.Context) *Watches {
+	w := &Watches{d: d, stops: make(map[uint64]func())}
+	context.AfterFunc(ctx, w.end)
+	return w
+}
+
+// Watches are one session's watches (Dashboard.Session). Safe for
+// concurrent use.
+type Watches struct {
+	d     *Dashboard
+	mu    sync.Mutex
+	next  uint64
+	stops map[uint64]func() // nil once the session ended
+}
+
+// Watch is Dashboard.Watch, stopped at the latest when the session ends.
+func (w *Watches) Watch(siteID, deviceID string) func() {
+	return w.hold(w.d.Watch(siteID, deviceID))
+}
+
+// WatchSubstation is Dashboard.WatchSubstation, stopped at the latest when
+// the session ends.
+func (w *Watches) WatchSubstation(id string) func() {
+	return w.hold(w.d.WatchSubstation(id))
+}
+
+// hold keeps stop until the returned function or the session's end calls
+// it, once.
+func (w *Watches) hold(stop func()) func() {
+	w.mu.Lock()
+	if w.stops == nil {
+		w.mu.Unlock()
+		stop() // the session already ended
+		return func() {}
+	}
+	id := w.next
+	w.next++
+	w.stops[id] = stop
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		s, ok := w.stops[id]
+		delete(w.stops, id)
+		w.mu.Unlock()
+		if ok {
+			s()
+		}
+	}
+}
+
+// end stops every watch of the session.
+func (w *Watches) end() {
+	w.mu.Lock()
+	stops := w.stops
+	w.stops = nil
+	w.mu.Unlock()
+	for _, s := range stops {
+		s()
+	}
+}
