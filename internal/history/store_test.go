@@ -8,8 +8,8 @@ import (
 )
 
 // TestStoreDispatch: fleet, regions and substations come from the reader,
-// sites and devices from the recorder, pipeline metrics from the fleet
-// node only.
+// the sites of watched substations and watched devices from the recorder,
+// pipeline metrics from the fleet node only.
 func TestStoreDispatch(t *testing.T) {
 	r := fullReader(t, 20*time.Second)
 	rec := NewRecorder(10)
@@ -17,6 +17,7 @@ func TestStoreDispatch(t *testing.T) {
 	tree.ApplySite(siteState("site-1", 3))
 	stop := rec.Watch("site-1", "site-1-d0")
 	defer stop()
+	defer rec.WatchSubstation("sub-1")()
 	rec.Observe(tree.Snapshot(), at(0))
 	s := NewStore(r, rec)
 	for _, tt := range []struct {
