@@ -706,7 +706,9 @@ func (e *endToEnd) run(ctx context.Context, rate float64) (st Step, err error) {
 	if err := <-simDone; err != nil {
 		return st, fmt.Errorf("sim: %w", err)
 	}
-	time.Sleep(100 * time.Millisecond) // the last site records
+	// The last site records: a busy site's are held for up to the
+	// aggregator's state interval.
+	time.Sleep(aggregate.DefaultStateInterval + 2*max(cfg.FlushInterval, aggregate.DefaultFlushInterval))
 	wcancel()
 	if err := <-werr; err != nil {
 		return st, fmt.Errorf("state watcher: %w", err)
