@@ -66,9 +66,9 @@ func NewNodeJSON(n *fleet.Node) NodeJSON {
 		j.TemperatureMinC, j.TemperatureMaxC = &lo, &hi
 	}
 	if n.Kind == fleet.KindSite {
-		p := n.Site.GetPartition()
+		p := n.Partition
 		j.Partition = &p
-		j.Children = len(n.Site.GetDevices())
+		j.Children = int(r.Devices)
 	}
 	return j
 }

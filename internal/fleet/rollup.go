@@ -216,13 +216,23 @@ func (r *Rollup) Sub(b *Rollup) {
 	}
 }
 
-// holdsExtreme reports whether part (a child's rollup included in r) may
-// define one of r's extremes, so that removing it needs a recomputation.
-func (r *Rollup) holdsExtreme(part *Rollup) bool {
-	if part.Temps > 0 && (part.TempMinMicroC <= r.TempMinMicroC || part.TempMaxMicroC >= r.TempMaxMicroC) {
-		return true
+// losesExtreme reports whether replacing part old (a child's rollup
+// included in r) by new may shrink one of r's extremes, so that r needs a
+// recomputation from its children: old may have defined an extreme (it
+// equals r's) and new does not reach as far. A new part that keeps or
+// widens every extreme old held (the usual update: a newer time, the same
+// or a wider temperature range) needs none, so a site update costs
+// O(depth), not O(sites of the substation).
+func (r *Rollup) losesExtreme(old, new *Rollup) bool {
+	if old.Temps > 0 {
+		if old.TempMinMicroC <= r.TempMinMicroC && (new.Temps <= 0 || new.TempMinMicroC > old.TempMinMicroC) {
+			return true
+		}
+		if old.TempMaxMicroC >= r.TempMaxMicroC && (new.Temps <= 0 || new.TempMaxMicroC < old.TempMaxMicroC) {
+			return true
+		}
 	}
-	return part.UpdatedMS != 0 && part.UpdatedMS >= r.UpdatedMS
+	return old.UpdatedMS != 0 && old.UpdatedMS >= r.UpdatedMS && new.UpdatedMS < old.UpdatedMS
 }
 
 // PowerKW is the net power in kW; > 0 discharging.

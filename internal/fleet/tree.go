@@ -1,13 +1,17 @@
 package fleet
 
 import (
+	"bytes"
 	"cmp"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vppctl/vpp/proto/vppv1"
 )
@@ -53,7 +57,11 @@ type tnode struct {
 	parent   *tnode
 	children []*tnode
 	rollup   Rollup
-	site     *vppv1.SiteState // sites only
+	// Sites only: the site's state record as the state topic holds it,
+	// decoded only when someone looks at the site's devices, and its
+	// telemetry partition.
+	raw       []byte
+	partition int32
 	// snap is the immutable copy of this node published by the last
 	// Snapshot; dirty means the node or a descendant changed since.
 	snap  *Node
@@ -88,7 +96,7 @@ func (n *tnode) removeChild(id string) {
 // recomputes the extremes from the children when old may have held one.
 // The children must already reflect the change.
 func (n *tnode) replace(old, new *Rollup) {
-	recompute := n.rollup.holdsExtreme(old)
+	recompute := n.rollup.losesExtreme(old, new)
 	n.rollup.Sub(old)
 	n.rollup.Add(new)
 	if recompute {
@@ -140,29 +148,52 @@ func NewTree() *Tree {
 }
 
 // ApplySite replaces the state of site s.SiteId with s (last write wins, as
-// in the compacted topic). A site whose region or substation changed moves;
-// regions and substations left without sites are removed. The tree keeps s:
-// the caller must not modify it afterwards. A nil state or one without a
-// site ID is ignored.
+// in the compacted topic): ApplySiteRecord of its StateRecord. A nil state
+// or one without a site ID is ignored.
 func (t *Tree) ApplySite(s *vppv1.SiteState) {
 	if s == nil || s.GetSiteId() == "" {
 		return
 	}
+	b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: s}})
+	if err != nil {
+		return // not representable (invalid UTF-8): nothing a reader could have read
+	}
+	_ = t.ApplySiteRecord(s.GetSiteId(), b)
+}
+
+// ApplySiteRecord replaces the state of the site held in value, a
+// serialized StateRecord of the state topic (last write wins, as in the
+// compacted topic). A site whose region or substation changed moves;
+// regions and substations left without sites are removed. The tree keeps
+// a copy of value, not the messages in it: the rollup is read off the
+// bytes, and the devices are decoded only when a snapshot's Node.Site or
+// Devices asks for them, so a site costs its record's bytes and its node.
+// It fails, changing nothing, when value does not decode, holds no site
+// (ErrNotSite) or a site other than id (the record's key).
+func (t *Tree) ApplySiteRecord(id string, value []byte) error {
+	h, newR, err := parseSiteRecord(value)
+	if err != nil {
+		return err
+	}
+	if string(h.id) != id || id == "" {
+		return fmt.Errorf("holds site %q", h.id)
+	}
 	t.version++
-	newR := SiteContribution(s)
-	if old, ok := t.sites[s.GetSiteId()]; ok {
+	raw := bytes.Clone(value)
+	if old, ok := t.sites[string(h.id)]; ok {
 		sub := old.parent
-		if sub.id == s.GetSubstationId() && sub.parent.id == s.GetRegionId() {
+		if sub.id == string(h.substation) && sub.parent.id == string(h.region) {
 			oldR := old.rollup
-			old.rollup, old.site, old.dirty = newR, s, true
+			old.rollup, old.raw, old.partition, old.dirty = newR, raw, h.partition, true
 			for n := sub; n != nil; n = n.parent {
 				n.replace(&oldR, &newR)
 			}
-			return
+			return nil
 		}
 		t.remove(old)
 	}
-	t.insert(s, &newR)
+	t.insert(&h, raw, &newR)
+	return nil
 }
 
 // RemoveSite removes a site (a tombstone in the state topic). It reports
@@ -177,18 +208,18 @@ func (t *Tree) RemoveSite(id string) bool {
 	return true
 }
 
-func (t *Tree) insert(s *vppv1.SiteState, r *Rollup) {
-	reg := t.root.child(s.GetRegionId())
+func (t *Tree) insert(h *siteHeader, raw []byte, r *Rollup) {
+	reg := t.root.child(string(h.region))
 	if reg == nil {
-		reg = &tnode{kind: KindRegion, id: s.GetRegionId()}
+		reg = &tnode{kind: KindRegion, id: string(h.region)}
 		t.root.addChild(reg)
 	}
-	sub := reg.child(s.GetSubstationId())
+	sub := reg.child(string(h.substation))
 	if sub == nil {
-		sub = &tnode{kind: KindSubstation, id: s.GetSubstationId()}
+		sub = &tnode{kind: KindSubstation, id: string(h.substation)}
 		reg.addChild(sub)
 	}
-	site := &tnode{kind: KindSite, id: s.GetSiteId(), site: s, rollup: *r, dirty: true}
+	site := &tnode{kind: KindSite, id: string(h.id), raw: raw, partition: h.partition, rollup: *r, dirty: true}
 	sub.addChild(site)
 	t.sites[site.id] = site
 	for n := sub; n != nil; n = n.parent {
@@ -235,10 +266,10 @@ func (t *Tree) remove(site *tnode) {
 	t.idx.mu.Unlock()
 }
 
-// Site returns the current state of a site, or nil.
+// Site returns the current state of a site, decoded, or nil.
 func (t *Tree) Site(id string) *vppv1.SiteState {
 	if n, ok := t.sites[id]; ok {
-		return n.site
+		return decodeSite(n.raw)
 	}
 	return nil
 }
@@ -314,7 +345,7 @@ func build(n *tnode, region, substation string) *Node {
 	if !n.dirty && n.snap != nil {
 		return n.snap
 	}
-	s := &Node{Kind: n.kind, ID: n.id, RegionID: region, SubstationID: substation, Rollup: n.rollup, Site: n.site}
+	s := &Node{Kind: n.kind, ID: n.id, RegionID: region, SubstationID: substation, Rollup: n.rollup, Partition: n.partition, raw: n.raw}
 	switch n.kind {
 	case KindRegion:
 		region = n.id
@@ -360,9 +391,21 @@ type Node struct {
 	Rollup Rollup
 	// Children are the nodes one level down, sorted by ID; nil for a site.
 	Children []*Node
-	// Site is the site's state (devices sorted by device ID); nil above
-	// sites. Shared, read-only.
-	Site *vppv1.SiteState
+	// Partition is a site's telemetry partition; 0 above sites.
+	Partition int32
+	// raw is a site's state record (see Site); nil above sites.
+	raw []byte
+}
+
+// Site decodes the site's state (devices sorted by device ID); nil above
+// sites. Each call decodes the record again, O(devices of the site): the
+// tree keeps sites as bytes, so that a fleet costs its records, not their
+// messages. The result belongs to the caller.
+func (n *Node) Site() *vppv1.SiteState {
+	if n == nil {
+		return nil
+	}
+	return decodeSite(n.raw)
 }
 
 // Child returns the child with the given ID, or nil.
@@ -377,8 +420,8 @@ func (n *Node) Child(id string) *Node {
 	return n.Children[i]
 }
 
-// Devices returns a site's devices (nil above sites). Read-only.
-func (n *Node) Devices() []*vppv1.DeviceState { return n.Site.GetDevices() }
+// Devices returns a site's devices, decoded (nil above sites): see Site.
+func (n *Node) Devices() []*vppv1.DeviceState { return n.Site().GetDevices() }
 
 // Device returns the device of a site with the given ID, or nil.
 func (n *Node) Device(id string) *vppv1.DeviceState {

@@ -211,18 +211,9 @@ func (r *Reader) fold(m follow.Record) error {
 			r.tree.RemoveSite(id)
 			return nil
 		}
-		var rec vppv1.StateRecord
-		if err := proto.Unmarshal(m.Value, &rec); err != nil {
-			return fmt.Errorf("decode state record %q: %w", key, err)
+		if err := r.tree.ApplySiteRecord(id, m.Value); err != nil {
+			return fmt.Errorf("state record %q: %w", key, err)
 		}
-		s := rec.GetSite()
-		if s == nil {
-			return fmt.Errorf("state record %q: not a site state", key)
-		}
-		if s.GetSiteId() != id {
-			return fmt.Errorf("state record %q: holds site %q", key, s.GetSiteId())
-		}
-		r.tree.ApplySite(s)
 	case m.Topic == r.stateTopic && strings.HasPrefix(key, PartitionKeyPrefix):
 		p, err := strconv.ParseInt(key[len(PartitionKeyPrefix):], 10, 32)
 		if err != nil {

@@ -184,7 +184,7 @@ func TestReaderIntegration(t *testing.T) {
 	put(s)
 	prod.partition(&vppv1.PartitionState{Partition: 0, NextOffset: 130, HighWaterMark: 130, Consumed: 130, Applied: 120, Duplicates: 10, UpdatedMs: 3000})
 	snap = waitFor(t, r, func(s *fleet.Snapshot) bool {
-		return s.Version > v && s.Pipeline.Lag == 0 && proto.Equal(s.Site("site-03").Site, model["site-03"])
+		return s.Version > v && s.Pipeline.Lag == 0 && proto.Equal(s.Site("site-03").Site(), model["site-03"])
 	})
 	checkSnapshot(t, 1, snap, recompute(model))
 	if snap.Pipeline.Consumed != 180 {
