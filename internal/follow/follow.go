@@ -25,16 +25,22 @@
 //   - Catch-up. On its first connection the follower records each
 //     partition's high-water mark, the catch-up mark. It is caught up when
 //     every partition delivered the record just below its mark, or was
-//     empty from its start point. A partition below its mark counts as
-//     read only when it is idle, not merely slow (see checkIdle): no
+//     empty from its start point. Compaction can remove the records just
+//     below a mark (an expired tombstone), and a transaction marker takes
+//     an offset that is never delivered, so a partition below its mark
+//     also counts as read when it is idle, which the broker says, not the
+//     follower's observations (see checkIdle): once it looks quiet (no
 //     record of it waits in the follower, its last one was handed over
-//     IdleCatchUp ago (three times that from its start when none came
-//     yet), and no fetch of it failed in that time.
-//     Compaction can remove the records just below a mark (an expired
-//     tombstone), and they never come. CaughtUp is called once, before
-//     WaitCaughtUp returns and after the Flush of every record below the
-//     marks, so that a caller's published state is complete when its
-//     waiters wake. Catch-up is never undone by a later reconnect.
+//     IdleCatchUp ago, three times that from its start when none came yet,
+//     and no fetch of it failed in that time), the follower fetches from
+//     its leader at the next offset to deliver, and only an answer with no
+//     record there below the mark ends the wait. A partition that is slow,
+//     or whose check fails, keeps the follower loading, checked again
+//     IdleCatchUp later: partial totals are never reported as complete.
+//     CaughtUp is called once, before WaitCaughtUp returns and after the
+//     Flush of every record below the marks, so that a caller's published
+//     state is complete when its waiters wake. Catch-up is never undone by
+//     a later reconnect.
 //   - Progress. Progress reports the partitions and records caught up of
 //     those below the marks, and the error of the latest failed session
 //     until a session starts consuming again; it is updated every
@@ -77,8 +83,10 @@ const (
 	// DefaultRefreshInterval is how often the follower looks for new
 	// partitions.
 	DefaultRefreshInterval = 10 * time.Second
-	// DefaultIdleCatchUp is how long a partition may deliver nothing before
-	// the follower stops waiting for its catch-up mark.
+	// DefaultIdleCatchUp is how long a partition below its catch-up mark
+	// may deliver nothing before the follower asks the broker whether any
+	// record is left below the mark (and how long between two such
+	// checks of a partition).
 	DefaultIdleCatchUp = 5 * time.Second
 
 	// DefaultBackoffMin and DefaultBackoffMax bound the reconnect backoff
@@ -475,6 +483,26 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 	f.log.Debug("consuming", "topics", f.cfg.Topics, "partitions", len(all))
 	f.updateProgress()
 
+	checks := &idleChecks{
+		inflight: make(map[topicPartition]bool),
+		last:     make(map[topicPartition]time.Time),
+		reached:  make(map[topicPartition]int64),
+		verdicts: make(chan idleVerdict),
+	}
+	checks.start = func(k topicPartition, from, mark int64) {
+		checks.inflight[k] = true
+		// Not in wg: a check cannot be interrupted mid-request, and the
+		// session must not wait for it; it ends within a few
+		// idleCheckTimeout (its connection, bounded by them, is its own).
+		go func() {
+			v := verifyIdle(sctx, client, scfg, k, from, mark)
+			select {
+			case checks.verdicts <- v:
+			case <-sctx.Done():
+			}
+		}()
+	}
+
 	tick := time.NewTicker(f.cfg.TickInterval)
 	defer tick.Stop()
 	refresh := time.NewTicker(f.cfg.RefreshInterval)
@@ -501,8 +529,10 @@ func (f *Follower) session(ctx context.Context, scfg *sarama.Config) (progressed
 				f.cfg.Flush()
 			}
 			f.checkCaughtUp()
+		case v := <-checks.verdicts:
+			f.idleVerdict(checks, v)
 		case <-tick.C:
-			f.checkIdle(pcs, len(msgs))
+			f.checkIdle(pcs, len(msgs), checks)
 			f.updateProgress()
 			if f.cfg.Tick != nil {
 				f.cfg.Tick()
@@ -636,42 +666,44 @@ func (f *Follower) checkCaughtUp() {
 	close(f.caughtUp)
 }
 
-// checkIdle stops waiting for partitions below their catch-up mark that
-// are idle, not merely slow.
+// checkIdle asks the broker about the partitions below their catch-up
+// mark that look idle, to stop waiting for those that are idle, not merely
+// slow.
 //
-// Records below a mark can be gone (compaction removed them), and the
-// broker then answers fetches with nothing: no more records will come.
-// A partition is just as quiet when it is slow: the Run goroutine is busy
-// folding other partitions (at a large fleet a partition's records can
-// wait seconds behind the shared channel), or a fetch takes long. The
-// consumer does not expose its fetch position, so idle is told from slow
-// by what can be observed, all of which must hold:
+// Records below a mark can be gone (compaction removed them, an expired
+// tombstone; a transaction marker takes an offset but is never delivered),
+// and then no more records will come. A partition is just as quiet when
+// it is slow: the Run goroutine is busy folding other partitions (at a
+// large fleet a partition's records can wait seconds behind the shared
+// channel), or sarama's fetch, shared by every partition of a broker,
+// takes long. What can be observed locally does not tell the two apart
+// (at 1M devices a partition 52k records short of its mark looked idle),
+// so it only picks the partitions to ask about, all of which must hold:
 //
 //   - no record out of the partition's consumer waits to be handed to the
 //     Run goroutine, none is buffered in the consumer, none handed over (of
 //     any partition) waits to be applied, and the partition's last record
-//     was handed over IdleCatchUp ago or more (so a backlog in the Run
-//     goroutine, which keeps records waiting, never looks idle);
+//     was handed over IdleCatchUp ago or more;
 //   - no fetch of the partition failed in that time (sarama reports every
-//     failed fetch, and retries it);
+//     failed fetch, and retries it): a failing partition is not idle;
 //   - a consumer that has delivered nothing yet waits firstFetchWaits
-//     times as long from its start: its first fetch carries the most.
+//     times as long from its start: its first fetch carries the most;
+//   - no check of it is under way, and its latest one answered "not idle"
+//     IdleCatchUp ago or more.
 //
-// The first condition is what makes "slow" safe: the slowness that matters
-// at a large fleet is the reader's own folding, and while it lasts records
-// sit in the consumer's buffer or in forward's hand. A broker that answers
-// fetches successfully but with no records for IdleCatchUp (5 s, ten
-// fetch waits of 500 ms) has none left below the mark. Waiting for the
-// consumer to reach the mark instead would hang on records that will never
-// come, and the position sarama fetches from is not exposed.
-func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer, queued int) {
+// The check (verifyIdle, off the Run goroutine, so that it never stalls
+// delivery) fetches from the partition's leader from the next offset to
+// deliver. The partition is idle only when the broker holds no record
+// there below the mark; a record there, or a failed check, keeps it
+// pending, and its idle clock restarts (idleVerdict).
+func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer, queued int, checks *idleChecks) {
 	if len(f.pending) == 0 || queued > 0 {
 		return // records handed over but not applied yet: nobody is idle
 	}
 	now := time.Now()
 	for k, target := range f.pending {
 		pc, st := pcs[k], f.stats[k]
-		if pc == nil || st == nil {
+		if pc == nil || st == nil || checks.inflight[k] {
 			continue
 		}
 		if now.Sub(time.Unix(0, st.lastError.Load())) < f.cfg.IdleCatchUp {
@@ -679,6 +711,9 @@ func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer, qu
 		}
 		if st.holding.Load() || len(pc.Messages()) > 0 {
 			continue // records waiting: slow, not idle
+		}
+		if now.Sub(checks.last[k]) < f.cfg.IdleCatchUp {
+			continue // the broker said "not idle" a moment ago
 		}
 		since, wait := st.lastRecv.Load(), f.cfg.IdleCatchUp
 		if since == 0 {
@@ -689,10 +724,38 @@ func (f *Follower) checkIdle(pcs map[topicPartition]sarama.PartitionConsumer, qu
 		if now.Sub(time.Unix(0, since)) < wait {
 			continue
 		}
-		f.log.Warn("partition idle below its catch-up mark, treating it as read", "topic", k.topic, "partition", k.partition, "next", f.next[k], "high_water_mark", target)
-		delete(f.pending, k)
+		from, ok := f.next[k]
+		if !ok {
+			from = f.starts[k]
+		}
+		checks.start(k, max(from, checks.reached[k]), target)
 	}
+}
+
+// idleVerdict acts on the broker's answer about a partition that looked
+// idle: an idle one counts as read, any other keeps waiting, its idle
+// clock restarted.
+func (f *Follower) idleVerdict(checks *idleChecks, v idleVerdict) {
+	delete(checks.inflight, v.k)
+	if _, ok := f.pending[v.k]; !ok {
+		return // reached its mark meanwhile
+	}
+	if !v.idle {
+		checks.last[v.k] = time.Now()
+		checks.reached[v.k] = max(checks.reached[v.k], v.reached)
+		if v.err != nil {
+			f.log.Warn("partition quiet below its catch-up mark, but checking it failed: still waiting", "topic", v.k.topic, "partition", v.k.partition, "next", f.next[v.k], "high_water_mark", v.mark, "err", v.err)
+			return
+		}
+		f.log.Debug("partition quiet below its catch-up mark, but the broker still holds records there: slow, still waiting", "topic", v.k.topic, "partition", v.k.partition, "next", f.next[v.k], "high_water_mark", v.mark, "record", v.found, "checked_to", v.reached)
+		return
+	}
+	// None at or after v.from below the mark, and whatever was delivered
+	// since came from there: none is left to deliver.
+	f.log.Info("partition idle below its catch-up mark: the broker holds no record left below it, treating it as read", "topic", v.k.topic, "partition", v.k.partition, "next", f.next[v.k], "checked_from", v.from, "high_water_mark", v.mark)
+	delete(f.pending, v.k)
 	f.checkCaughtUp()
+	f.updateProgress()
 }
 
 // apply records the position of m and hands it to Apply.
