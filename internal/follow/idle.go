@@ -112,17 +112,26 @@ func verifyIdle(ctx context.Context, client sarama.Client, scfg *sarama.Config, 
 		switch {
 		case errors.Is(block.Err, sarama.ErrNoError):
 		case errors.Is(block.Err, sarama.ErrOffsetOutOfRange):
-			// Retention removed the records from at on: go on from the
-			// oldest the broker still holds.
-			oldest, err := oldestOffset(b, &cfg, k)
+			// Retention removed the records from at on (go on from the
+			// oldest the broker still holds), or the log was truncated
+			// below at (none is left there).
+			oldest, err := offsetAt(b, &cfg, k, sarama.OffsetOldest)
 			if err != nil {
 				return fail(err)
 			}
-			if oldest <= at {
-				return fail(fmt.Errorf("fetch from %s: %w (oldest offset %d)", leader.Addr(), block.Err, oldest))
+			if oldest > at {
+				at = oldest
+				continue
 			}
-			at = oldest
-			continue
+			newest, err := offsetAt(b, &cfg, k, sarama.OffsetNewest)
+			if err != nil {
+				return fail(err)
+			}
+			if newest <= at {
+				v.idle = true
+				return v
+			}
+			return fail(fmt.Errorf("fetch from %s: %w (offsets %d to %d)", leader.Addr(), block.Err, oldest, newest))
 		default:
 			return fail(fmt.Errorf("fetch from %s: %w", leader.Addr(), block.Err))
 		}
@@ -184,22 +193,23 @@ func newFetchRequest(cfg *sarama.Config) *sarama.FetchRequest {
 	return req
 }
 
-// oldestOffset asks b, the leader of k, for k's oldest offset.
-func oldestOffset(b *sarama.Broker, cfg *sarama.Config, k topicPartition) (int64, error) {
+// offsetAt asks b, the leader of k, for k's offset at ts (ms, or
+// sarama.OffsetOldest, sarama.OffsetNewest).
+func offsetAt(b *sarama.Broker, cfg *sarama.Config, k topicPartition, ts int64) (int64, error) {
 	req := sarama.NewOffsetRequest(cfg.Version)
-	req.AddBlock(k.topic, k.partition, sarama.OffsetOldest, 1)
+	req.AddBlock(k.topic, k.partition, ts, 1)
 	resp, err := b.GetAvailableOffsets(req)
 	if err != nil {
-		return 0, fmt.Errorf("oldest offset from %s: %w", b.Addr(), err)
+		return 0, fmt.Errorf("offset %d from %s: %w", ts, b.Addr(), err)
 	}
 	block := resp.GetBlock(k.topic, k.partition)
 	switch {
 	case block == nil:
-		return 0, fmt.Errorf("oldest offset from %s: %w", b.Addr(), sarama.ErrIncompleteResponse)
+		return 0, fmt.Errorf("offset %d from %s: %w", ts, b.Addr(), sarama.ErrIncompleteResponse)
 	case !errors.Is(block.Err, sarama.ErrNoError):
-		return 0, fmt.Errorf("oldest offset from %s: %w", b.Addr(), block.Err)
+		return 0, fmt.Errorf("offset %d from %s: %w", ts, b.Addr(), block.Err)
 	case len(block.Offsets) != 1:
-		return 0, fmt.Errorf("oldest offset from %s: %d offsets", b.Addr(), len(block.Offsets))
+		return 0, fmt.Errorf("offset %d from %s: %d offsets", ts, b.Addr(), len(block.Offsets))
 	}
 	return block.Offsets[0], nil
 }

@@ -47,8 +47,9 @@ func testSlowFetch(t *testing.T, n, value int, midway bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	opts := kafkatest.Options(t, 2)
-	opts.Brokers = []string{b.Addr()} // fault injection needs the embedded broker
+	// Fault injection needs the embedded broker, even where the other
+	// tests run against a real one.
+	opts := kafka.Options{Brokers: []string{b.Addr()}, Prefix: kafkatest.Prefix("test"), Version: kafka.DefaultVersion, Partitions: 2, Replication: 1, ClientID: "vpp-test"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := kafka.EnsureTopics(ctx, opts); err != nil {
@@ -200,5 +201,82 @@ func TestFollowerIdleBelowMark(t *testing.T) {
 	}
 	if prog.Records != n+1 || !prog.CaughtUp || prog.Done != 1 {
 		t.Errorf("progress %+v: want caught up, 1/1 partitions, %d offsets below the mark (the marker's too)", prog, n+1)
+	}
+}
+
+// TestFollowerRecordsDeletedBelowMark deletes every record of a partition
+// (retention, DeleteRecords) after the follower took its mark and before
+// it read any: its check finds the next offset out of range and the oldest
+// left at the mark, so the partition is idle and the follower catches up.
+func TestFollowerRecordsDeletedBelowMark(t *testing.T) {
+	b, err := kafka.StartEmbedded(kafka.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	opts := kafka.Options{Brokers: []string{b.Addr()}, Prefix: kafkatest.Prefix("test"), Version: kafka.DefaultVersion, Partitions: 1, Replication: 1, ClientID: "vpp-test"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	topic := opts.Topics().History() // not compacted
+	const n = 10
+	var msgs []*sarama.ProducerMessage
+	for i := range n {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(fmt.Sprint(i)), Value: sarama.StringEncoder("v")})
+	}
+	produce(t, opts, msgs)
+
+	// The consumer's fetches wait until the records are deleted.
+	deleted := make(chan struct{})
+	cl := b.Cluster()
+	cl.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cl.KeepControl()
+		if fr, ok := req.(*kmsg.FetchRequest); ok && fr.MaxWaitMillis > 0 {
+			cl.SleepControl(func() { <-deleted })
+		}
+		return nil, nil, false
+	})
+
+	var applied atomic.Int64 // read while Run runs
+	f := follow.New(follow.Config{
+		Kafka:        opts,
+		Topics:       []string{topic},
+		Apply:        func(follow.Record) { applied.Add(1) },
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		TickInterval: 5 * time.Millisecond,
+		IdleCatchUp:  50 * time.Millisecond,
+	})
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	for !f.Progress().Started {
+		if ctx.Err() != nil {
+			t.Fatal("the follower did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cfg, err := opts.SaramaConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sarama.NewClusterAdmin(opts.Brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.DeleteRecords(topic, map[int32]int64{0: n}); err != nil {
+		t.Fatal(err)
+	}
+	close(deleted)
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := f.WaitCaughtUp(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.Progress(); !p.CaughtUp || p.Records != n || applied.Load() != 0 {
+		t.Errorf("progress %+v, %d records applied: want caught up with %d offsets below the mark, none left to apply", p, applied.Load(), n)
 	}
 }
