@@ -113,11 +113,12 @@ type conn struct {
 	// nextPing is when the connection is pinged next (Unix nanoseconds).
 	nextPing atomic.Int64
 
-	// held are the device IDs this connection entered in the server's
-	// holders (see setpoints.go), dlq the setpoint messages waiting for
-	// its writer.
+	// held are the hashes of the device IDs this connection entered in
+	// the server's holders under its slot (see setpoints.go; slot 0: none
+	// yet), dlq the setpoint messages waiting for its writer.
 	heldMu sync.Mutex
-	held   []string
+	held   []uint64
+	slot   uint32
 	dlqMu  sync.Mutex
 	dlq    [][]byte
 }
@@ -153,6 +154,7 @@ func (c *conn) decoder() *decoder {
 			c.dec.admit = c.admit
 		}
 		c.dec.met = c.hold
+		c.dec.hash = c.s.idHash
 	}
 	return c.dec
 }
@@ -208,13 +210,13 @@ func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
 		}
 	}
 	if l := c.s.limiter; l != nil {
-		var wait time.Duration
+		var h uint64
 		if e != nil {
-			wait = l.reserveRef(&e.rate, device, nowMS)
+			h = e.hash
 		} else {
-			wait = l.reserve(device, nowMS)
+			h = c.s.idHash(device)
 		}
-		c.throttle = max(c.throttle, wait)
+		c.throttle = max(c.throttle, l.reserveHash(h, nowMS))
 	}
 	return reasonOK
 }

@@ -80,8 +80,10 @@ type devEntry struct {
 	// site is the interned site ID of the device's last reading: a device
 	// keeps its site, so its readings need no lookup of the site ID.
 	site string
-	// rate is the device's bucket in the server's rate limiter.
-	rate limiterRef
+	// hash is the ID's hash with the server's seed (Server.idHash): the
+	// key of the device in the rate limiter and the setpoint holders,
+	// computed once per entry.
+	hash uint64
 	// granted is set once the connection's grant allowed the device at
 	// grantedSite: its later readings at that site need no lookup in the
 	// grant (a connection's grant does not change).
@@ -98,10 +100,16 @@ type devEntry struct {
 // rate limited by device.
 func idReason(rs reason) bool { return rs >= rDeviceIDMissing && rs <= rIDInvalidUTF8 }
 
-// maxInterned bounds the IDs a decoder interns. A connection that sends
-// more distinct ones (a large gateway) gets the first maxInterned from the
-// table and allocates the others; after maxInterned such misses the table
-// starts over, so that it follows the IDs the connection sends now.
+// maxInterned bounds the device IDs a decoder interns, and apart from
+// them the site IDs. A connection that sends more distinct device IDs (a
+// large gateway) gets the first maxInterned from the table and allocates
+// the others; after maxInterned such misses the tables start over, so
+// that they follow the IDs the connection sends now. A connection with
+// more sites than that allocates the site IDs of the devices beyond them
+// once per device entry (devEntry.site). The sites do not count against
+// the devices: a gateway of maxInterned devices at as many sites (vpp
+// sim's 1,000,000 devices on 256 connections) is interned whole instead
+// of starting over all the time.
 const maxInterned = 4096
 
 // decoder decodes and validates frames. It reuses its scratch space, so it
@@ -125,10 +133,12 @@ type decoder struct {
 	// the device's entry, or nil): reasonOK, or a reason (not
 	// authorized) that overrides the content checks.
 	admit func(device, site string, e *devEntry, nowMS int64) reason
-	// met, when set, is told the ID of every device the decoder interns
-	// (once per entry) or cannot intern (every reading): the connection
-	// holds the device for its setpoints.
-	met func(device string)
+	// met, when set, is told the ID and hash of every device the decoder
+	// interns (once per entry) or cannot intern (every reading): the
+	// connection holds the device for its setpoints.
+	met func(device string, h uint64)
+	// hash, when set, is the server's hash of device IDs (devEntry.hash).
+	hash func(string) uint64
 }
 
 func newDecoder(maxReadings int, lim Limits) *decoder {
@@ -159,18 +169,18 @@ func (d *decoder) intern(b []byte) string {
 	if d.ids == nil {
 		d.ids = make(map[string]string)
 	}
-	if !d.room() {
+	if len(d.ids) >= maxInterned {
 		return s
 	}
 	d.ids[s] = s
 	return s
 }
 
-// room reports whether one more ID may be interned. Once the tables are
-// full, it counts a miss; after maxInterned misses it empties them, so that
-// they follow the IDs the connection sends now.
+// room reports whether one more device ID may be interned. Once the table
+// is full, it counts a miss; after maxInterned misses it empties the
+// tables, so that they follow the IDs the connection sends now.
 func (d *decoder) room() bool {
-	if d.devs.Len()+len(d.ids) < maxInterned {
+	if d.devs.Len() < maxInterned {
 		return true
 	}
 	d.misses++
@@ -196,13 +206,17 @@ func (d *decoder) device(b []byte) (string, *devEntry) {
 	if len(b) > d.limits.MaxIDLength {
 		return s, nil
 	}
+	var h uint64
+	if d.hash != nil {
+		h = d.hash(s)
+	}
 	if d.met != nil {
-		d.met(s)
+		d.met(s, h)
 	}
 	if !d.room() {
 		return s, nil
 	}
-	e := &devEntry{id: s}
+	e := &devEntry{id: s, hash: h}
 	few := d.devs.Few()
 	d.devs.Put(s, e)
 	if few != nil && d.devs.Mapped() {

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -8,23 +9,44 @@ import (
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
-// TestLimiterRefEvicted: a connection's reference to an evicted bucket is
-// not used: the device gets the bucket the table holds now, as a lookup
-// by ID would.
-func TestLimiterRefEvicted(t *testing.T) {
-	l := newRateLimiter(1, 2, limiterShards) // one bucket per shard
-	var ref limiterRef
-	if l.reserveRef(&ref, "a", 0) != 0 || l.reserveRef(&ref, "a", 0) != 0 || l.reserveRef(&ref, "a", 0) != time.Second {
-		t.Fatal("burst of 2 not enforced through the reference")
+// TestLimiterFullBucketsFree: a bucket refilled to its burst is given up
+// for another device at no loss (not counted as evicted), while a device in
+// debt keeps its bucket however many devices within their rates pass
+// through its set: it cannot shed its debt that way.
+func TestLimiterFullBucketsFree(t *testing.T) {
+	l := newRateLimiter(10, 5, 4096)
+	if got := l.capacity(); got != 4096 {
+		t.Fatalf("capacity %d", got)
 	}
-	old := ref.b
-	old.live = false // as evict does
-	delete(ref.sh.buckets, "a")
-	if l.reserveRef(&ref, "a", 0) != 0 {
-		t.Fatal("an evicted bucket still limits the device")
+	for range 15 {
+		l.reserve("greedy", 0) // 10 over the burst: 1 s of debt
 	}
-	if ref.b == old || !ref.b.live || ref.sh.buckets["a"] != ref.b {
-		t.Fatal("the reference does not follow the table's bucket")
+	// 200,000 other devices, one reading each, one a millisecond: each
+	// bucket is full again 100 ms after its reading, so about 100 are not
+	// full at a time, in a table of 4096.
+	for i := range 200_000 {
+		if w := l.reserve(fmt.Sprintf("dev-%d", i), int64(i)); w != 0 {
+			t.Fatalf("device %d waits %v", i, w)
+		}
+	}
+	if n, ev := l.size(200_000); ev != 0 || n == 0 || n > 200 {
+		t.Fatalf("%d buckets not full, %d evicted: want about 100, none", n, ev)
+	}
+
+	// The smallest table: limiterWays buckets a shard.
+	l = newRateLimiter(10, 5, 1)
+	if got := l.capacity(); got != limiterShards*limiterWays {
+		t.Fatalf("capacity %d", got)
+	}
+	for range 15 {
+		l.reserve("greedy", 0)
+	}
+	// Now the others come within the 1 s of greedy's debt.
+	for i := range 100_000 {
+		l.reserve(fmt.Sprintf("dev-%d", i), int64(i/1000)*10)
+	}
+	if w := l.reserve("greedy", 900); w != 200*time.Millisecond {
+		t.Fatalf("greedy after others filled its set: wait %v, want its debt (200 ms)", w)
 	}
 }
 

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"sync"
 	"time"
 )
@@ -9,8 +10,9 @@ import (
 // limiterShards splits the bucket table so connections rarely contend.
 const limiterShards = 64
 
-// evictScan is how many entries a full shard looks at to pick a victim.
-const evictScan = 16
+// limiterWays is the buckets of one set: a device's bucket is in the set
+// its ID hashes to, at any of its ways.
+const limiterWays = 8
 
 // rateLimiter is a token bucket per device ID: rate readings per second,
 // bursts up to burst. It never refuses a reading: reserve takes a token
@@ -19,136 +21,170 @@ const evictScan = 16
 // reading for that long (see conn.throttle), so the device slows down to
 // the rate and no reading is lost to the limit.
 //
-// Its table holds at most about maxEntries buckets; when a shard is full,
-// the least recently used of a few sampled buckets is evicted. Evicting
-// errs on the side of admitting: a device whose bucket was evicted starts
-// again with a full one (a bucket in debt was used recently, so it is
-// rarely the victim).
+// Its table is fixed when it is made, about maxEntries buckets in sets of
+// limiterWays, and holds no pointers: a reading costs a hash of its device
+// ID (once per device of a connection, see devEntry.hash), a lock and a
+// look at one set, however many devices the server has seen. A bucket is
+// known by the 64-bit hash of its device's ID (with a seed of the
+// process, so nobody can pick IDs that share one). A bucket that refilled
+// to its burst says nothing a fresh one would not: its slot is free for
+// another device at no loss. Only when every bucket of a set still
+// carries a debt or a used burst is one of them given up — the one
+// closest to full — and counted as evicted; that device starts again
+// with a full bucket. To make the bucket of a device that exceeds its
+// rate go, its set must fill with devices that exceed theirs too: at the
+// default rate a bucket is full again 10 ms after a reading within its
+// rate, so a fleet reading within its rates keeps only a few buckets
+// busy.
 type rateLimiter struct {
-	rate     float64 // tokens per millisecond
-	burst    float64
-	perShard int
-	seed     maphash.Seed
-	shards   [limiterShards]limiterShard
+	rate      float64 // tokens per millisecond
+	burst     float64
+	seed      maphash.Seed
+	setMask   uint64 // sets per shard - 1
+	shards    [limiterShards]limiterShard
+	shardSets int
 }
 
 type limiterShard struct {
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	sets    []limiterSet
 	evicted uint64
+	_       [40]byte // a shard's lock to a cache line of its own
 }
 
-type bucket struct {
-	// tokens is negative while the device is in debt: it read more than
-	// its rate allows, and its connection waits.
-	tokens float64
-	lastMS int64
-	// live is true while the bucket is in its shard's table: a
-	// limiterRef to an evicted bucket must look the device up again.
-	live bool
-}
-
-// limiterRef is a connection's reference to a device's bucket, so that the
-// device's next readings find it without hashing and looking up its ID.
-type limiterRef struct {
-	sh *limiterShard
-	b  *bucket
+// limiterSet is limiterWays buckets. tag is the hash of the bucket's
+// device (0: empty); tokens is negative while the device is in debt (it
+// read more than its rate allows, and its connection waits); last is
+// when the bucket was last refilled (Unix ms).
+type limiterSet struct {
+	tag    [limiterWays]uint64
+	tokens [limiterWays]float64
+	last   [limiterWays]int64
 }
 
 // newRateLimiter returns a limiter of perSecond readings per device with
-// bursts of burst, tracking at most maxEntries devices.
+// bursts of burst, tracking about maxEntries devices (rounded up to a
+// power of two, at least limiterShards·limiterWays).
 func newRateLimiter(perSecond float64, burst, maxEntries int) *rateLimiter {
+	return newRateLimiterSeed(perSecond, burst, maxEntries, maphash.MakeSeed())
+}
+
+// newRateLimiterSeed is newRateLimiter hashing device IDs with seed.
+func newRateLimiterSeed(perSecond float64, burst, maxEntries int, seed maphash.Seed) *rateLimiter {
+	perShard := max(1, (maxEntries+limiterShards*limiterWays-1)/(limiterShards*limiterWays))
+	perShard = 1 << bits.Len(uint(perShard-1)) // a power of two
 	l := &rateLimiter{
-		rate:     perSecond / 1000,
-		burst:    float64(burst),
-		perShard: max(1, maxEntries/limiterShards),
-		seed:     maphash.MakeSeed(),
+		rate:      perSecond / 1000,
+		burst:     float64(burst),
+		seed:      seed,
+		setMask:   uint64(perShard - 1),
+		shardSets: perShard,
 	}
 	for i := range l.shards {
-		l.shards[i].buckets = make(map[string]*bucket)
+		l.shards[i].sets = make([]limiterSet, perShard)
 	}
 	return l
+}
+
+// hash returns the key of device in the table (never 0, which marks an
+// empty slot).
+func (l *rateLimiter) hash(device string) uint64 {
+	return max(maphash.String(l.seed, device), 1)
 }
 
 // reserve takes one token from device's bucket at time nowMS (Unix ms)
 // and returns how long the device must wait before its next reading is
 // within the rate (0: there was a token).
 func (l *rateLimiter) reserve(device string, nowMS int64) time.Duration {
-	var ref limiterRef
-	return l.reserveRef(&ref, device, nowMS)
+	return l.reserveHash(l.hash(device), nowMS)
 }
 
-// reserveRef is reserve for a device whose bucket ref may already hold;
-// it sets ref to the bucket it used.
-func (l *rateLimiter) reserveRef(ref *limiterRef, device string, nowMS int64) time.Duration {
-	if sh := ref.sh; sh != nil {
-		sh.mu.Lock()
-		if b := ref.b; b.live {
-			wait := l.take(b, nowMS)
-			sh.mu.Unlock()
-			return wait
-		}
-		sh.mu.Unlock()
-	}
-	sh := &l.shards[maphash.String(l.seed, device)%limiterShards]
+// reserveHash is reserve for the device whose hash (l.hash) is h.
+func (l *rateLimiter) reserveHash(h uint64, nowMS int64) time.Duration {
+	sh := &l.shards[h%limiterShards]
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	b := sh.buckets[device]
-	if b == nil {
-		if len(sh.buckets) >= l.perShard {
-			sh.evict()
-		}
-		b = &bucket{tokens: l.burst, lastMS: nowMS, live: true}
-		sh.buckets[device] = b
-	}
-	ref.sh, ref.b = sh, b
-	return l.take(b, nowMS)
-}
-
-// take refills b up to nowMS and takes one token from it, into debt if
-// there is none, and returns the time until the debt is paid. The
-// bucket's shard is locked.
-func (l *rateLimiter) take(b *bucket, nowMS int64) time.Duration {
-	if nowMS > b.lastMS {
-		b.tokens = min(l.burst, b.tokens+float64(nowMS-b.lastMS)*l.rate)
-		b.lastMS = nowMS
-	}
-	b.tokens--
-	if b.tokens >= 0 {
-		return 0
-	}
-	return time.Duration(-b.tokens / l.rate * float64(time.Millisecond))
-}
-
-// evict removes the least recently used of up to evictScan buckets (map
-// iteration order is random, so this samples). sh.mu is held.
-func (sh *limiterShard) evict() {
-	var victim string
-	oldest := int64(1<<63 - 1)
-	n := 0
-	for k, b := range sh.buckets {
-		if b.lastMS < oldest {
-			victim, oldest = k, b.lastMS
-		}
-		if n++; n >= evictScan {
+	set := &sh.sets[(h/limiterShards)&l.setMask]
+	w := -1
+	for i, t := range set.tag {
+		if t == h {
+			w = i
 			break
 		}
 	}
-	if b := sh.buckets[victim]; b != nil {
-		b.live = false
+	if w < 0 {
+		w = l.claim(sh, set, h, nowMS)
 	}
-	delete(sh.buckets, victim)
-	sh.evicted++
+	wait := l.take(set, w, nowMS)
+	sh.mu.Unlock()
+	return wait
 }
 
-// size returns the buckets held and the evictions so far.
-func (l *rateLimiter) size() (entries int, evicted uint64) {
+// claim gives h a full bucket in set, in an empty slot or one whose bucket
+// refilled to its burst by nowMS; when there is none, in that of the
+// bucket closest to full, which is counted as evicted. sh.mu is held.
+func (l *rateLimiter) claim(sh *limiterShard, set *limiterSet, h uint64, nowMS int64) int {
+	w, most := 0, -1.0
+	for i, t := range set.tag {
+		if t == 0 {
+			w, most = i, l.burst
+			break
+		}
+		if tk := l.refilled(set, i, nowMS); tk > most {
+			w, most = i, tk
+			if tk >= l.burst {
+				break
+			}
+		}
+	}
+	if most < l.burst {
+		sh.evicted++
+	}
+	set.tag[w], set.tokens[w], set.last[w] = h, l.burst, nowMS
+	return w
+}
+
+// refilled returns the tokens of bucket w of set at nowMS.
+func (l *rateLimiter) refilled(set *limiterSet, w int, nowMS int64) float64 {
+	tk := set.tokens[w]
+	if nowMS > set.last[w] {
+		tk = min(l.burst, tk+float64(nowMS-set.last[w])*l.rate)
+	}
+	return tk
+}
+
+// take refills bucket w of set up to nowMS and takes one token from it,
+// into debt if there is none, and returns the time until the debt is
+// paid. The set's shard is locked.
+func (l *rateLimiter) take(set *limiterSet, w int, nowMS int64) time.Duration {
+	tk := l.refilled(set, w, nowMS) - 1
+	set.tokens[w] = tk
+	set.last[w] = max(set.last[w], nowMS)
+	if tk >= 0 {
+		return 0
+	}
+	return time.Duration(-tk / l.rate * float64(time.Millisecond))
+}
+
+// size returns the buckets that hold something a fresh one would not (not
+// refilled to the burst at nowMS) and the buckets evicted so far. It
+// looks at every bucket: for stats, not per reading.
+func (l *rateLimiter) size(nowMS int64) (entries int, evicted uint64) {
 	for i := range l.shards {
 		sh := &l.shards[i]
 		sh.mu.Lock()
-		entries += len(sh.buckets)
+		for s := range sh.sets {
+			set := &sh.sets[s]
+			for w, t := range set.tag {
+				if t != 0 && l.refilled(set, w, nowMS) < l.burst {
+					entries++
+				}
+			}
+		}
 		evicted += sh.evicted
 		sh.mu.Unlock()
 	}
 	return entries, evicted
 }
+
+// capacity is the buckets the table holds.
+func (l *rateLimiter) capacity() int { return limiterShards * l.shardSets * limiterWays }

@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"net"
@@ -117,8 +118,11 @@ type Server struct {
 	// writers counts the write loop's writer goroutines.
 	writers sync.WaitGroup
 
-	// holders maps a device ID to the *conn that holds it (setpoints.go).
-	holders sync.Map
+	// holders maps a device ID's hash to the *conn that holds it
+	// (setpoints.go).
+	holders holderTable
+	// idSeed seeds the hashes of device IDs (idHash).
+	idSeed maphash.Seed
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -173,8 +177,9 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 	}
 	s.frameBuf, _ = buf.(buffer.BatchPutter)
 	s.onPublished = s.published
+	s.idSeed = maphash.MakeSeed()
 	if cfg.DeviceRate > 0 && !math.IsInf(cfg.DeviceRate, 1) {
-		s.limiter = newRateLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable)
+		s.limiter = newRateLimiterSeed(cfg.DeviceRate, cfg.DeviceBurst, cfg.DeviceRateTable, s.idSeed)
 	}
 	if cfg.Auth == nil {
 		s.log.Warn("device authentication is off (insecure): any client may send readings for any device")
@@ -183,6 +188,10 @@ func New(cfg Config, pub Publisher) (*Server, error) {
 	}
 	return s, nil
 }
+
+// idHash is the hash of a device ID in the server's tables (the rate
+// limiter, the setpoint holders): never 0.
+func (s *Server) idHash(id string) uint64 { return max(maphash.String(s.idSeed, id), 1) }
 
 // Listen binds the listening socket; Addr is valid afterwards.
 func (s *Server) Listen() error {

@@ -26,32 +26,171 @@ import (
 // a connection whose downlink queue is full is dropped and counted: vpp
 // refreshes every setpoint a few times per heartbeat, so a slow connection
 // never blocks the delivery to the others.
+//
+// The holders table maps the hash of a device ID (Server.idHash, 64 bits
+// with a seed of the process) to the slot of the connection holding it,
+// in maps that hold no pointers and no strings: 16 bytes or so per device
+// on a live connection, which the garbage collector does not scan, and
+// which a connection's end gives back (a connection keeps the hashes it
+// entered, 8 bytes each). Two device IDs of one hash (about 1 in 10^7 for
+// a fleet of a million devices) would share a holder: the setpoints of
+// one would go to the other's connection, which drops setpoints for
+// devices it does not carry.
 
 // maxQueuedDownlinks bounds the setpoint messages waiting for one
 // connection's writer.
 const maxQueuedDownlinks = 1024
 
-// hold records that c holds device id (c's decoder met it).
-func (c *conn) hold(id string) {
-	if v, ok := c.s.holders.Load(id); ok && v.(*conn) == c {
+// holderShards splits the holders table so connections rarely contend.
+const holderShards = 64
+
+// holderTable maps device hashes to connection slots (see above).
+type holderTable struct {
+	shards [holderShards]holderShard
+	// slots are the connections that hold devices, by slot (slots[0] is
+	// never used); free the slots given back.
+	slotMu sync.RWMutex
+	slots  []*conn
+	free   []uint32
+}
+
+type holderShard struct {
+	mu sync.Mutex
+	m  map[uint64]uint32
+	// peak is the most entries m held since it was made: once it holds a
+	// quarter of that, it is made anew (a Go map does not shrink).
+	peak int
+	_    [32]byte // a shard's lock to a cache line of its own
+}
+
+func (t *holderTable) shard(h uint64) *holderShard { return &t.shards[h%holderShards] }
+
+// takeSlot gives c a slot of its own.
+func (t *holderTable) takeSlot(c *conn) uint32 {
+	t.slotMu.Lock()
+	defer t.slotMu.Unlock()
+	if n := len(t.free); n > 0 {
+		slot := t.free[n-1]
+		t.free = t.free[:n-1]
+		t.slots[slot] = c
+		return slot
+	}
+	if len(t.slots) == 0 {
+		t.slots = append(t.slots, nil)
+	}
+	t.slots = append(t.slots, c)
+	return uint32(len(t.slots) - 1)
+}
+
+// releaseSlot gives back a slot none of the table's entries names.
+func (t *holderTable) releaseSlot(slot uint32) {
+	t.slotMu.Lock()
+	defer t.slotMu.Unlock()
+	t.slots[slot] = nil
+	t.free = append(t.free, slot)
+}
+
+// put enters h as held by slot and reports whether it was not already.
+func (t *holderTable) put(h uint64, slot uint32) bool {
+	sh := t.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		sh.m = make(map[uint64]uint32)
+	}
+	if sh.m[h] == slot {
+		return false
+	}
+	sh.m[h] = slot
+	sh.peak = max(sh.peak, len(sh.m))
+	return true
+}
+
+// release removes the entries of hs that slot still holds.
+func (t *holderTable) release(hs []uint64, slot uint32) {
+	for _, h := range hs {
+		sh := t.shard(h)
+		sh.mu.Lock()
+		if sh.m[h] == slot {
+			delete(sh.m, h)
+			if n := len(sh.m); n < sh.peak/4 {
+				sh.shrink()
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// shrink makes the shard's map anew, of its entries now. sh.mu is held.
+func (sh *holderShard) shrink() {
+	if len(sh.m) == 0 {
+		sh.m, sh.peak = nil, 0
 		return
 	}
-	c.s.holders.Store(id, c)
+	m := make(map[uint64]uint32, len(sh.m))
+	for h, slot := range sh.m {
+		m[h] = slot
+	}
+	sh.m, sh.peak = m, len(m)
+}
+
+// holder returns the connection holding the device of hash h.
+func (t *holderTable) holder(h uint64) (*conn, bool) {
+	sh := t.shard(h)
+	sh.mu.Lock()
+	slot := sh.m[h]
+	sh.mu.Unlock()
+	if slot == 0 {
+		return nil, false
+	}
+	t.slotMu.RLock()
+	defer t.slotMu.RUnlock()
+	c := t.slots[slot]
+	return c, c != nil
+}
+
+// len returns the devices held.
+func (t *holderTable) len() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// heldBy returns the connection holding device id.
+func (s *Server) heldBy(id string) (*conn, bool) { return s.holders.holder(s.idHash(id)) }
+
+// hold records that c holds device id, of hash h (c's decoder met it).
+// It runs on c's read loop.
+func (c *conn) hold(_ string, h uint64) {
+	t := &c.s.holders
+	if c.slot == 0 {
+		c.slot = t.takeSlot(c)
+	}
+	if !t.put(h, c.slot) {
+		return
+	}
 	c.heldMu.Lock()
-	c.held = append(c.held, id)
+	c.held = append(c.held, h)
 	c.heldMu.Unlock()
 }
 
 // releaseHeld removes c's devices from the holders (those another
-// connection took since stay with it).
+// connection took since stay with it) and gives back c's slot.
 func (c *conn) releaseHeld() {
 	c.heldMu.Lock()
-	held := c.held
-	c.held = nil
+	held, slot := c.held, c.slot
+	c.held, c.slot = nil, 0
 	c.heldMu.Unlock()
-	for _, id := range held {
-		c.s.holders.CompareAndDelete(id, c)
+	if slot == 0 {
+		return
 	}
+	c.s.holders.release(held, slot)
+	c.s.holders.releaseSlot(slot)
 }
 
 // enqueueDownlink queues a serialized Downlink for c's writer; false when
@@ -89,7 +228,7 @@ func (c *conn) flushDownlinks() error {
 // their devices.
 func (s *Server) DeliverSetpoints(b *vppv1.SetpointBatch) {
 	for _, sp := range b.GetSetpoints() {
-		v, ok := s.holders.Load(sp.GetDeviceId())
+		c, ok := s.heldBy(sp.GetDeviceId())
 		if !ok {
 			s.ctr.spNotHeld.Add(1)
 			continue
@@ -99,7 +238,7 @@ func (s *Server) DeliverSetpoints(b *vppv1.SetpointBatch) {
 			s.ctr.spDropped.Add(1)
 			continue
 		}
-		if !v.(*conn).enqueueDownlink(msg) {
+		if !c.enqueueDownlink(msg) {
 			s.ctr.spDropped.Add(1)
 		}
 	}

@@ -84,14 +84,14 @@ func TestSetpointsReachTheirDevices(t *testing.T) {
 	notHeld := srv.Stats().SetpointsNotHeld
 	b.ws.Close()
 	eventually(t, "dev-b's connection ends", func() bool {
-		_, held := srv.holders.Load("dev-b")
+		_, held := srv.heldBy("dev-b")
 		return !held
 	})
 	produceSetpoints(t, opts, &vppv1.SetpointBatch{SiteId: "site-b", Setpoints: []*vppv1.Setpoint{sp("dev-b", 99)}})
 	eventually(t, "the setpoint for the gone device counted as not held", func() bool {
 		return srv.Stats().SetpointsNotHeld > notHeld
 	})
-	if _, held := srv.holders.Load("dev-a"); !held {
+	if _, held := srv.heldBy("dev-a"); !held {
 		t.Error("dev-a no longer held while its connection lives")
 	}
 	if st := srv.Stats(); st.SetpointsDelivered < 2 || st.SetpointsDropped != 0 {

@@ -45,8 +45,9 @@ type Stats struct {
 	// TokenExpiredClosed counts connections closed (1008) when their
 	// token expired.
 	TokenExpiredClosed uint64
-	// RateTableEntries is the devices the rate limiter tracks now, and
-	// RateTableEvicted the entries it forgot to stay bounded.
+	// RateTableEntries is the devices whose bucket in the rate limiter is
+	// not full now (a full one is as good as none), and RateTableEvicted
+	// the buckets not full it gave up for other devices to stay bounded.
 	RateTableEntries int
 	RateTableEvicted uint64
 	// RateLimitedFrames counts the frames after which a connection
@@ -159,7 +160,7 @@ func (s *Server) Stats() Stats {
 	st.SetpointsDelivered, st.SetpointsNotHeld = s.ctr.spDelivered.Load(), s.ctr.spNotHeld.Load()
 	st.SetpointsDropped, st.SetpointReaderErrors = s.ctr.spDropped.Load(), s.ctr.spErrors.Load()
 	if s.limiter != nil {
-		st.RateTableEntries, st.RateTableEvicted = s.limiter.size()
+		st.RateTableEntries, st.RateTableEvicted = s.limiter.size(time.Now().UnixMilli())
 	}
 	st.Buffered = s.buf.Len()
 	st.BufferedBytes = s.buf.Bytes()
