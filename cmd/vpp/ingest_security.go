@@ -46,7 +46,7 @@ func (f *ingestSecurityFlags) register(fs *pflag.FlagSet, def ingest.Config) {
 	fs.DurationVar(&f.idle, "read-idle-timeout", def.ReadIdleTimeout, "close a connection (1008) that sent no complete message for this long")
 	fs.Var(&f.rate, "device-rate", "readings per second read per device ID; beyond it and --device-burst the device's connection stops reading until it is within its rate again (0: no limit)")
 	fs.IntVar(&f.burst, "device-burst", def.DeviceBurst, "readings a device may send at once (e.g. a retransmit after a reconnect)")
-	fs.IntVar(&f.rateTable, "device-rate-table", def.DeviceRateTable, "device IDs whose rate is tracked; the least recently seen are forgotten beyond it")
+	fs.IntVar(&f.rateTable, "device-rate-table", def.DeviceRateTable, "buckets of the per-device rate limit (fixed, 24 bytes each); a bucket refilled to its burst is reused for another device at no loss, else the one closest to full")
 }
 
 // validate checks the flags and sets cfg's plain security fields: Insecure,

@@ -102,8 +102,10 @@ type Config struct {
 	// DeviceBurst is the bucket size of DeviceRate: readings a device may
 	// send at once, e.g. a retransmit after a reconnect (default 5000).
 	DeviceBurst int
-	// DeviceRateTable bounds the device IDs whose rate is tracked (default
-	// 131072); beyond it the least recently seen are forgotten.
+	// DeviceRateTable is the buckets of the rate limit (default 131072), a
+	// table fixed at start: a bucket refilled to its burst makes room for
+	// another device at no loss; beyond that the bucket closest to full
+	// of a set is given up (see rateLimiter).
 	DeviceRateTable int
 }
 
