@@ -115,12 +115,14 @@ type conn struct {
 
 	// held are the hashes of the device IDs this connection entered in
 	// the server's holders under its slot (see setpoints.go; slot 0: none
-	// yet), dlq the setpoint messages waiting for its writer.
-	heldMu sync.Mutex
-	held   []uint64
-	slot   uint32
-	dlqMu  sync.Mutex
-	dlq    [][]byte
+	// yet), at most maxHeldPerConn: once full, a ring whose oldest is at
+	// heldNext. dlq are the setpoint messages waiting for its writer.
+	heldMu   sync.Mutex
+	held     []uint64
+	heldNext int
+	slot     uint32
+	dlqMu    sync.Mutex
+	dlq      [][]byte
 }
 
 func newConn(s *Server, ws *websocket.Conn, remote string, grant *auth.Grant) *conn {

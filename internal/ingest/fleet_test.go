@@ -306,3 +306,34 @@ func TestHoldersFollowConnections(t *testing.T) {
 		t.Fatalf("%d devices held after every connection ended", n)
 	}
 }
+
+// TestHoldersBoundedPerConnection: a connection that keeps sending new
+// device IDs (made up, or a gateway whose devices come and go) holds at
+// most maxHeldPerConn of them, the latest; the table does not grow with
+// the IDs it has seen.
+func TestHoldersBoundedPerConnection(t *testing.T) {
+	s, err := New(Config{Kafka: kafka.Options{Prefix: "test."}, Insecure: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, &fakePub{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(s, nil, "192.0.2.1:1", nil)
+	const seen = maxHeldPerConn + 1000
+	for i := range seen {
+		id := fmt.Sprintf("dev-%d", i)
+		c.hold(id, s.idHash(id))
+	}
+	if n := s.holders.len(); n != maxHeldPerConn || len(c.held) != maxHeldPerConn {
+		t.Fatalf("%d devices held (%d in the connection's list) after %d seen, want %d", n, len(c.held), seen, maxHeldPerConn)
+	}
+	if _, ok := s.heldBy("dev-0"); ok {
+		t.Fatal("the oldest device still held")
+	}
+	if h, ok := s.heldBy(fmt.Sprintf("dev-%d", seen-1)); !ok || h != c {
+		t.Fatal("the latest device not held")
+	}
+	c.releaseHeld()
+	if n := s.holders.len(); n != 0 {
+		t.Fatalf("%d held after the connection ended", n)
+	}
+}

@@ -37,6 +37,13 @@ import (
 // one would go to the other's connection, which drops setpoints for
 // devices it does not carry.
 
+// maxHeldPerConn bounds the devices one connection holds (16 times a
+// decoder's maxInterned; about 2.5 MB of holders at most): beyond it, the
+// device it entered first is released for the next. A gateway of more
+// devices than that would miss the setpoints of those it carries longest;
+// a client sending made-up device IDs cannot grow the table without end.
+const maxHeldPerConn = 1 << 16
+
 // maxQueuedDownlinks bounds the setpoint messages waiting for one
 // connection's writer.
 const maxQueuedDownlinks = 1024
@@ -109,16 +116,21 @@ func (t *holderTable) put(h uint64, slot uint32) bool {
 // release removes the entries of hs that slot still holds.
 func (t *holderTable) release(hs []uint64, slot uint32) {
 	for _, h := range hs {
-		sh := t.shard(h)
-		sh.mu.Lock()
-		if sh.m[h] == slot {
-			delete(sh.m, h)
-			if n := len(sh.m); n < sh.peak/4 {
-				sh.shrink()
-			}
-		}
-		sh.mu.Unlock()
+		t.release1(h, slot)
 	}
+}
+
+// release1 removes h's entry if slot still holds it.
+func (t *holderTable) release1(h uint64, slot uint32) {
+	sh := t.shard(h)
+	sh.mu.Lock()
+	if sh.m[h] == slot {
+		delete(sh.m, h)
+		if n := len(sh.m); n < sh.peak/4 {
+			sh.shrink()
+		}
+	}
+	sh.mu.Unlock()
 }
 
 // shrink makes the shard's map anew, of its entries now. sh.mu is held.
@@ -175,8 +187,17 @@ func (c *conn) hold(_ string, h uint64) {
 		return
 	}
 	c.heldMu.Lock()
-	c.held = append(c.held, h)
-	c.heldMu.Unlock()
+	defer c.heldMu.Unlock()
+	if len(c.held) < maxHeldPerConn {
+		c.held = append(c.held, h)
+		return
+	}
+	// Full: the oldest entry makes room (c.held is a ring from heldNext).
+	if old := c.held[c.heldNext]; old != h {
+		t.release1(old, c.slot)
+	}
+	c.held[c.heldNext] = h
+	c.heldNext = (c.heldNext + 1) % maxHeldPerConn
 }
 
 // releaseHeld removes c's devices from the holders (those another
@@ -184,7 +205,7 @@ func (c *conn) hold(_ string, h uint64) {
 func (c *conn) releaseHeld() {
 	c.heldMu.Lock()
 	held, slot := c.held, c.slot
-	c.held, c.slot = nil, 0
+	c.held, c.slot, c.heldNext = nil, 0, 0
 	c.heldMu.Unlock()
 	if slot == 0 {
 		return
