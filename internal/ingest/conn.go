@@ -203,12 +203,12 @@ func (l connLog) log(level slog.Level, msg string, args []any) {
 // rate limit never rejects: the longest wait a reading of the frame ran
 // into becomes the connection's throttle.
 func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
-	if c.grant != nil && (e == nil || !e.granted || e.grantedSite != site) {
+	if c.grant != nil && (e == nil || !e.granted || e.site != site) {
 		if !c.grant.Allows(device, site) {
 			return rDeviceNotAuthorized
 		}
 		if e != nil {
-			e.granted, e.grantedSite = true, site
+			e.granted = e.site == site
 		}
 	}
 	if l := c.s.limiter; l != nil {

@@ -85,10 +85,9 @@ type devEntry struct {
 	// computed once per entry.
 	hash uint64
 	// granted is set once the connection's grant allowed the device at
-	// grantedSite: its later readings at that site need no lookup in the
-	// grant (a connection's grant does not change).
-	granted     bool
-	grantedSite string
+	// site: its later readings there need no lookup in the grant (a
+	// connection's grant does not change). A new site clears it.
+	granted bool
 	// acks is the device's ack state when it was last registered; it is
 	// current only while its id is still this entry's (see
 	// ackTracker.addFrame). Guarded by the ack tracker's mutex.
@@ -239,6 +238,7 @@ func (d *decoder) site(e *devEntry, b []byte) string {
 	}
 	if e.site == "" || string(b) != e.site {
 		e.site = d.intern(b)
+		e.granted = false
 	}
 	return e.site
 }
