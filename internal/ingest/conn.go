@@ -157,6 +157,7 @@ func (c *conn) decoder() *decoder {
 		}
 		c.dec.met = c.hold
 		c.dec.hash = c.s.idHash
+		c.dec.noSites = c.grant == nil
 	}
 	return c.dec
 }

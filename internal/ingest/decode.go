@@ -57,7 +57,7 @@ func splitFrame(dst [][]byte, frame []byte, maxReadings int) ([][]byte, error) {
 type decodedReading struct {
 	raw    []byte // the serialized reading, a sub-slice of the frame
 	device string // device ID ("" when missing or not valid UTF-8)
-	site   string // site ID ("" when missing or any ID is not valid UTF-8)
+	site   string // site ID ("" when missing, any ID is not valid UTF-8, or not asked for: decoder.noSites)
 	// siteKey is the site ID as sent, a sub-slice of the frame: the key of
 	// a valid reading's record.
 	siteKey []byte
@@ -99,17 +99,26 @@ type devEntry struct {
 // rate limited by device.
 func idReason(rs reason) bool { return rs >= rDeviceIDMissing && rs <= rIDInvalidUTF8 }
 
-// maxInterned bounds the device IDs a decoder interns, and apart from
-// them the site IDs. A connection that sends more distinct device IDs (a
-// large gateway) gets the first maxInterned from the table and allocates
-// the others; after maxInterned such misses the tables start over, so
-// that they follow the IDs the connection sends now. A connection with
-// more sites than that allocates the site IDs of the devices beyond them
-// once per device entry (devEntry.site). The sites do not count against
-// the devices: a gateway of maxInterned devices at as many sites (vpp
-// sim's 1,000,000 devices on 256 connections) is interned whole instead
-// of starting over all the time.
-const maxInterned = 4096
+// maxInterned bounds the device IDs a decoder interns, and maxSites apart
+// from them its site IDs, so that a connection's tables cost at most
+// about 1 MB however many devices it carries (most carry one device, and
+// cost a few hundred bytes). A connection that sends more distinct device
+// IDs (a large gateway) gets the first maxInterned from the table and
+// allocates the ID of the others per reading. The tables start over only
+// when 4·maxInterned such misses passed without a single hit: the
+// connection's devices changed, and the tables follow the IDs it sends
+// now; a gateway of more devices than the table keeps it (starting over
+// at every window of misses would allocate the same share of entries
+// anew, again and again, and a gateway cycling through its devices would
+// never hit). A connection with more sites than maxSites allocates the
+// site IDs of the devices beyond them once per device entry
+// (devEntry.site); the sites do not count against the devices, so a
+// gateway of maxInterned devices at as many sites (vpp sim's 1,000,000
+// devices on 256 connections) is interned whole.
+const (
+	maxInterned = 4096
+	maxSites    = 1024
+)
 
 // decoder decodes and validates frames. It reuses its scratch space, so it
 // belongs to one goroutine (one connection).
@@ -120,14 +129,16 @@ type decoder struct {
 	out         []decodedReading
 	scratch     wire.Reading
 	// devs interns the device IDs of the connection and ids its site IDs,
-	// so that a reading of a known device costs no allocation; together
-	// they hold at most maxInterned IDs. While devs holds few devices
+	// so that a reading of a known device costs no allocation; they hold
+	// at most maxInterned and maxSites IDs. While devs holds few devices
 	// (smallmap.MaxFew, no map) their sites are found through them and
 	// ids is not made: most connections carry one device. misses counts
-	// the IDs not interned since the tables filled up.
+	// the IDs not interned since the tables filled up (or last looked at
+	// starting over), hits the IDs found meanwhile.
 	devs   smallmap.Map[*devEntry]
 	ids    map[string]string
 	misses int
+	hits   int
 	// admit, when set, decides on every reading whose IDs are valid (e is
 	// the device's entry, or nil): reasonOK, or a reason (not
 	// authorized) that overrides the content checks.
@@ -138,6 +149,10 @@ type decoder struct {
 	met func(device string, h uint64)
 	// hash, when set, is the server's hash of device IDs (devEntry.hash).
 	hash func(string) uint64
+	// noSites is set when nothing asks for a reading's site ID as a
+	// string (no grant to check it against): a device that is not
+	// interned then costs no site ID (decodedReading.site is "").
+	noSites bool
 }
 
 func newDecoder(maxReadings int, lim Limits) *decoder {
@@ -168,7 +183,7 @@ func (d *decoder) intern(b []byte) string {
 	if d.ids == nil {
 		d.ids = make(map[string]string)
 	}
-	if len(d.ids) >= maxInterned {
+	if len(d.ids) >= maxSites {
 		return s
 	}
 	d.ids[s] = s
@@ -176,19 +191,24 @@ func (d *decoder) intern(b []byte) string {
 }
 
 // room reports whether one more device ID may be interned. Once the table
-// is full, it counts a miss; after maxInterned misses it empties the
-// tables, so that they follow the IDs the connection sends now.
+// is full, it counts a miss; after 4·maxInterned misses without a hit it
+// empties the tables, so that they follow the IDs the connection sends
+// now (see maxInterned).
 func (d *decoder) room() bool {
 	if d.devs.Len() < maxInterned {
 		return true
 	}
 	d.misses++
-	if d.misses < maxInterned {
+	if d.misses < 4*maxInterned {
+		return false
+	}
+	hit := d.hits > 0
+	d.misses, d.hits = 0, 0
+	if hit {
 		return false
 	}
 	clear(d.ids)
 	d.devs.Clear()
-	d.misses = 0
 	return true
 }
 
@@ -199,6 +219,9 @@ func (d *decoder) device(b []byte) (string, *devEntry) {
 		return "", nil
 	}
 	if e, ok := d.devs.GetBytes(b); ok {
+		if d.misses > 0 {
+			d.hits++
+		}
 		return e.id, e
 	}
 	s := string(b)
@@ -271,7 +294,9 @@ func (d *decoder) decode(frame []byte, nowMS int64) ([]decodedReading, error) {
 		} else {
 			dr.reason = validateWire(w, nowMS, d.limits)
 			dr.device, dr.dev = d.device(w.DeviceID)
-			dr.site = d.site(dr.dev, w.SiteID)
+			if dr.dev != nil || !d.noSites {
+				dr.site = d.site(dr.dev, w.SiteID)
+			}
 			dr.siteKey = w.SiteID
 			if d.admit != nil && !idReason(dr.reason) {
 				if rs := d.admit(dr.device, dr.site, dr.dev, nowMS); rs != reasonOK {

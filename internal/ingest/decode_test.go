@@ -231,8 +231,8 @@ func TestDecodeInterns(t *testing.T) {
 		if err != nil || out[0].device != r.DeviceId {
 			t.Fatalf("decode %s: %v %+v", r.DeviceId, err, out)
 		}
-		if d.devs.Len() > maxInterned || len(d.ids) > maxInterned {
-			t.Fatalf("%d device IDs and %d site IDs interned, limit %d each", d.devs.Len(), len(d.ids), maxInterned)
+		if d.devs.Len() > maxInterned || len(d.ids) > maxSites {
+			t.Fatalf("%d device IDs and %d site IDs interned, limits %d and %d", d.devs.Len(), len(d.ids), maxInterned, maxSites)
 		}
 	}
 }

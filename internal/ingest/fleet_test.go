@@ -337,3 +337,53 @@ func TestHoldersBoundedPerConnection(t *testing.T) {
 		t.Fatalf("%d held after the connection ended", n)
 	}
 }
+
+// TestDecodeGatewayBeyondTheTable: a gateway cycling through twice as many
+// devices as a decoder interns keeps the entries of the first maxInterned
+// (its readings of them hit, pass after pass) instead of starting the
+// tables over at every window of misses, which would allocate entries
+// anew for ever; a connection whose devices all changed gets a fresh
+// table for them.
+func TestDecodeGatewayBeyondTheTable(t *testing.T) {
+	d := newDecoder(fleetFrameReadings, DefaultLimits())
+	now := testNow.UnixMilli()
+	entries := make(map[*devEntry]bool)
+	pass := func(from, n int) (hits int) {
+		for i := from; i < from+n; i += fleetFrameReadings {
+			var rs []*vppv1.Reading
+			for j := i; j < min(i+fleetFrameReadings, from+n); j++ {
+				r := validReading()
+				r.DeviceId = fmt.Sprintf("dev-%d", j)
+				rs = append(rs, r)
+			}
+			out, err := d.decode(marshalFrame(t, rs...), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range out {
+				if it.dev != nil {
+					if entries[it.dev] {
+						hits++
+					}
+					entries[it.dev] = true
+				}
+			}
+		}
+		return hits
+	}
+	for range 4 {
+		pass(0, 2*maxInterned)
+	}
+	if len(entries) != maxInterned {
+		t.Fatalf("%d device entries made for a gateway of %d cycling 4 times, want %d", len(entries), 2*maxInterned, maxInterned)
+	}
+	// All new devices: after 4·maxInterned misses without a hit, the
+	// table follows them.
+	hits := 0
+	for range 6 {
+		hits = pass(1_000_000, 2*maxInterned)
+	}
+	if hits == 0 {
+		t.Fatal("the table did not follow a connection whose devices all changed")
+	}
+}
