@@ -226,8 +226,7 @@ func validReadingOf(device, site string, seq uint64) *vppv1.Reading {
 }
 
 // TestDecodeGatewayOfManySites: a gateway of maxInterned devices, each at
-// a site of its own (vpp sim's million devices on 256 connections), is
-// interned whole: its sites do not push its devices out of the table, so
+// a site of its own (as vpp sim's gateways are), is interned whole: its sites do not push its devices out of the table, so
 // its next readings find their entries instead of starting the table over
 // and meeting (holding, hashing) every device anew.
 func TestDecodeGatewayOfManySites(t *testing.T) {

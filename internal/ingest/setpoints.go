@@ -37,7 +37,7 @@ import (
 // one would go to the other's connection, which drops setpoints for
 // devices it does not carry.
 
-// maxHeldPerConn bounds the devices one connection holds (16 times a
+// maxHeldPerConn bounds the devices one connection holds (64 times a
 // decoder's maxInterned; about 2.5 MB of holders at most): beyond it, the
 // device it entered first is released for the next. A gateway of more
 // devices than that would miss the setpoints of those it carries longest;
