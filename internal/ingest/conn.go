@@ -200,10 +200,11 @@ func (l connLog) log(level slog.Level, msg string, args []any) {
 
 // admit applies the token's grant to a reading whose IDs are valid and
 // charges it to its device's rate limit bucket; e is the device's entry in
-// the decoder (nil when not interned), which keeps its bucket at hand. The
+// the decoder (nil when not interned), which keeps its grant at hand, and
+// h the hash of its ID, its key in the rate table (0: hashed here). The
 // rate limit never rejects: the longest wait a reading of the frame ran
 // into becomes the connection's throttle.
-func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
+func (c *conn) admit(device, site string, e *devEntry, h uint64, nowMS int64) reason {
 	if c.grant != nil && (e == nil || !e.granted || e.site != site) {
 		if !c.grant.Allows(device, site) {
 			return rDeviceNotAuthorized
@@ -213,10 +214,7 @@ func (c *conn) admit(device, site string, e *devEntry, nowMS int64) reason {
 		}
 	}
 	if l := c.s.limiter; l != nil {
-		var h uint64
-		if e != nil {
-			h = e.hash
-		} else {
+		if h == 0 {
 			h = c.s.idHash(device)
 		}
 		c.throttle = max(c.throttle, l.reserveHash(h, nowMS))

@@ -144,7 +144,8 @@ type decoder struct {
 	// admit, when set, decides on every reading whose IDs are valid (e is
 	// the device's entry, or nil): reasonOK, or a reason (not
 	// authorized) that overrides the content checks.
-	admit func(device, site string, e *devEntry, nowMS int64) reason
+	// h is the device ID's hash (0: not hashed, no hash func).
+	admit func(device, site string, e *devEntry, h uint64, nowMS int64) reason
 	// met, when set, is told the ID and hash of every device the decoder
 	// interns (once per entry) or cannot intern (every reading): the
 	// connection holds the device for its setpoints.
@@ -214,21 +215,22 @@ func (d *decoder) room() bool {
 	return true
 }
 
-// device returns b, a device ID, as a string, and its entry (nil when it
-// is not interned: too long, or the tables are full).
-func (d *decoder) device(b []byte) (string, *devEntry) {
+// device returns b, a device ID, as a string, its entry (nil when it is
+// not interned: too long, or the tables are full) and its hash (0 when too
+// long, or without a hash func).
+func (d *decoder) device(b []byte) (string, *devEntry, uint64) {
 	if len(b) == 0 {
-		return "", nil
+		return "", nil, 0
 	}
 	if e, ok := d.devs.GetBytes(b); ok {
 		if d.misses > 0 {
 			d.hits++
 		}
-		return e.id, e
+		return e.id, e, e.hash
 	}
 	s := string(b)
 	if len(b) > d.limits.MaxIDLength {
-		return s, nil
+		return s, nil, 0
 	}
 	var h uint64
 	if d.hash != nil {
@@ -238,7 +240,7 @@ func (d *decoder) device(b []byte) (string, *devEntry) {
 		d.met(s, h)
 	}
 	if !d.room() {
-		return s, nil
+		return s, nil, h
 	}
 	e := &devEntry{id: s, hash: h}
 	few := d.devs.Few()
@@ -253,7 +255,7 @@ func (d *decoder) device(b []byte) (string, *devEntry) {
 			}
 		}
 	}
-	return s, e
+	return s, e, h
 }
 
 // site returns b, the site ID of a reading of e's device, as a string.
@@ -291,17 +293,18 @@ func (d *decoder) decode(frame []byte, nowMS int64) ([]decodedReading, error) {
 		if badUTF8 {
 			dr.reason = rIDInvalidUTF8
 			if utf8.Valid(w.DeviceID) {
-				dr.device, dr.dev = d.device(w.DeviceID)
+				dr.device, dr.dev, _ = d.device(w.DeviceID)
 			}
 		} else {
 			dr.reason = validateWire(w, nowMS, d.limits)
-			dr.device, dr.dev = d.device(w.DeviceID)
+			var h uint64
+			dr.device, dr.dev, h = d.device(w.DeviceID)
 			if dr.dev != nil || !d.noSites {
 				dr.site = d.site(dr.dev, w.SiteID)
 			}
 			dr.siteKey = w.SiteID
 			if d.admit != nil && !idReason(dr.reason) {
-				if rs := d.admit(dr.device, dr.site, dr.dev, nowMS); rs != reasonOK {
+				if rs := d.admit(dr.device, dr.site, dr.dev, h, nowMS); rs != reasonOK {
 					dr.reason = rs
 				}
 			}
