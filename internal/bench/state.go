@@ -16,18 +16,13 @@ import (
 	"github.com/vppctl/vpp/internal/wire"
 )
 
-// Field numbers of the state topic's records (proto/vpp/v1/state.proto and
-// telemetry.proto) that the watcher reads without decoding whole records:
-// a site record holds every device of the site, and decoding all of them
+// Field numbers of the partition records that the watcher reads without
+// decoding whole records (those of site records are in package wire): a
+// site record holds every device of the site, and decoding all of them
 // would load the benchmark's process far more than the figures need.
 const (
-	recordSite      = 1 // StateRecord.site
-	recordPartition = 2 // StateRecord.partition
-	siteID          = 1 // SiteState.site_id
-	siteDevices     = 4 // SiteState.devices
-	deviceLast      = 1 // DeviceState.last
-	partID          = 1 // PartitionState.partition
-	partApplied     = 4 // PartitionState.applied
+	partID      = 1 // PartitionState.partition
+	partApplied = 4 // PartitionState.applied
 )
 
 // maxSamples bounds the freshness samples one step keeps (4 bytes each).
@@ -130,9 +125,9 @@ func (w *stateWatcher) observe(b []byte, now time.Time) {
 	_ = wire.Fields(b, func(num protowire.Number, typ protowire.Type, _ uint64, v []byte) error {
 		switch {
 		case typ != protowire.BytesType:
-		case num == recordSite:
+		case num == wire.RecordSiteField:
 			w.site(v, nowMs)
-		case num == recordPartition:
+		case num == wire.RecordPartitionField:
 			w.partition(v)
 		}
 		return nil
@@ -164,14 +159,14 @@ func (w *stateWatcher) site(b []byte, nowMs float64) {
 	defer w.mu.Unlock()
 	// Malformed records are skipped: the aggregator wrote them.
 	_ = wire.Fields(b, func(num protowire.Number, _ protowire.Type, _ uint64, dev []byte) error {
-		if num == siteID && w.sample > 1 && !sampled(dev, w.sample) {
+		if num == wire.SiteIDField && w.sample > 1 && !sampled(dev, w.sample) {
 			return errSkip // site_id (field 1) comes first in proto's field order
 		}
-		if num != siteDevices {
+		if num != wire.SiteDevicesField {
 			return nil
 		}
 		return wire.Fields(dev, func(num protowire.Number, _ protowire.Type, _ uint64, last []byte) error {
-			if num != deviceLast {
+			if num != wire.DevLastField {
 				return nil
 			}
 			var r wire.Reading

@@ -14,25 +14,6 @@ import (
 	"github.com/vppctl/vpp/proto/vppv1"
 )
 
-// Field numbers of the state records (proto/vpp/v1/state.proto) that
-// ApplySiteRecord reads without decoding whole messages.
-const (
-	recordSiteField = 1 // StateRecord.site
-
-	siteIDField         = 1
-	siteSubstationField = 2
-	siteRegionField     = 3
-	siteDevicesField    = 4
-	siteUpdatedField    = 5
-	sitePartitionField  = 6
-
-	devLastField              = 1
-	devAppliedMsField         = 2
-	devOfflineField           = 3
-	devHeadroomDischargeField = 7
-	devHeadroomChargeField    = 8
-)
-
 // ErrNotSite is returned by ApplySiteRecord for a state record that holds
 // no site state.
 var ErrNotSite = errors.New("not a site state")
@@ -57,12 +38,12 @@ func parseSiteRecord(b []byte) (h siteHeader, r Rollup, err error) {
 			return h, r, fmt.Errorf("state record: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
-		if num == recordSiteField && typ == protowire.BytesType {
+		if num == wire.RecordSiteField && typ == protowire.BytesType {
 			site, n = protowire.ConsumeBytes(b)
 			found = true
 		} else {
 			n = protowire.ConsumeFieldValue(num, typ, b)
-			if num == 2 { // StateRecord.partition: the other case of the oneof
+			if num == wire.RecordPartitionField { // the other case of the oneof
 				found = false
 			}
 		}
@@ -82,33 +63,33 @@ func parseSiteRecord(b []byte) (h siteHeader, r Rollup, err error) {
 		}
 		site = site[n:]
 		switch {
-		case typ == protowire.BytesType && (num == siteIDField || num == siteSubstationField || num == siteRegionField || num == siteDevicesField):
+		case typ == protowire.BytesType && (num == wire.SiteIDField || num == wire.SiteSubstationField || num == wire.SiteRegionField || num == wire.SiteDevicesField):
 			var v []byte
 			v, n = protowire.ConsumeBytes(site)
 			if n < 0 {
 				break
 			}
 			switch num {
-			case siteIDField:
+			case wire.SiteIDField:
 				h.id = v
-			case siteSubstationField:
+			case wire.SiteSubstationField:
 				h.substation = v
-			case siteRegionField:
+			case wire.SiteRegionField:
 				h.region = v
-			case siteDevicesField:
+			case wire.SiteDevicesField:
 				c, err := deviceContribution(v)
 				if err != nil {
 					return h, r, err
 				}
 				r.Add(&c)
 			}
-			if num != siteDevicesField && !utf8.Valid(v) {
+			if num != wire.SiteDevicesField && !utf8.Valid(v) {
 				return h, r, fmt.Errorf("site state field %d: %w", num, wire.ErrInvalidUTF8)
 			}
-		case typ == protowire.VarintType && (num == siteUpdatedField || num == sitePartitionField):
+		case typ == protowire.VarintType && (num == wire.SiteUpdatedField || num == wire.SitePartitionField):
 			var v uint64
 			v, n = protowire.ConsumeVarint(site)
-			if num == siteUpdatedField {
+			if num == wire.SiteUpdatedField {
 				updated = int64(v)
 			} else {
 				h.partition = int32(v)
@@ -143,21 +124,21 @@ func deviceContribution(b []byte) (Rollup, error) {
 		}
 		b = b[n:]
 		switch {
-		case num == devLastField && typ == protowire.BytesType:
+		case num == wire.DevLastField && typ == protowire.BytesType:
 			last, n = protowire.ConsumeBytes(b)
 			hasLast = true
-		case num == devAppliedMsField && typ == protowire.VarintType:
+		case num == wire.DevAppliedMsField && typ == protowire.VarintType:
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
 			appliedMs = int64(v)
-		case num == devOfflineField && typ == protowire.VarintType:
+		case num == wire.DevOfflineField && typ == protowire.VarintType:
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
 			offline = v != 0
-		case (num == devHeadroomDischargeField || num == devHeadroomChargeField) && typ == protowire.Fixed64Type:
+		case (num == wire.DevHeadroomDischargeField || num == wire.DevHeadroomChargeField) && typ == protowire.Fixed64Type:
 			var v uint64
 			v, n = protowire.ConsumeFixed64(b)
-			if num == devHeadroomDischargeField {
+			if num == wire.DevHeadroomDischargeField {
 				hdis = math.Float64frombits(v)
 			} else {
 				hchg = math.Float64frombits(v)
