@@ -188,3 +188,52 @@ func TestStateIntervalPublishesBusySitesOncePerInterval(t *testing.T) {
 		t.Errorf("replay_from %d after the last capture, want next_offset %d", ps.acct.ReplayFrom, ps.acct.NextOffset)
 	}
 }
+
+// BenchmarkCapture times one flush's capture (held sites due, encode the
+// dirty ones, take, settle) after readings of 100 sites not changed for
+// longer than the state interval (10 flushes), in partitions of two sizes:
+// it costs the sites changed, not the partition's sites, so the two agree.
+func BenchmarkCapture(b *testing.B) {
+	for _, devices := range []int{10_000, 200_000} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			cfg := testTwin
+			cfg.holdCaptures = 10
+			ps := newPartState(0, cfg)
+			sites := devices / 5
+			for i := range devices {
+				site := fmt.Sprintf("s%d", i/5)
+				ps.record(int64(i), mustMarshal(b, reading(site, fmt.Sprintf("%s-d%d", site, i%5), 1, 1.5)), 1000)
+			}
+			// Every site's next reading, made beforehand.
+			next := make([][]byte, sites)
+			for i := range next {
+				site := fmt.Sprintf("s%d", i)
+				next[i] = mustMarshal(b, reading(site, site+"-d0", 2, 1.5))
+			}
+			// The fleet's first publication, before the timed captures.
+			ps.beginCapture(true)
+			if _, err := ps.flushRecords(1000, 0); err != nil {
+				b.Fatal(err)
+			}
+			ps.take()
+			ps.settle(true)
+			off, k := int64(devices), 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				for range 100 {
+					ps.record(off, next[k%sites], 1000) // a duplicate after the first round: still a change of the site
+					off, k = off+1, k+1
+				}
+				b.StartTimer()
+				ps.beginCapture(false)
+				if _, err := ps.flushRecords(1000, 0); err != nil {
+					b.Fatal(err)
+				}
+				ps.take()
+				ps.settle(true)
+			}
+		})
+	}
+}
