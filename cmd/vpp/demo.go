@@ -13,6 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/vppctl/vpp/internal/aggregate"
 	"github.com/vppctl/vpp/internal/flagval"
 	"github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/ingest"
@@ -125,9 +126,12 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	defer pcancel()
 	icfg := ingest.DefaultConfig()
 	icfg.Listen = "127.0.0.1:0"
+	acfg := aggregate.DefaultConfig()
+	acfg.OfflineAfter = demoOfflineAfter(o.devices.V, o.rate.V)
 	p, err := pipeline.Start(pctx, pipeline.Config{
 		Kafka:       kopts,
 		Ingest:      &icfg,
+		Aggregate:   &acfg,
 		Aggregators: o.aggregators,
 		HTTPAddr:    o.http,
 		Logger:      logger,
@@ -140,7 +144,8 @@ func runDemo(ctx context.Context, o *demoOptions, brokersSet bool, out io.Writer
 	if p.APIURL() != "" {
 		fmt.Fprintf(out, "; API on %s/api/metrics/fleet", p.APIURL())
 	}
-	fmt.Fprintf(out, "\nsimulating %s devices at %s readings/s; Ctrl-C stops\n", flagval.FormatCount(o.devices.V), flagval.FormatCount(o.rate.V))
+	fmt.Fprintf(out, "\nsimulating %s devices at %s readings/s (each device every %v, offline after %v); Ctrl-C stops\n",
+		flagval.FormatCount(o.devices.V), flagval.FormatCount(o.rate.V), demoPeriod(o.devices.V, o.rate.V).Round(time.Millisecond), acfg.OfflineAfter)
 
 	s, err := sim.New(sim.Config{
 		URL:       p.IngestURL(),
@@ -238,4 +243,20 @@ func summaryLine(snap *fleet.Snapshot, rate float64, st sim.Stats) string {
 		fmt.Fprintf(&b, " | STALE %s", age.Round(time.Second))
 	}
 	return b.String()
+}
+
+// demoPeriod is how often each simulated device reports: devices ÷ rate.
+func demoPeriod(devices, rate float64) time.Duration {
+	if rate <= 0 {
+		return 0
+	}
+	return time.Duration(devices / rate * float64(time.Second))
+}
+
+// demoOfflineAfter is the demo aggregators' --offline-after: the default,
+// or three report periods when the devices report less often than a third
+// of it (a million devices at 3,000 readings/s report every 333 s, and
+// would otherwise count as offline between their readings).
+func demoOfflineAfter(devices, rate float64) time.Duration {
+	return max(aggregate.DefaultOfflineAfter, (3 * demoPeriod(devices, rate)).Round(time.Second))
 }
