@@ -388,8 +388,9 @@ func (a *fleetAPI) site(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now()
-	devs := make([]DeviceJSON, 0, len(n.Devices()))
-	for _, d := range n.Devices() {
+	states := n.Devices() // decodes the site's record
+	devs := make([]DeviceJSON, 0, len(states))
+	for _, d := range states {
 		devs = append(devs, NewDeviceJSON(d, now))
 	}
 	writeJSON(w, http.StatusOK, SiteJSON{NodeJSON: NewNodeJSON(n), DeviceList: devs})

@@ -90,8 +90,9 @@ func OnceJSON(w io.Writer, snap *fleet.Snapshot) error {
 		for _, sub := range reg.Children {
 			sj := substationJSON{NodeJSON: api.NewNodeJSON(sub), Sites: make([]api.SiteJSON, 0, len(sub.Children))}
 			for _, site := range sub.Children {
-				devs := make([]api.DeviceJSON, 0, len(site.Devices()))
-				for _, d := range site.Devices() {
+				states := site.Devices() // decodes the site's record
+				devs := make([]api.DeviceJSON, 0, len(states))
+				for _, d := range states {
 					devs = append(devs, api.NewDeviceJSON(d, now))
 				}
 				sj.Sites = append(sj.Sites, api.SiteJSON{NodeJSON: api.NewNodeJSON(site), DeviceList: devs})
