@@ -128,10 +128,13 @@ func (f *fleet) rounds(n int, dup float64) []*vppv1.Reading {
 // replicas, as ingest asks); the caller closes it.
 func newTestProducer(t *testing.T, o kafka.Options) sarama.SyncProducer {
 	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	// The deployment's idempotent producer: a retried send under load must
+	// not write a record twice, or the exact consumed counts below would
+	// see a reading that was never produced.
+	cfg, err := o.ProducerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := sarama.NewSyncProducer(o.Brokers, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -38,10 +38,10 @@ func near(a, b float64) bool {
 // produceSync writes msgs and fails the test on error.
 func produceSync(t *testing.T, o kafka.Options, msgs []*sarama.ProducerMessage) {
 	t.Helper()
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg, err := o.ProducerConfig() // idempotent: a retry writes no record twice
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := sarama.NewSyncProducer(o.Brokers, cfg)
 	if err != nil {
 		t.Fatalf("producer: %v", err)
