@@ -383,11 +383,12 @@ func (e *engine) partitionPass(ps *partState, live []*active, nowMs int64) []*sa
 					HeartbeatTimeoutMs: uint32(e.heartbeat.Milliseconds())})
 				d.asg = nil
 			}
-			if d.asg == nil && d.spID != "" && following(d) && (win < 0 || live[win].id != d.spID) && !isLive(live, d.spID) {
+			sp := d.setpoint()
+			if d.asg == nil && sp.id != "" && following(d) && (win < 0 || live[win].id != sp.id) && !isLive(live, sp.id) {
 				// The device follows a dispatch that ended while it was
 				// another owner's (or before a restart): release it, every
 				// pass until its readings say it let go.
-				send(s, &vppv1.Setpoint{DeviceId: d.id, DispatchId: d.spID, Seq: d.spSeq,
+				send(s, &vppv1.Setpoint{DeviceId: d.id, DispatchId: sp.id, Seq: sp.seq,
 					Mode: vppv1.SetpointMode_SETPOINT_MODE_RELEASE, EffectiveMs: nowMs, ExpiryMs: nowMs,
 					HeartbeatTimeoutMs: uint32(e.heartbeat.Milliseconds())})
 				ps.assigned = true
@@ -411,13 +412,13 @@ func (e *engine) partitionPass(ps *partState, live []*active, nowMs int64) []*sa
 			acc.rep.MaxChargeKw += ch
 			acc.rep.EnergyAboveReserveKwh += math.Max(0, (d.soc-ps.cfg.reserve)/100*d.capacity)
 			acc.rep.EnergyBelowFullKwh += math.Max(0, (100-d.soc)/100*d.capacity)
-			if d.spID == a.id && following(d) {
+			if sp.id == a.id && following(d) {
 				acc.rep.Following++
 				acc.rep.ActualKw += d.power
-				if d.spState == vppv1.SetpointState_SETPOINT_STATE_CLAMPED && d.spReason != vppv1.SetpointReason_SETPOINT_REASON_RAMPING {
+				if sp.state == vppv1.SetpointState_SETPOINT_STATE_CLAMPED && sp.reason != vppv1.SetpointReason_SETPOINT_REASON_RAMPING {
 					acc.rep.Clamped++
-					if d.asg != nil && d.asg.id == a.id && d.spSeq == d.asg.seq {
-						c := math.Abs(d.spKW)
+					if d.asg != nil && d.asg.id == a.id && sp.seq == d.asg.seq {
+						c := math.Abs(sp.kw)
 						if d.asg.capKW == 0 || c < d.asg.capKW-1e-9 {
 							d.asg.capKW = c
 							acc.changed = true
@@ -451,7 +452,8 @@ func (e *engine) partitionPass(ps *partState, live []*active, nowMs int64) []*sa
 
 // following reports whether d's last reading says it follows a setpoint.
 func following(d *twin) bool {
-	return d.spState == vppv1.SetpointState_SETPOINT_STATE_APPLIED || d.spState == vppv1.SetpointState_SETPOINT_STATE_CLAMPED
+	st := d.setpoint().state
+	return st == vppv1.SetpointState_SETPOINT_STATE_APPLIED || st == vppv1.SetpointState_SETPOINT_STATE_CLAMPED
 }
 
 func isLive(live []*active, id string) bool {
@@ -515,7 +517,7 @@ func (e *engine) allocate(ps *partState, a *active, acc *partAcc, nowMs int64, s
 				continue // unchanged: refreshed below when due
 			}
 			prev.kw = kw
-			prev.seq = max(prev.seq+1, d.spSeq+1, uint64(nowMs))
+			prev.seq = max(prev.seq+1, d.setpoint().seq+1, uint64(nowMs))
 			prev.sentMs = 0
 		}
 	}

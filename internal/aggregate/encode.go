@@ -12,7 +12,7 @@ import (
 // building it. At high rates every site is published every flush, so this
 // runs once per device and flush; protobuf's generic marshaller spent
 // several times as long. r is scratch space for one device's reading.
-func appendSiteRecord(b []byte, s *siteTwin, nowMs int64, partition int32, r *vppv1.Reading) []byte {
+func appendSiteRecord(b []byte, s *siteTwin, nowMs int64, partition int32, cfg *twinConfig, r *vppv1.Reading) []byte {
 	b = protowire.AppendTag(b, wire.RecordSiteField, protowire.BytesType)
 	var site, dev, last int // where each embedded message begins
 	b, site = wire.OpenMessage(b, 3)
@@ -35,8 +35,9 @@ func appendSiteRecord(b []byte, s *siteTwin, nowMs int64, partition int32, r *vp
 		b = wire.AppendVarintField(b, wire.DevAppliedField, d.applied)
 		b = wire.AppendVarintField(b, wire.DevDuplicatesField, d.duplicates)
 		b = wire.AppendVarintField(b, wire.DevGapsField, d.gaps)
-		b = wire.AppendDoubleField(b, wire.DevHeadroomDischargeField, d.headroomDischarge)
-		b = wire.AppendDoubleField(b, wire.DevHeadroomChargeField, d.headroomCharge)
+		dis, ch := d.headroom(cfg)
+		b = wire.AppendDoubleField(b, wire.DevHeadroomDischargeField, dis)
+		b = wire.AppendDoubleField(b, wire.DevHeadroomChargeField, ch)
 		b = wire.CloseMessage(b, dev, 2)
 	}
 	b = wire.AppendVarintField(b, wire.SiteUpdatedField, uint64(nowMs))

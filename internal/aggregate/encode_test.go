@@ -13,14 +13,15 @@ import (
 )
 
 // states returns the site's devices as DeviceState protos, sorted by ID,
-// in buf (grown as needed, its elements and their readings reused).
+// in buf (grown as needed, its elements and their readings reused), with
+// the headroom of testTwin.
 func (s *siteTwin) states(buf []*vppv1.DeviceState) []*vppv1.DeviceState {
 	for len(buf) < len(s.devices) {
 		buf = append(buf, &vppv1.DeviceState{})
 	}
 	out := buf[:len(s.devices)]
 	for i := range s.devices {
-		s.devices[i].fill(out[i], s)
+		s.devices[i].fill(out[i], s, &testTwin)
 	}
 	return out
 }
@@ -40,9 +41,13 @@ func randomSite(rng *rand.Rand, n int) *siteTwin {
 		s.devices = append(s.devices, twin{
 			id: []string{"", fmt.Sprintf("dev-%06d", i)}[min(i, 1)], seq: u(), tsMs: int64(u()), appliedMs: []int64{0, -1, 1_780_000_000_000}[rng.IntN(3)],
 			soc: f(), soh: f(), power: f(), voltage: f(), current: f(), temp: f(),
-			capacity: f(), maxCharge: f(), maxDischarge: f(), headroomDischarge: f(), headroomCharge: f(),
+			capacity: f(), maxCharge: f(), maxDischarge: f(),
 			applied: u(), duplicates: u(), gaps: u(), alarms: uint32(u()), mode: vppv1.Mode(rng.IntN(6)), offline: rng.IntN(2) == 0,
 		})
+		if rng.IntN(2) == 0 {
+			s.devices[i].sp = &reportedSetpoint{id: []string{"", "d-1", "Lastgang-Ä"}[rng.IntN(3)], seq: u(), kw: f(),
+				state: vppv1.SetpointState(rng.IntN(5)), reason: vppv1.SetpointReason(rng.IntN(5))}
+		}
 	}
 	return s
 }
@@ -65,7 +70,7 @@ func TestAppendSiteRecordMatchesProto(t *testing.T) {
 				t.Fatal(err)
 			}
 			prefix := []byte("earlier record")
-			got := appendSiteRecord(bytes.Clone(prefix), s, now, part, &r)
+			got := appendSiteRecord(bytes.Clone(prefix), s, now, part, &testTwin, &r)
 			if !bytes.HasPrefix(got, prefix) || !bytes.Equal(got[len(prefix):], want) {
 				t.Fatalf("site of %d devices: encoded %d bytes, proto.Marshal %d; first difference at %d",
 					n, len(got)-len(prefix), len(want), firstDiff(got[len(prefix):], want))

@@ -277,7 +277,7 @@ func (h *handler) capture(claim sarama.ConsumerGroupClaim, ps *partState, all bo
 		msgs[i] = &sarama.ProducerMessage{
 			Topic:     h.a.state,
 			Partition: ps.id,
-			Key:       sarama.StringEncoder(r.key),
+			Key:       sarama.ByteEncoder(r.key),
 			Value:     sarama.ByteEncoder(r.value),
 		}
 	}

@@ -56,12 +56,13 @@ type contrib struct {
 
 // contribution is d's part of the sums: what fleet.DeviceContribution
 // gives for d's DeviceState, computed from the twin.
-func (d *twin) contribution() contrib {
+func (d *twin) contribution(cfg *twinConfig) contrib {
 	var c contrib
 	if !d.offline {
 		c.online = 1
-		c.headroomDischarge = vppfleet.ToMicro(d.headroomDischarge)
-		c.headroomCharge = vppfleet.ToMicro(d.headroomCharge)
+		dis, ch := d.headroom(cfg)
+		c.headroomDischarge = vppfleet.ToMicro(dis)
+		c.headroomCharge = vppfleet.ToMicro(ch)
 	}
 	p := vppfleet.ToMicro(d.power)
 	c.net = p
@@ -107,8 +108,10 @@ func (ps *partState) subOf(region, substation string) *subSums {
 // moved substation, or was restored).
 func (ps *partState) attach(s *siteTwin) {
 	s.sub = ps.subOf(s.region, s.substation)
+	// The same IDs, shared: a site keeps no copy of its substation's.
+	s.region, s.substation = s.sub.region, s.sub.substation
 	for i := range s.devices {
-		s.sub.add(s.devices[i].contribution(), 1)
+		s.sub.add(s.devices[i].contribution(&ps.cfg), 1)
 	}
 }
 
@@ -118,7 +121,7 @@ func (ps *partState) detach(s *siteTwin) {
 		return
 	}
 	for i := range s.devices {
-		s.sub.add(s.devices[i].contribution(), -1)
+		s.sub.add(s.devices[i].contribution(&ps.cfg), -1)
 	}
 	if s.sub.devices == 0 {
 		delete(ps.subs, subKey{s.sub.region, s.sub.substation})

@@ -81,7 +81,7 @@ func sampleFull(ps *partState) map[subKey]*vppv1.SubstationSample {
 			subs[k] = sub
 		}
 		for i := range s.devices {
-			s.devices[i].fill(&st, s)
+			s.devices[i].fill(&st, s, &testTwin)
 			c := vppfleet.DeviceContribution(&st)
 			sub.NetMicroKw += c.NetMicroKW
 			sub.ChargeMicroKw += c.ChargeMicroKW

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -54,7 +55,7 @@ func holdOwner(t *testing.T, ps *partState, recs [][]byte, end, captureEvery int
 			t.Fatal(err)
 		}
 		for _, r := range out {
-			log = append(log, stateRecord{key: r.key, value: append([]byte(nil), r.value...)})
+			log = append(log, stateRecord{key: bytes.Clone(r.key), value: append([]byte(nil), r.value...)})
 		}
 		ps.take()
 		ps.settle(true)
@@ -83,7 +84,7 @@ func TestStateIntervalFailoverLosesNothing(t *testing.T) {
 
 		tmp := newPartState(0, cfg)
 		for _, r := range log {
-			if err := tmp.restore(r.key, r.value); err != nil {
+			if err := tmp.restore(string(r.key), r.value); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -153,7 +154,7 @@ func TestStateIntervalPublishesBusySitesOncePerInterval(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range out {
-			if id, ok := strings.CutPrefix(r.key, sitePrefix); ok {
+			if id, ok := strings.CutPrefix(string(r.key), sitePrefix); ok {
 				writes[id] = append(writes[id], ps.captures)
 			}
 		}

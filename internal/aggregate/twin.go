@@ -41,7 +41,6 @@ type twinConfig struct {
 // The site's own IDs are held once here, not per device.
 type siteTwin struct {
 	id, substation, region string
-	key                    string   // SiteKey(id), made by the first flush
 	devices                []twin   // sorted by device ID
 	sub                    *subSums // the sums its devices count in
 	// through is the telemetry offset below which the site's last
@@ -51,6 +50,8 @@ type siteTwin struct {
 	// before any: the site waits for capture lastPub+holdCaptures.
 	lastPub uint32
 	dirty   bool
+	// watched is set while the site has an entry in the silence heap.
+	watched bool
 }
 
 // twin is the compact state of one device: the numbers of its last reading
@@ -63,21 +64,46 @@ type twin struct {
 	tsMs, appliedMs                         int64
 	soc, soh, power, voltage, current, temp float64
 	capacity, maxCharge, maxDischarge       float64
-	headroomDischarge, headroomCharge       float64
 	applied, duplicates, gaps               uint64
 	alarms                                  uint32
 	mode                                    vppv1.Mode
 	offline                                 bool
-	// What the device's last reading says about dispatch: the setpoint
-	// it follows (or refused, or saw end) and what it does with it.
-	spID     string
-	spSeq    uint64
-	spKW     float64
-	spState  vppv1.SetpointState
-	spReason vppv1.SetpointReason
+	// sp is what the device's last reading says about dispatch, nil when
+	// it reported no setpoint (most devices most of the time: kept out of
+	// line, it costs 8 bytes a device instead of 40).
+	sp *reportedSetpoint
 	// asg is the setpoint this aggregator holds for the device (nil when
 	// none: the device is on local control as far as vpp is concerned).
 	asg *assignment
+}
+
+// reportedSetpoint is the setpoint a device's reading says it follows (or
+// refused, or saw end) and what it does with it.
+type reportedSetpoint struct {
+	id     string
+	seq    uint64
+	kw     float64
+	state  vppv1.SetpointState
+	reason vppv1.SetpointReason
+}
+
+// setpoint returns what d's last reading says about dispatch (the zero
+// value when it reported no setpoint).
+func (d *twin) setpoint() reportedSetpoint {
+	if d.sp == nil {
+		return reportedSetpoint{}
+	}
+	return *d.sp
+}
+
+// headroom is how much more d could discharge and absorb now (kW, see
+// headroom), 0 when offline. Derived from the twin's values on demand, not
+// stored: the same inputs give the same figures wherever they are summed.
+func (d *twin) headroom(cfg *twinConfig) (dischargeKW, chargeKW float64) {
+	if d.offline {
+		return 0, 0
+	}
+	return headroom(d.mode, d.soc, d.capacity, d.maxDischarge, d.maxCharge, d.power, cfg.reserve, cfg.horizon)
 }
 
 // find returns the index of device id in s.devices, or where to insert it.
@@ -115,24 +141,34 @@ func (d *twin) setReading(r *wire.Reading) {
 	d.voltage, d.current, d.temp = r.VoltageV, r.CurrentA, r.TemperatureC
 	d.capacity, d.maxCharge, d.maxDischarge = r.CapacityKwh, r.MaxChargeKw, r.MaxDischargeKw
 	d.alarms, d.mode = r.Alarms, r.Mode
-	if string(r.SetpointID) != d.spID { // compared without allocating
-		d.spID = string(r.SetpointID)
+	if len(r.SetpointID) == 0 && r.SetpointSeq == 0 && r.SetpointKw == 0 &&
+		r.SetpointState == vppv1.SetpointState_SETPOINT_STATE_NONE &&
+		r.SetpointReason == vppv1.SetpointReason_SETPOINT_REASON_NONE {
+		d.sp = nil
+		return
 	}
-	d.spSeq, d.spKW, d.spState, d.spReason = r.SetpointSeq, r.SetpointKw, r.SetpointState, r.SetpointReason
+	if d.sp == nil {
+		d.sp = &reportedSetpoint{}
+	}
+	if string(r.SetpointID) != d.sp.id { // compared without allocating
+		d.sp.id = string(r.SetpointID)
+	}
+	d.sp.seq, d.sp.kw, d.sp.state, d.sp.reason = r.SetpointSeq, r.SetpointKw, r.SetpointState, r.SetpointReason
 }
 
 // fill writes d as a DeviceState of site s into st, reusing st and its
 // Reading (so a caller can fold many devices without allocating).
-func (d *twin) fill(st *vppv1.DeviceState, s *siteTwin) {
+func (d *twin) fill(st *vppv1.DeviceState, s *siteTwin, cfg *twinConfig) {
 	r := st.Last
 	if r == nil {
 		r = &vppv1.Reading{}
 	}
 	d.reading(r, s)
+	dis, ch := d.headroom(cfg)
 	*st = vppv1.DeviceState{
 		Last: r, AppliedMs: d.appliedMs, Offline: d.offline,
 		Applied: d.applied, Duplicates: d.duplicates, Gaps: d.gaps,
-		HeadroomDischargeKw: d.headroomDischarge, HeadroomChargeKw: d.headroomCharge,
+		HeadroomDischargeKw: dis, HeadroomChargeKw: ch,
 	}
 }
 
@@ -144,7 +180,9 @@ func (d *twin) reading(r *vppv1.Reading, s *siteTwin) {
 		VoltageV: d.voltage, CurrentA: d.current, TemperatureC: d.temp,
 		CapacityKwh: d.capacity, MaxChargeKw: d.maxCharge, MaxDischargeKw: d.maxDischarge,
 		Mode: d.mode, Alarms: d.alarms,
-		SetpointId: d.spID, SetpointSeq: d.spSeq, SetpointKw: d.spKW, SetpointState: d.spState, SetpointReason: d.spReason,
+	}
+	if sp := d.sp; sp != nil {
+		r.SetpointId, r.SetpointSeq, r.SetpointKw, r.SetpointState, r.SetpointReason = sp.id, sp.seq, sp.kw, sp.state, sp.reason
 	}
 }
 
@@ -153,7 +191,6 @@ func twinOf(st *vppv1.DeviceState) twin {
 	d := twin{
 		id: st.GetLast().GetDeviceId(), appliedMs: st.GetAppliedMs(), offline: st.GetOffline(),
 		applied: st.GetApplied(), duplicates: st.GetDuplicates(), gaps: st.GetGaps(),
-		headroomDischarge: st.GetHeadroomDischargeKw(), headroomCharge: st.GetHeadroomChargeKw(),
 	}
 	var v wire.Reading
 	v.SetValues(st.GetLast())
@@ -171,7 +208,7 @@ type partState struct {
 	cfg      twinConfig
 	sites    map[string]*siteTwin
 	subs     map[subKey]*subSums // per substation, over the partition's devices
-	silence  silenceHeap         // when each online device goes offline unless heard from
+	silence  silenceHeap         // when a site's online devices may go offline unless heard from
 	dirty    []*siteTwin
 	taken    []*siteTwin           // dirty sites whose state is being published
 	acct     *vppv1.PartitionState // counters and next_offset
@@ -298,18 +335,16 @@ func (ps *partState) applyAt(s *siteTwin, i int, found bool, id string, r *wire.
 		ps.acct.Gaps += seq - d.seq - 1
 	}
 	if found {
-		s.sub.add(d.contribution(), -1)
+		s.sub.add(d.contribution(&ps.cfg), -1)
 	}
 	d.setReading(r)
 	d.appliedMs = nowMs
 	wasSilent := !found || d.offline
 	d.offline = false
 	d.applied++
-	d.headroomDischarge, d.headroomCharge = headroom(r.Mode, r.SocPct, r.CapacityKwh, r.MaxDischargeKw, r.MaxChargeKw, r.PowerKw,
-		ps.cfg.reserve, ps.cfg.horizon)
-	s.sub.add(d.contribution(), 1)
+	s.sub.add(d.contribution(&ps.cfg), 1)
 	if wasSilent {
-		ps.watch(s, d)
+		ps.watch(s)
 	}
 	ps.acct.Applied++
 	return outcomeApplied
@@ -418,10 +453,13 @@ func (ps *partState) replay(offset int64, value []byte, nowMs int64) {
 
 // markOffline flags the devices not heard from for offlineAfter as offline
 // (no headroom) and returns how many changed. The caller holds mu. It costs
-// O(log n) per device whose deadline passed, not a scan: each online device
-// has one entry in the silence heap, due offlineAfter after the reading it
-// was pushed for; a due entry whose device was heard from since is pushed
-// again for its latest reading (at most once per offlineAfter per device).
+// O(log n + devices of the site) per site whose deadline passed, not a
+// scan: each site with an online device has one entry in the silence heap,
+// due no later than the first of its online devices can go silent; a due
+// entry flags the site's silent devices and is pushed again for the next
+// deadline of those still online (at most about once per offlineAfter per
+// site while its devices report). One entry a site, not a device, keeps
+// the heap at a few bytes per device.
 func (ps *partState) markOffline(nowMs int64) int {
 	if ps.cfg.offlineAfter <= 0 {
 		return 0
@@ -430,45 +468,64 @@ func (ps *partState) markOffline(nowMs int64) int {
 	n := 0
 	for len(ps.silence) > 0 && ps.silence[0].due <= nowMs {
 		e := ps.silence.pop()
-		if ps.sites[e.site.id] != e.site {
+		s := e.site
+		if ps.sites[s.id] != s {
 			continue // the site was replaced (restored again)
 		}
-		i, found := e.site.find(e.id)
-		if !found {
-			continue
+		s.watched = false
+		next := int64(0)
+		for i := range s.devices {
+			d := &s.devices[i]
+			if d.offline {
+				continue
+			}
+			if due := d.appliedMs + after + 1; due > nowMs {
+				if next == 0 || due < next {
+					next = due
+				}
+				continue
+			}
+			s.sub.add(d.contribution(&ps.cfg), -1)
+			d.offline = true
+			s.sub.add(d.contribution(&ps.cfg), 1)
+			ps.markDirty(s)
+			n++
 		}
-		d := &e.site.devices[i]
-		if d.offline {
-			continue
+		if next != 0 {
+			s.watched = true
+			ps.silence.push(silenceEntry{due: next, site: s})
 		}
-		if due := d.appliedMs + after + 1; due > nowMs {
-			ps.silence.push(silenceEntry{due: due, site: e.site, id: d.id})
-			continue
-		}
-		s := e.site
-		s.sub.add(d.contribution(), -1)
-		d.offline = true
-		d.headroomDischarge, d.headroomCharge = 0, 0
-		s.sub.add(d.contribution(), 1)
-		ps.markDirty(s)
-		n++
 	}
 	return n
 }
 
-// watch puts an online device into the silence heap.
-func (ps *partState) watch(s *siteTwin, d *twin) {
-	if ps.cfg.offlineAfter > 0 && !d.offline {
-		ps.silence.push(silenceEntry{due: d.appliedMs + ps.cfg.offlineAfter.Milliseconds() + 1, site: s, id: d.id})
+// watch puts a site with a device just heard from after silence (new,
+// restored or back online) into the silence heap, unless it is there:
+// an entry's due is then at or before that device's deadline, which is
+// offlineAfter from now, the latest of any device's.
+func (ps *partState) watch(s *siteTwin) {
+	if ps.cfg.offlineAfter <= 0 || s.watched {
+		return
+	}
+	due := int64(0)
+	for i := range s.devices {
+		if d := &s.devices[i]; !d.offline {
+			if t := d.appliedMs + ps.cfg.offlineAfter.Milliseconds() + 1; due == 0 || t < due {
+				due = t
+			}
+		}
+	}
+	if due != 0 {
+		s.watched = true
+		ps.silence.push(silenceEntry{due: due, site: s})
 	}
 }
 
-// silenceEntry says that device id of site goes offline at due (Unix ms)
-// unless it was heard from since.
+// silenceEntry says that an online device of site can go offline at due
+// (Unix ms) unless heard from since.
 type silenceEntry struct {
 	due  int64
 	site *siteTwin
-	id   string
 }
 
 // silenceHeap is a binary min-heap of silenceEntry by due.
@@ -517,7 +574,7 @@ func (ps *partState) pending() bool { return ps.acctDirt || len(ps.dirty) > 0 }
 
 // stateRecord is one key and value for the state topic.
 type stateRecord struct {
-	key   string
+	key   []byte
 	value []byte
 }
 
@@ -534,13 +591,14 @@ func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
 	buf := e.buf[:0]
 	var opts proto.MarshalOptions
 	for _, s := range ps.dirty {
+		// The key goes into the buffer too: a site keeps no copy of it.
 		start := len(buf)
+		buf = append(append(buf, sitePrefix...), s.id...)
+		key := buf[start:len(buf):len(buf)]
+		start = len(buf)
 		s.through = ps.pos
-		buf = appendSiteRecord(buf, s, nowMs, ps.id, e.reading)
-		if s.key == "" {
-			s.key = SiteKey(s.id)
-		}
-		out = append(out, stateRecord{key: s.key, value: buf[start:len(buf):len(buf)]})
+		buf = appendSiteRecord(buf, s, nowMs, ps.id, &ps.cfg, e.reading)
+		out = append(out, stateRecord{key: key, value: buf[start:len(buf):len(buf)]})
 	}
 	if hwm > ps.acct.HighWaterMark {
 		ps.acct.HighWaterMark = hwm
@@ -551,7 +609,7 @@ func (ps *partState) flushRecords(nowMs, hwm int64) ([]stateRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal partition %d: %w", ps.id, err)
 	}
-	out = append(out, stateRecord{key: PartitionKey(ps.id), value: buf[start:len(buf):len(buf)]})
+	out = append(out, stateRecord{key: []byte(PartitionKey(ps.id)), value: buf[start:len(buf):len(buf)]})
 	e.out, e.buf = out, buf
 	if cap(buf) > maxKeptEncodeBuffer {
 		e.out, e.buf = nil, nil // let both go once the caller is done
@@ -642,9 +700,7 @@ func (ps *partState) restore(key string, value []byte) error {
 		s.devices = slices.CompactFunc(s.devices, func(a, b twin) bool { return a.id == b.id })
 		ps.sites[id] = s
 		ps.attach(s)
-		for i := range s.devices {
-			ps.watch(s, &s.devices[i])
-		}
+		ps.watch(s)
 		ps.devices += len(s.devices)
 	case key == PartitionKey(ps.id):
 		if value == nil {

@@ -36,7 +36,7 @@ func device(t *testing.T, ps *partState, site, dev string) *vppv1.DeviceState {
 		t.Fatalf("no twin for %s/%s", site, dev)
 	}
 	st := &vppv1.DeviceState{}
-	s.devices[i].fill(st, s)
+	s.devices[i].fill(st, s, &testTwin)
 	return st
 }
 
@@ -143,6 +143,18 @@ func TestOffline(t *testing.T) {
 	if d1.Offline || d1.HeadroomDischargeKw != 4 {
 		t.Errorf("d1 after a new reading = %v, want online with 4 kW discharge headroom", d1)
 	}
+	// The site's devices keep their own deadlines: d2 (last heard at 20 s)
+	// goes at 50 s, d1 (heard again at 40 s) only at 70 s.
+	if n := ps.markOffline(t0 + 50_001); n != 1 || !device(t, ps, "s1", "d2").Offline || device(t, ps, "s1", "d1").Offline {
+		t.Errorf("at 50 s: %d changed, d2 offline %v, d1 offline %v; want 1, true, false",
+			n, device(t, ps, "s1", "d2").Offline, device(t, ps, "s1", "d1").Offline)
+	}
+	if n := ps.markOffline(t0 + 70_001); n != 1 || !device(t, ps, "s1", "d1").Offline {
+		t.Errorf("at 70 s: %d changed, d1 offline %v; want 1, true", n, device(t, ps, "s1", "d1").Offline)
+	}
+	if len(ps.silence) != 0 {
+		t.Errorf("%d silence entries with every device offline, want 0", len(ps.silence))
+	}
 }
 
 func TestFlushAndRestore(t *testing.T) {
@@ -157,7 +169,7 @@ func TestFlushAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 3 || recs[2].key != "p/3" {
+	if len(recs) != 3 || string(recs[2].key) != "p/3" {
 		t.Fatalf("records %v, want 2 sites then p/3", keys(recs))
 	}
 	ps.flushed()
@@ -168,7 +180,7 @@ func TestFlushAndRestore(t *testing.T) {
 	re := newPartState(3, testTwin)
 	re.restore("s/gone", mustSite(t, "gone"))
 	for _, r := range recs {
-		if err := re.restore(r.key, r.value); err != nil {
+		if err := re.restore(string(r.key), r.value); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,7 +214,7 @@ func TestFlushAndRestore(t *testing.T) {
 func keys(recs []stateRecord) []string {
 	var k []string
 	for _, r := range recs {
-		k = append(k, r.key)
+		k = append(k, string(r.key))
 	}
 	return k
 }
@@ -379,7 +391,7 @@ func refFlushRecords(ps *partState, nowMs, hwm int64) [][]byte {
 		states := make([]*vppv1.DeviceState, len(s.devices))
 		for i := range s.devices {
 			states[i] = &vppv1.DeviceState{}
-			s.devices[i].fill(states[i], s)
+			s.devices[i].fill(states[i], s, &ps.cfg)
 		}
 		b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: &vppv1.SiteState{
 			SiteId: s.id, SubstationId: s.substation, RegionId: s.region,
