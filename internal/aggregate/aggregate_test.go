@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/proto"
 
+	vppfleet "github.com/vppctl/vpp/internal/fleet"
 	"github.com/vppctl/vpp/internal/kafka"
 	"github.com/vppctl/vpp/internal/kafka/kafkatest"
 	"github.com/vppctl/vpp/internal/testutil"
@@ -227,6 +228,7 @@ func readStatePartition(t *testing.T, consumer sarama.Consumer, client sarama.Cl
 				if rec.GetSite().GetSiteId() != strings.TrimPrefix(k, "s/") || rec.GetSite().GetPartition() != p {
 					t.Fatalf("site record %s in partition %d: %v", k, p, rec)
 				}
+				vppfleet.CompleteSite(rec.GetSite())
 				v.sites[rec.GetSite().GetSiteId()] = rec.GetSite()
 				v.partOf[rec.GetSite().GetSiteId()] = p
 			case k == fmt.Sprintf("p/%d", p):

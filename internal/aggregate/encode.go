@@ -26,6 +26,7 @@ func appendSiteRecord(b []byte, s *siteTwin, nowMs int64, partition int32, cfg *
 		b = protowire.AppendTag(b, wire.DevLastField, protowire.BytesType)
 		b, last = wire.OpenMessage(b, 2)
 		d.reading(r, s)
+		r.SiteId, r.SubstationId, r.RegionId = "", "", "" // the site's, said once
 		b = wire.AppendReading(b, r)
 		b = wire.CloseMessage(b, last, 2)
 		b = wire.AppendVarintField(b, wire.DevAppliedMsField, uint64(d.appliedMs))

@@ -26,6 +26,15 @@ func (s *siteTwin) states(buf []*vppv1.DeviceState) []*vppv1.DeviceState {
 	return out
 }
 
+// recordDevices is states as a site record holds them: the readings
+// without the site's IDs.
+func recordDevices(states []*vppv1.DeviceState) []*vppv1.DeviceState {
+	for _, st := range states {
+		st.Last.SiteId, st.Last.SubstationId, st.Last.RegionId = "", "", ""
+	}
+	return states
+}
+
 // randomSite is a site of n devices with values covering what the encoder
 // must get right: zeros (omitted), -0 (written), negatives, NaN, offline
 // devices, large counters, empty and non-ASCII IDs.
@@ -64,7 +73,7 @@ func TestAppendSiteRecordMatchesProto(t *testing.T) {
 			s := randomSite(rng, n)
 			now, part := []int64{0, 1_780_000_000_123, -5}[rng.IntN(3)], []int32{0, 7, -1}[rng.IntN(3)]
 			want, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: &vppv1.SiteState{
-				SiteId: s.id, SubstationId: s.substation, RegionId: s.region, Devices: s.states(nil), UpdatedMs: now, Partition: part,
+				SiteId: s.id, SubstationId: s.substation, RegionId: s.region, Devices: recordDevices(s.states(nil)), UpdatedMs: now, Partition: part,
 			}}})
 			if err != nil {
 				t.Fatal(err)

@@ -395,7 +395,7 @@ func refFlushRecords(ps *partState, nowMs, hwm int64) [][]byte {
 		}
 		b, err := proto.Marshal(&vppv1.StateRecord{Body: &vppv1.StateRecord_Site{Site: &vppv1.SiteState{
 			SiteId: s.id, SubstationId: s.substation, RegionId: s.region,
-			Devices: states, UpdatedMs: nowMs, Partition: ps.id, ThroughOffset: ps.pos,
+			Devices: recordDevices(states), UpdatedMs: nowMs, Partition: ps.id, ThroughOffset: ps.pos,
 		}}})
 		if err != nil {
 			panic(err)

@@ -199,5 +199,27 @@ func decodeSite(raw []byte) *vppv1.SiteState {
 	if err := proto.Unmarshal(raw, &rec); err != nil {
 		return nil
 	}
+	CompleteSite(rec.GetSite())
 	return rec.GetSite()
+}
+
+// CompleteSite gives each device reading of s the site's IDs where the
+// record left them out: a site record does not repeat its site, substation
+// and region in every device's reading (see SiteState.devices).
+func CompleteSite(s *vppv1.SiteState) {
+	for _, d := range s.GetDevices() {
+		r := d.GetLast()
+		if r == nil {
+			continue
+		}
+		if r.SiteId == "" {
+			r.SiteId = s.GetSiteId()
+		}
+		if r.SubstationId == "" {
+			r.SubstationId = s.GetSubstationId()
+		}
+		if r.RegionId == "" {
+			r.RegionId = s.GetRegionId()
+		}
+	}
 }

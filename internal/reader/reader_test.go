@@ -183,8 +183,10 @@ func TestReaderIntegration(t *testing.T) {
 	s.Devices = append(s.Devices, randomDevice(rng, "extra", 3))
 	put(s)
 	prod.partition(&vppv1.PartitionState{Partition: 0, NextOffset: 130, HighWaterMark: 130, Consumed: 130, Applied: 120, Duplicates: 10, UpdatedMs: 3000})
+	want := proto.CloneOf(model["site-03"])
+	fleet.CompleteSite(want) // a decoded site's device readings carry the site's IDs
 	snap = waitFor(t, r, func(s *fleet.Snapshot) bool {
-		return s.Version > v && s.Pipeline.Lag == 0 && proto.Equal(s.Site("site-03").Site(), model["site-03"])
+		return s.Version > v && s.Pipeline.Lag == 0 && proto.Equal(s.Site("site-03").Site(), want)
 	})
 	checkSnapshot(t, 1, snap, recompute(model))
 	if snap.Pipeline.Consumed != 180 {

@@ -149,7 +149,9 @@ type SiteState struct {
 	SiteId       string                 `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
 	SubstationId string                 `protobuf:"bytes,2,opt,name=substation_id,json=substationId,proto3" json:"substation_id,omitempty"`
 	RegionId     string                 `protobuf:"bytes,3,opt,name=region_id,json=regionId,proto3" json:"region_id,omitempty"`
-	// Devices sorted by device_id.
+	// Devices sorted by device_id. Their readings leave out site_id,
+	// substation_id and region_id, which are the site's (the fields above);
+	// a reader fills them in. Older records may carry them.
 	Devices []*DeviceState `protobuf:"bytes,4,rep,name=devices,proto3" json:"devices,omitempty"`
 	// Aggregator wall-clock time of this state, Unix ms UTC.
 	UpdatedMs int64 `protobuf:"varint,5,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
